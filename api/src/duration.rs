@@ -56,9 +56,24 @@ impl FromStr for HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // humantime writes `4h`, `2m`, `1h 30m`; manifests use the compact form.
-        let text = humantime::format_duration(self.0).to_string();
-        f.write_str(&text.replace(' ', ""))
+        // The compact form manifests use: 1d2h, 4h, 1h30m, 90s -> 1m30s, 500ms.
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,1 +1,19 @@
-pub fn placeholder() {}
+//! The streamjoin join runtime: an exact event-time join of impressions with
+//! plays on RocksDB state, per `JOIN_SEMANTICS.md`.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod entry;
+pub mod generator;
+pub mod metrics;
+pub mod pending;
+pub mod record;
+pub mod replay;
+pub mod shard;
+pub mod sink;
+pub mod source;
+pub mod store;
+pub mod watermark;
+pub mod worker;

@@ -1,1 +1,212 @@
-fn main() {}
+//! `streamjoin-runtime`: the join runtime's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use streamjoin_runtime::admin::AdminServer;
+use streamjoin_runtime::config::EngineConfig;
+use streamjoin_runtime::metrics::Metrics;
+use streamjoin_runtime::{demo, replay};
+
+#[derive(Parser)]
+#[command(
+    name = "streamjoin-runtime",
+    version,
+    about = "The streamjoin impression-play join runtime"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true, env = "STREAMJOIN_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bounded replay of a generator-layout directory (impressions-<p>.jsonl, plays-<p>.jsonl).
+    Replay {
+        /// Input directory.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output directory: entries-<p>.jsonl, _late.jsonl, _dead-letter.jsonl, _summary.json.
+        #[arg(long)]
+        output: PathBuf,
+        /// StreamJoinJob manifest whose join and watermark settings apply.
+        #[arg(long)]
+        job: Option<PathBuf>,
+        /// Worker threads (default: the number of cores, at most the partitions).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Records read from one partition per scheduling turn.
+        #[arg(long, default_value_t = 1024)]
+        batch_size: usize,
+        /// RocksDB state directory (default: OUTPUT/.state, removed at the end).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Keep the state directory after the run.
+        #[arg(long)]
+        keep_state: bool,
+        /// Serve /metrics, /healthz and /readyz on this address while running.
+        #[arg(long)]
+        admin_addr: Option<String>,
+    },
+    /// Generates data with the built-in generator, joins it and prints a summary.
+    Demo {
+        /// Records to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        /// Input partitions.
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Worker threads (default: the number of cores, at most the partitions).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Target records per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, default_value = "streamjoin-demo-output")]
+        output: PathBuf,
+        /// StreamJoinJob manifest whose join and watermark settings apply.
+        #[arg(long)]
+        job: Option<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz on this address while running.
+        #[arg(long, default_value = "127.0.0.1:9249")]
+        admin_addr: String,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn default_threads(partitions: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(partitions.max(1))
+}
+
+fn engine_config(job: Option<&PathBuf>) -> anyhow::Result<EngineConfig> {
+    Ok(match job {
+        Some(path) => EngineConfig::from_manifest_file(path)?,
+        None => EngineConfig::default(),
+    })
+}
+
+fn start_admin(addr: Option<&str>, metrics: &Metrics) -> Option<AdminServer> {
+    let addr = addr?;
+    match AdminServer::start(addr, metrics.clone()) {
+        Ok(server) => {
+            server
+                .ready
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; continuing without the admin endpoint");
+            None
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    match cli.command {
+        Command::Replay {
+            input,
+            output,
+            job,
+            threads,
+            batch_size,
+            state_dir,
+            keep_state,
+            admin_addr,
+        } => {
+            let mut cfg = engine_config(job.as_ref())?;
+            cfg.read_batch = batch_size.max(1);
+            let partitions = replay::count_partitions(&input)? as usize;
+            let _admin = start_admin(admin_addr.as_deref(), &metrics);
+            let summary = replay::replay(
+                cfg,
+                replay::ReplayOptions {
+                    input,
+                    output: output.clone(),
+                    threads: threads.unwrap_or_else(|| default_threads(partitions)),
+                    state_dir,
+                    keep_state,
+                    metrics: Some(metrics),
+                },
+            )?;
+            tracing::info!(
+                records = summary.records,
+                entries = summary.entries,
+                late = summary.late,
+                malformed = summary.malformed,
+                duplicates = summary.duplicates,
+                seconds = summary.elapsed_seconds,
+                records_per_second = summary.records_per_second as u64,
+                "replay finished; summary in {}",
+                output.join(replay::SUMMARY_FILE).display()
+            );
+        }
+        Command::Demo {
+            events,
+            partitions,
+            threads,
+            rate,
+            seed,
+            output,
+            job,
+            admin_addr,
+        } => {
+            let cfg = engine_config(job.as_ref())?;
+            let _admin = start_admin(Some(&admin_addr), &metrics);
+            let result = demo::run(
+                cfg,
+                demo::DemoOptions {
+                    events,
+                    partitions,
+                    threads: threads.unwrap_or_else(|| default_threads(partitions as usize)),
+                    rate,
+                    seed,
+                    output,
+                    progress: true,
+                    metrics: Some(metrics),
+                },
+            )?;
+            print!("{}", demo::render(&result, 10));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Assembles shards, state and workers from sources and sinks, and runs them on
+//! threads. Sources and sinks are given per shard, so files, the built-in
+//! generator and Kafka plug in the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::config::EngineConfig;
+use crate::metrics::Metrics;
+use crate::shard::{Shard, ShardCounters, ShardError, ShardSinks, TitleStats};
+use crate::source::PartitionSource;
+use crate::store::{ShardStore, StateEnv, StateError};
+use crate::watermark::{Clock, MAX_WM, MIN_WM, SystemClock, WatermarkBoard};
+use crate::worker::{Progress, Worker};
+
+/// Sources and sinks of one shard (input partition `partition` of both streams).
+pub struct ShardIo {
+    pub partition: u32,
+    /// Impressions, then plays.
+    pub sources: [Box<dyn PartitionSource>; 2],
+    pub sinks: ShardSinks,
+}
+
+pub struct EngineOptions {
+    pub threads: usize,
+    pub state_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Option<Metrics>,
+    /// Keep per-title statistics of emitted entries.
+    pub title_stats: bool,
+}
+
+impl EngineOptions {
+    pub fn new(state_dir: PathBuf) -> Self {
+        Self {
+            threads: 1,
+            state_dir,
+            clock: Arc::new(SystemClock),
+            metrics: None,
+            title_stats: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("no input partitions were given")]
+    NoShards,
+    #[error("worker thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// A snapshot for progress displays and status.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress2 {
+    pub records_read: u64,
+    pub job_watermark: i64,
+    pub idle_partitions: usize,
+}
+
+pub struct Engine {
+    pub workers: Vec<Worker>,
+    pub board: Arc<WatermarkBoard>,
+    pub metrics: Option<Metrics>,
+    clock: Arc<dyn Clock>,
+    _env: StateEnv,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: EngineConfig,
+        io: Vec<ShardIo>,
+        opts: EngineOptions,
+    ) -> Result<Self, EngineError> {
+        if io.is_empty() {
+            return Err(EngineError::NoShards);
+        }
+        let cfg = Arc::new(cfg);
+        let partitions = io
+            .iter()
+            .map(|s| s.partition as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let board = Arc::new(WatermarkBoard::new(
+            partitions * 2,
+            cfg.max_out_of_orderness_ms,
+            opts.clock.now_ms(),
+        ));
+        let env = StateEnv::new(
+            &opts.state_dir,
+            cfg.block_cache_bytes,
+            cfg.write_buffer_bytes,
+        );
+        let per_shard_cache = cfg.cache_entries / io.len();
+        // Unused partitions (a process owns only some) must not hold the watermark back.
+        let owned: Vec<u32> = io.iter().map(|s| s.partition).collect();
+        for p in 0..partitions as u32 {
+            if !owned.contains(&p) {
+                board.set_ended(p as usize);
+                board.set_ended(partitions + p as usize);
+            }
+        }
+        let mut shards = Vec::with_capacity(io.len());
+        for s in io {
+            let db = env.open_shard(s.partition)?;
+            let store = ShardStore::new(db, per_shard_cache, cfg.window_ms);
+            let p = s.partition as usize;
+            let mut shard = Shard::new(
+                s.partition,
+                s.sources,
+                [p, partitions + p],
+                store,
+                s.sinks,
+                cfg.clone(),
+                board.clone(),
+                opts.metrics.as_ref().map(|m| m.shard(s.partition)),
+            );
+            if opts.title_stats {
+                shard.title_stats = Some(TitleStats::default());
+            }
+            shards.push(shard);
+        }
+        let threads = opts.threads.clamp(1, shards.len());
+        let mut groups: Vec<Vec<Shard>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, s) in shards.into_iter().enumerate() {
+            groups[i % threads].push(s);
+        }
+        let workers = groups
+            .into_iter()
+            .map(|g| Worker::new(g, board.clone(), opts.clock.clone(), cfg.clone()))
+            .collect();
+        Ok(Self {
+            workers,
+            board,
+            metrics: opts.metrics,
+            clock: opts.clock,
+            _env: env,
+        })
+    }
+
+    pub fn progress(&self) -> Progress2 {
+        Progress2 {
+            records_read: self
+                .workers
+                .iter()
+                .map(|w| w.records_read.load(Relaxed))
+                .sum(),
+            job_watermark: self.board.job_watermark(),
+            idle_partitions: self.board.idle_partitions(),
+        }
+    }
+
+    /// Single-threaded stepping, for tests and embedding: steps every worker until
+    /// none can make progress now.
+    pub fn run_until_blocked(&mut self) -> Result<Progress, EngineError> {
+        loop {
+            let mut worked = false;
+            let mut done = true;
+            for w in &mut self.workers {
+                match w.step()? {
+                    Progress::Worked => {
+                        worked = true;
+                        done = false;
+                    }
+                    Progress::Blocked => done = false,
+                    Progress::Done => {}
+                }
+            }
+            if done {
+                return Ok(Progress::Done);
+            }
+            if !worked {
+                return Ok(Progress::Blocked);
+            }
+        }
+    }
+
+    /// Runs every worker on its own thread until all inputs ended (bounded input)
+    /// or `stop` is set; `monitor` is called about every `tick` from this thread.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        tick: Duration,
+        mut monitor: impl FnMut(Progress2),
+    ) -> Result<Progress, EngineError> {
+        let board = self.board.clone();
+        let clock = self.clock.clone();
+        let metrics = self.metrics.clone();
+        let counters: Vec<_> = self
+            .workers
+            .iter()
+            .map(|w| w.records_read.clone())
+            .collect();
+        let snapshot = |board: &WatermarkBoard| Progress2 {
+            records_read: counters.iter().map(|c| c.load(Relaxed)).sum(),
+            job_watermark: board.job_watermark(),
+            idle_partitions: board.idle_partitions(),
+        };
+        let results: Vec<Result<Progress, EngineError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .workers
+                .iter_mut()
+                .map(|w| scope.spawn(move || w.run(stop)))
+                .collect();
+            let mut last = Instant::now();
+            while !handles.iter().all(|h| h.is_finished()) {
+                std::thread::sleep(Duration::from_millis(5));
+                if last.elapsed() >= tick {
+                    last = Instant::now();
+                    if let Some(m) = &metrics {
+                        publish_board(m, &board, clock.now_ms());
+                    }
+                    monitor(snapshot(&board));
+                }
+            }
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(r) => r.map_err(EngineError::from),
+                    Err(p) => Err(EngineError::Panicked(
+                        p.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default(),
+                    )),
+                })
+                .collect()
+        });
+        if let Some(m) = &self.metrics {
+            publish_board(m, &self.board, self.clock.now_ms());
+        }
+        monitor(self.progress());
+        let mut overall = Progress::Done;
+        for r in results {
+            if r? != Progress::Done {
+                overall = Progress::Blocked;
+            }
+        }
+        Ok(overall)
+    }
+
+    /// Summed counters of every shard.
+    pub fn counters(&self) -> ShardCounters {
+        let mut total = ShardCounters::default();
+        for s in self.shards() {
+            total.add(&s.counters);
+        }
+        total
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = &Shard> {
+        self.workers.iter().flat_map(|w| w.shards.iter())
+    }
+
+    pub fn live_entries(&self) -> u64 {
+        self.shards().map(|s| s.live_entries()).sum()
+    }
+
+    pub fn title_stats(&self) -> TitleStats {
+        let mut all = TitleStats::default();
+        for s in self.shards() {
+            for (t, (a, b)) in s.title_stats.iter().flatten() {
+                let e = all.entry(*t).or_default();
+                e.0 += a;
+                e.1 += b;
+            }
+        }
+        all
+    }
+}
+
+/// Job-level gauges: the watermark, its lag, idle partitions, forced advances.
+pub fn publish_board(m: &Metrics, board: &WatermarkBoard, now: i64) {
+    let wm = board.job_watermark();
+    if wm != MIN_WM && wm != MAX_WM {
+        m.watermark.set(wm as f64 / 1000.0);
+        m.watermark_lag.set((now - wm) as f64 / 1000.0);
+    }
+    m.idle_partitions
+        .set(i64::try_from(board.idle_partitions()).unwrap_or(i64::MAX));
+    m.paused_partitions
+        .set(i64::try_from(board.paused_partitions()).unwrap_or(i64::MAX));
+    let forced = board.forced_advances();
+    m.forced_advances
+        .inc_by(forced.saturating_sub(m.forced_advances.get()));
+}

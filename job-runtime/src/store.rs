@@ -1,0 +1,468 @@
+//! Keyed state of one shard: a RocksDB instance (entries, timers, spilled
+//! pending events) behind a bounded write-back cache of open entries.
+//!
+//! Invariants:
+//! - every open entry is in the cache, or in RocksDB, or both; the cache copy wins;
+//! - an entry's timer is in `timers` while it is cached, and in the timers column
+//!   family while it has a copy in RocksDB; timer times never change, so the two
+//!   indexes agree on a key that is in both;
+//! - firing is a merge of two ordered scans, never a scan of all entries.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use lru::LruCache;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
+};
+
+use crate::entry::{Entry, Seen};
+use crate::record::{Event, Key, from_order_bytes, order_bytes};
+
+pub const CF_ENTRIES: &str = "entries";
+pub const CF_TIMERS: &str = "timers";
+pub const CF_PENDING: &str = "pending";
+const CFS: [&str; 3] = [CF_ENTRIES, CF_TIMERS, CF_PENDING];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("RocksDB error in shard {shard} state at {path}: {source}")]
+    Rocks {
+        shard: u32,
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("state of shard {shard} holds an undecodable {what}: {reason}")]
+    Corrupt {
+        shard: u32,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("cannot prepare state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// RocksDB resources shared by all shards of a process: one block cache and one
+/// write-buffer budget.
+pub struct StateEnv {
+    root: PathBuf,
+    block_cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl StateEnv {
+    pub fn new(root: &Path, block_cache_bytes: usize, write_buffer_bytes: usize) -> Self {
+        let block_cache = Cache::new_lru_cache(block_cache_bytes);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            write_buffer_bytes,
+            false,
+            block_cache.clone(),
+        );
+        Self {
+            root: root.to_path_buf(),
+            block_cache,
+            write_buffers,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn options(&self) -> (Options, Vec<ColumnFamilyDescriptor>) {
+        let mut db = Options::default();
+        db.create_if_missing(true);
+        db.create_missing_column_families(true);
+        db.set_write_buffer_manager(&self.write_buffers);
+        db.set_max_background_jobs(2);
+        db.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = CFS
+            .iter()
+            .map(|name| {
+                let mut table = BlockBasedOptions::default();
+                table.set_block_cache(&self.block_cache);
+                if *name == CF_ENTRIES {
+                    // Point lookups of absent keys are the common case when an entry opens.
+                    table.set_bloom_filter(10.0, false);
+                }
+                let mut cf = Options::default();
+                cf.set_block_based_table_factory(&table);
+                cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+                ColumnFamilyDescriptor::new(*name, cf)
+            })
+            .collect();
+        (db, cfs)
+    }
+
+    /// Opens (creating if needed) the RocksDB instance of `shard`.
+    pub fn open_shard(&self, shard: u32) -> Result<ShardDb, StateError> {
+        let path = self.root.join(format!("shard-{shard}"));
+        std::fs::create_dir_all(&path).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (opts, cfs) = self.options();
+        let db =
+            DB::open_cf_descriptors(&opts, &path, cfs).map_err(|source| StateError::Rocks {
+                shard,
+                path: path.clone(),
+                source,
+            })?;
+        let mut write = WriteOptions::default();
+        // Durability comes from checkpoints, not from a write-ahead log.
+        write.disable_wal(true);
+        Ok(ShardDb {
+            shard,
+            path,
+            db,
+            write,
+        })
+    }
+}
+
+/// One shard's RocksDB instance.
+pub struct ShardDb {
+    shard: u32,
+    path: PathBuf,
+    pub(crate) db: DB,
+    write: WriteOptions,
+}
+
+impl ShardDb {
+    pub(crate) fn err(&self, source: rocksdb::Error) -> StateError {
+        StateError::Rocks {
+            shard: self.shard,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StateError> {
+        self.db.cf_handle(name).ok_or_else(|| StateError::Corrupt {
+            shard: self.shard,
+            what: "column family list",
+            reason: format!("column family {name} is missing"),
+        })
+    }
+
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
+        self.db
+            .write_opt(batch, &self.write)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// RocksDB's own estimate of the bytes this shard holds (SST live data + memtables).
+    pub fn estimated_bytes(&self) -> u64 {
+        let mut total = 0;
+        for name in CFS {
+            if let Ok(cf) = self.cf(name) {
+                for prop in [
+                    "rocksdb.estimate-live-data-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ] {
+                    total += self
+                        .db
+                        .property_int_value_cf(cf, prop)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
+                }
+            }
+        }
+        total
+    }
+
+    /// Compacts every column family, dropping tombstones of emitted entries.
+    pub fn compact(&self) {
+        for name in CFS {
+            if let Ok(cf) = self.cf(name) {
+                self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            }
+        }
+    }
+}
+
+fn timer_key(fire: i64, key: Key) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&order_bytes(fire));
+    out[8..].copy_from_slice(&key.to_bytes());
+    out
+}
+
+fn parse_timer_key(b: &[u8]) -> Option<(i64, Key)> {
+    Some((
+        from_order_bytes(b.get(..8)?)?,
+        Key::from_bytes(b.get(8..24)?)?,
+    ))
+}
+
+struct Cached {
+    entry: Entry,
+    /// A copy of the entry (and its timer) is in RocksDB.
+    in_db: bool,
+    /// The cached copy differs from the RocksDB copy.
+    dirty: bool,
+}
+
+type FastState = foldhash::fast::FixedState;
+
+/// What applying one event did to the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Opened,
+    Folded,
+    Duplicate,
+    Conflict,
+}
+
+/// The keyed state of one shard.
+pub struct ShardStore {
+    db: ShardDb,
+    cache: LruCache<Key, Cached, FastState>,
+    capacity: usize,
+    timers: BTreeSet<(i64, Key)>,
+    /// Entries with a copy in RocksDB (each also has a timer there).
+    db_entries: u64,
+    /// Entries that are in RocksDB only.
+    db_only: u64,
+    /// Every RocksDB timer below this was fired and deleted: scans start here.
+    db_timer_floor: i64,
+    window_ms: i64,
+    spilled_total: u64,
+}
+
+impl ShardStore {
+    pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
+        Self {
+            db,
+            cache: LruCache::unbounded_with_hasher(FastState::default()),
+            capacity,
+            timers: BTreeSet::new(),
+            db_entries: 0,
+            db_only: 0,
+            db_timer_floor: i64::MIN,
+            window_ms,
+            spilled_total: 0,
+        }
+    }
+
+    pub fn db(&self) -> &ShardDb {
+        &self.db
+    }
+
+    /// Open entries, wherever they are held.
+    pub fn live_entries(&self) -> u64 {
+        self.cache.len() as u64 + self.db_only
+    }
+
+    pub fn cached_entries(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Entries written to RocksDB because the cache was full, since start.
+    pub fn spilled_total(&self) -> u64 {
+        self.spilled_total
+    }
+
+    /// Applies an on-time event whose turn has come (event-time order).
+    pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
+        if let Some(c) = self.cache.get_mut(&event.key) {
+            let outcome = match c.entry.fold(event) {
+                Seen::New => Applied::Folded,
+                Seen::Copy => Applied::Duplicate,
+                Seen::Conflict => Applied::Conflict,
+            };
+            if outcome == Applied::Folded {
+                c.dirty = true;
+            }
+            return Ok(outcome);
+        }
+        if self.db_only > 0
+            && let Some(entry) = self.load(event.key)?
+        {
+            self.db_only -= 1;
+            self.timers.insert((entry.timer, event.key));
+            self.cache.put(
+                event.key,
+                Cached {
+                    entry,
+                    in_db: true,
+                    dirty: false,
+                },
+            );
+            self.evict_over_capacity(Some(event.key))?;
+            return self.apply(event);
+        }
+        let entry = Entry::open(event, self.window_ms);
+        self.timers.insert((entry.timer, event.key));
+        self.cache.put(
+            event.key,
+            Cached {
+                entry,
+                in_db: false,
+                dirty: true,
+            },
+        );
+        self.evict_over_capacity(Some(event.key))?;
+        Ok(Applied::Opened)
+    }
+
+    fn load(&self, key: Key) -> Result<Option<Entry>, StateError> {
+        let cf = self.db.cf(CF_ENTRIES)?;
+        match self.db.db.get_pinned_cf(cf, key.to_bytes()) {
+            Ok(Some(bytes)) => Entry::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Corrupt {
+                    shard: self.db.shard,
+                    what: "entry",
+                    reason: e.to_string(),
+                }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.db.err(e)),
+        }
+    }
+
+    /// Writes least recently used entries to RocksDB until the cache fits.
+    fn evict_over_capacity(&mut self, keep: Option<Key>) -> Result<(), StateError> {
+        while self.cache.len() > self.capacity {
+            // The entry just touched stays when the capacity is zero: it is written through.
+            let Some((key, c)) = self.cache.pop_lru() else {
+                break;
+            };
+            if Some(key) == keep && self.capacity == 0 && self.cache.is_empty() {
+                self.cache.put(key, c);
+                break;
+            }
+            self.write_back(key, c)?;
+        }
+        Ok(())
+    }
+
+    fn write_back(&mut self, key: Key, c: Cached) -> Result<(), StateError> {
+        self.timers.remove(&(c.entry.timer, key));
+        if c.dirty || !c.in_db {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes(), c.entry.encode());
+            if !c.in_db {
+                batch.put_cf(self.db.cf(CF_TIMERS)?, timer_key(c.entry.timer, key), []);
+                self.db_timer_floor = self.db_timer_floor.min(c.entry.timer);
+            }
+            self.db.write(batch)?;
+        }
+        if !c.in_db {
+            self.db_entries += 1;
+        }
+        self.db_only += 1;
+        self.spilled_total += 1;
+        Ok(())
+    }
+
+    /// With capacity zero the last touched entry is written through after use.
+    pub fn settle(&mut self) -> Result<(), StateError> {
+        if self.capacity == 0 {
+            while let Some((key, c)) = self.cache.pop_lru() {
+                self.write_back(key, c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn first_db_timer(&self) -> Result<Option<(i64, Key)>, StateError> {
+        if self.db_only == 0 {
+            return Ok(None);
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(order_bytes(self.db_timer_floor).to_vec());
+        let cf = self.db.cf(CF_TIMERS)?;
+        let mut iter = self.db.db.iterator_cf_opt(cf, ro, IteratorMode::Start);
+        match iter.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(self.db.err(e)),
+            Some(Ok((k, _))) => parse_timer_key(&k)
+                .map(Some)
+                .ok_or_else(|| StateError::Corrupt {
+                    shard: self.db.shard,
+                    what: "timer key",
+                    reason: format!("{} bytes", k.len()),
+                }),
+        }
+    }
+
+    /// The earliest timer, from either index.
+    pub fn next_timer(&self) -> Result<Option<(i64, Key)>, StateError> {
+        let mem = self.timers.first().copied();
+        let db = self.first_db_timer()?;
+        Ok(match (mem, db) {
+            (Some(m), Some(d)) => Some(m.min(d)),
+            (m, d) => m.or(d),
+        })
+    }
+
+    /// Removes and returns the entry whose timer `(fire, key)` is due.
+    pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
+        let entry = if let Some(c) = self.cache.pop(&key) {
+            self.timers.remove(&(fire, key));
+            if c.in_db {
+                self.delete_from_db(fire, key)?;
+            }
+            c.entry
+        } else {
+            let entry = self.load(key)?.ok_or_else(|| StateError::Corrupt {
+                shard: self.db.shard,
+                what: "timer",
+                reason: format!("timer {fire} of key {} has no entry", key.message_key()),
+            })?;
+            self.delete_from_db(fire, key)?;
+            self.db_only -= 1;
+            entry
+        };
+        Ok(entry)
+    }
+
+    fn delete_from_db(&mut self, fire: i64, key: Key) -> Result<(), StateError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes());
+        batch.delete_cf(self.db.cf(CF_TIMERS)?, timer_key(fire, key));
+        self.db.write(batch)?;
+        self.db_entries -= 1;
+        if self.db_entries == 0 {
+            self.db_timer_floor = i64::MIN;
+        } else {
+            self.db_timer_floor = self.db_timer_floor.max(fire);
+        }
+        Ok(())
+    }
+
+    /// Iterates the entries held in RocksDB only (for checks and snapshots).
+    pub fn db_entry_count(&self) -> Result<u64, StateError> {
+        let cf = self.db.cf(CF_ENTRIES)?;
+        let mut n = 0;
+        for item in self
+            .db
+            .db
+            .iterator_cf(cf, IteratorMode::From(&[], Direction::Forward))
+        {
+            item.map_err(|e| self.db.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Approximate bytes held in memory by the cache and timer index.
+    pub fn memory_bytes(&self) -> u64 {
+        // Key + entry + LRU node + timer index slot; ids beyond the inline two are extra.
+        (self.cache.len() * 200 + self.timers.len() * 40) as u64
+    }
+}

@@ -1,0 +1,358 @@
+//! Event-time progress shared by all worker threads: per-partition watermarks,
+//! idleness, the job watermark (never backwards), alignment and the inactivity
+//! force-advance. Lock-free: each partition's slot is written by the one thread
+//! that reads that partition, and read by everyone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// −∞: a partition that has delivered no valid record yet.
+pub const MIN_WM: i64 = i64::MIN;
+/// +∞: a bounded partition that has ended.
+pub const MAX_WM: i64 = i64::MAX;
+
+/// Processing time, injectable so tests control idleness and inactivity.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(start_ms)))
+    }
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Relaxed);
+    }
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// One input partition's progress.
+#[derive(Debug)]
+pub struct PartitionSlot {
+    max_time: AtomicI64,
+    idle: AtomicBool,
+    ended: AtomicBool,
+    paused: AtomicBool,
+    last_record_ms: AtomicI64,
+}
+
+impl PartitionSlot {
+    fn new(now: i64) -> Self {
+        Self {
+            max_time: AtomicI64::new(MIN_WM),
+            idle: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            last_record_ms: AtomicI64::new(now),
+        }
+    }
+}
+
+/// Shared watermark state of one runtime process.
+#[derive(Debug)]
+pub struct WatermarkBoard {
+    slots: Vec<PartitionSlot>,
+    max_out_of_orderness_ms: i64,
+    job: AtomicI64,
+    forced_advances: AtomicU64,
+    last_forced_ms: AtomicI64,
+    in_forced_episode: AtomicBool,
+}
+
+/// What [`WatermarkBoard::check_inactivity`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForceAdvance {
+    NotDue,
+    /// A new inactivity episode started: counted and logged once.
+    Started {
+        to: i64,
+    },
+    /// The episode goes on: the watermark follows the wall clock.
+    Continued {
+        to: i64,
+    },
+}
+
+impl WatermarkBoard {
+    /// `partitions` slots, all starting at −∞; `now` starts the inactivity clock.
+    pub fn new(partitions: usize, max_out_of_orderness_ms: i64, now: i64) -> Self {
+        Self {
+            slots: (0..partitions).map(|_| PartitionSlot::new(now)).collect(),
+            max_out_of_orderness_ms,
+            job: AtomicI64::new(MIN_WM),
+            forced_advances: AtomicU64::new(0),
+            last_forced_ms: AtomicI64::new(MIN_WM),
+            in_forced_episode: AtomicBool::new(false),
+        }
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A valid record with `event_time` was read from slot `i` at processing time `now`.
+    #[inline]
+    pub fn observe(&self, i: usize, event_time: i64) {
+        let slot = &self.slots[i];
+        if event_time > slot.max_time.load(Relaxed) {
+            slot.max_time.store(event_time, Relaxed);
+        }
+    }
+
+    /// Slot `i` received a record (valid or not) at `now`: it is not idle.
+    #[inline]
+    pub fn touch(&self, i: usize, now: i64) {
+        let slot = &self.slots[i];
+        slot.last_record_ms.store(now, Relaxed);
+        if slot.idle.load(Relaxed) {
+            slot.idle.store(false, Relaxed);
+        }
+        if self.in_forced_episode.load(Relaxed) {
+            self.in_forced_episode.store(false, Relaxed);
+        }
+    }
+
+    pub fn last_record_ms(&self, i: usize) -> i64 {
+        self.slots[i].last_record_ms.load(Relaxed)
+    }
+
+    pub fn set_idle(&self, i: usize, idle: bool) {
+        self.slots[i].idle.store(idle, Relaxed);
+    }
+
+    pub fn is_idle(&self, i: usize) -> bool {
+        self.slots[i].idle.load(Relaxed)
+    }
+
+    /// A bounded partition has no more records: its watermark is +∞.
+    pub fn set_ended(&self, i: usize) {
+        self.slots[i].ended.store(true, Relaxed);
+    }
+
+    pub fn is_ended(&self, i: usize) -> bool {
+        self.slots[i].ended.load(Relaxed)
+    }
+
+    /// `wm_p = max event_time − D`, −∞ before the first record, +∞ once ended.
+    #[inline]
+    pub fn partition_watermark(&self, i: usize) -> i64 {
+        let slot = &self.slots[i];
+        if slot.ended.load(Relaxed) {
+            return MAX_WM;
+        }
+        let max = slot.max_time.load(Relaxed);
+        if max == MIN_WM {
+            MIN_WM
+        } else {
+            max.saturating_sub(self.max_out_of_orderness_ms)
+        }
+    }
+
+    /// The job watermark as last computed.
+    #[inline]
+    pub fn job_watermark(&self) -> i64 {
+        self.job.load(Relaxed)
+    }
+
+    /// Recomputes the job watermark: the minimum over non-idle partitions, never
+    /// moving backwards. With every partition idle it holds (only the inactivity
+    /// rule moves it then).
+    pub fn recompute(&self) -> i64 {
+        let mut min = MAX_WM;
+        let mut any_active = false;
+        for i in 0..self.slots.len() {
+            if self.slots[i].idle.load(Relaxed) && !self.slots[i].ended.load(Relaxed) {
+                continue;
+            }
+            any_active = true;
+            min = min.min(self.partition_watermark(i));
+        }
+        if any_active {
+            self.job.fetch_max(min, Relaxed).max(min)
+        } else {
+            self.job.load(Relaxed)
+        }
+    }
+
+    /// Alignment paused slot `i` (or let it go again).
+    pub fn set_paused(&self, i: usize, paused: bool) {
+        if self.slots[i].paused.load(Relaxed) != paused {
+            self.slots[i].paused.store(paused, Relaxed);
+        }
+    }
+
+    pub fn paused_partitions(&self) -> usize {
+        self.slots.iter().filter(|s| s.paused.load(Relaxed)).count()
+    }
+
+    pub fn idle_partitions(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.idle.load(Relaxed) && !s.ended.load(Relaxed))
+            .count()
+    }
+
+    /// The inactivity rule: when every partition has been idle for `timeout_ms`,
+    /// the watermark is force-advanced to `now − D`.
+    pub fn check_inactivity(&self, now: i64, timeout_ms: i64) -> ForceAdvance {
+        let all_inactive = self.slots.iter().all(|s| {
+            s.ended.load(Relaxed)
+                || (s.idle.load(Relaxed)
+                    && now.saturating_sub(s.last_record_ms.load(Relaxed)) >= timeout_ms)
+        });
+        if !all_inactive || self.slots.iter().all(|s| s.ended.load(Relaxed)) {
+            return ForceAdvance::NotDue;
+        }
+        let to = now.saturating_sub(self.max_out_of_orderness_ms);
+        if to <= self.job.load(Relaxed) {
+            return ForceAdvance::NotDue;
+        }
+        self.job.fetch_max(to, Relaxed);
+        if self
+            .in_forced_episode
+            .compare_exchange(false, true, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.forced_advances.fetch_add(1, Relaxed);
+            self.last_forced_ms.store(now, Relaxed);
+            ForceAdvance::Started { to }
+        } else {
+            ForceAdvance::Continued { to }
+        }
+    }
+
+    /// An operator-requested advance to `now − D`, counted as one forced advance.
+    pub fn force_now(&self, now: i64) -> i64 {
+        let to = now.saturating_sub(self.max_out_of_orderness_ms);
+        self.job.fetch_max(to, Relaxed);
+        self.forced_advances.fetch_add(1, Relaxed);
+        self.last_forced_ms.store(now, Relaxed);
+        self.job.load(Relaxed)
+    }
+
+    pub fn forced_advances(&self) -> u64 {
+        self.forced_advances.load(Relaxed)
+    }
+
+    pub fn last_forced_ms(&self) -> Option<i64> {
+        Some(self.last_forced_ms.load(Relaxed)).filter(|&t| t != MIN_WM)
+    }
+
+    /// Alignment: is slot `i` more than `drift` ahead of the job watermark `job`?
+    #[inline]
+    pub fn is_ahead(&self, i: usize, job: i64, drift: Option<i64>) -> bool {
+        match drift {
+            None => false,
+            Some(d) => self.partition_watermark(i) > job.saturating_add(d),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_watermark_is_min_over_active_partitions_and_never_goes_back() {
+        let b = WatermarkBoard::new(2, 10, 0);
+        assert_eq!(b.recompute(), MIN_WM, "−∞ until every partition delivered");
+        b.observe(0, 100);
+        assert_eq!(b.recompute(), MIN_WM);
+        b.observe(1, 50);
+        assert_eq!(b.recompute(), 40);
+        b.set_idle(1, true);
+        assert_eq!(b.recompute(), 90, "idle partition left out");
+        b.set_idle(1, false);
+        assert_eq!(
+            b.recompute(),
+            90,
+            "re-included partition does not move it back"
+        );
+        b.observe(1, 200);
+        assert_eq!(b.recompute(), 90);
+        b.observe(0, 300);
+        assert_eq!(b.recompute(), 190);
+    }
+
+    #[test]
+    fn ended_partitions_count_as_plus_infinity() {
+        let b = WatermarkBoard::new(2, 0, 0);
+        b.observe(0, 5);
+        b.set_ended(1);
+        assert_eq!(b.recompute(), 5);
+        b.set_ended(0);
+        assert_eq!(b.recompute(), MAX_WM);
+    }
+
+    #[test]
+    fn inactivity_advances_once_per_episode() {
+        let b = WatermarkBoard::new(2, 100, 0);
+        b.observe(0, 1_000);
+        b.observe(1, 1_000);
+        b.recompute();
+        assert_eq!(
+            b.check_inactivity(10_000, 5_000),
+            ForceAdvance::NotDue,
+            "not idle"
+        );
+        b.set_idle(0, true);
+        b.set_idle(1, true);
+        assert_eq!(
+            b.check_inactivity(4_000, 5_000),
+            ForceAdvance::NotDue,
+            "too soon"
+        );
+        assert_eq!(
+            b.check_inactivity(6_000, 5_000),
+            ForceAdvance::Started { to: 5_900 }
+        );
+        assert_eq!(b.job_watermark(), 5_900);
+        assert_eq!(
+            b.check_inactivity(7_000, 5_000),
+            ForceAdvance::Continued { to: 6_900 }
+        );
+        assert_eq!(b.forced_advances(), 1);
+        b.touch(0, 7_500);
+        b.set_idle(0, true);
+        assert_eq!(
+            b.check_inactivity(13_000, 5_000),
+            ForceAdvance::Started { to: 12_900 }
+        );
+        assert_eq!(b.forced_advances(), 2);
+    }
+
+    #[test]
+    fn alignment_pauses_only_partitions_too_far_ahead() {
+        let b = WatermarkBoard::new(2, 0, 0);
+        b.observe(0, 100);
+        b.observe(1, 200);
+        let job = b.recompute();
+        assert!(!b.is_ahead(0, job, Some(50)));
+        assert!(b.is_ahead(1, job, Some(50)));
+        assert!(!b.is_ahead(1, job, None));
+    }
+}

@@ -1,0 +1,145 @@
+//! Replays of the reference generator's data compared with the reference
+//! oracle (`../shared/bench`): the streaming output must equal the batch truth,
+//! whatever the thread count, read batch size or state-cache pressure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use streamjoin_runtime::config::EngineConfig;
+use streamjoin_runtime::replay::{ReplayOptions, SUMMARY_FILE, replay};
+
+fn bench_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench");
+    assert!(
+        dir.join("oracle.py").exists(),
+        "the reference generator and oracle are expected at {} (the shared/ folder beside the repository)",
+        dir.display()
+    );
+    dir
+}
+
+/// Generates (once per machine and parameters) a data set with the reference generator.
+fn dataset(events: u64, partitions: u32, seed: u64) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join(format!("gen-{events}-{partitions}-{seed}"));
+    if dir.join("manifest.json").exists() {
+        return dir;
+    }
+    let tmp = tempfile::tempdir_in(root).expect("tempdir");
+    let status = Command::new("python3")
+        .arg(bench_dir().join("gen_events.py"))
+        .args(["--out"])
+        .arg(tmp.path())
+        .args([
+            "--events",
+            &events.to_string(),
+            "--partitions",
+            &partitions.to_string(),
+        ])
+        .args(["--seed", &seed.to_string()])
+        .status()
+        .expect("python3 runs the generator");
+    assert!(status.success(), "gen_events.py failed");
+    // Another test process may have won the race; either copy is identical.
+    let _ = std::fs::rename(tmp.keep(), &dir);
+    dir
+}
+
+fn oracle(args: &[&str]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(bench_dir().join("oracle.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs the oracle");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), text)
+}
+
+fn run_and_compare(input: &Path, cfg: EngineConfig, threads: usize) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let summary = replay(
+        cfg,
+        ReplayOptions {
+            input: input.to_path_buf(),
+            output: out.path().to_path_buf(),
+            threads,
+            state_dir: None,
+            keep_state: false,
+            metrics: None,
+        },
+    )
+    .expect("replay");
+    assert_eq!(summary.live_entries_at_end, 0);
+    assert!(
+        !out.path().join(".state").exists(),
+        "state directory removed at the end"
+    );
+    let (ok, text) = oracle(&[
+        "compare",
+        "--strict",
+        "--in",
+        input.to_str().expect("utf8 path"),
+        "--actual",
+        out.path().to_str().expect("utf8 path"),
+    ]);
+    let last = text.lines().last().unwrap_or_default().to_string();
+    assert!(ok, "oracle compare --strict failed:\n{text}");
+    assert!(
+        last.contains(
+            " 0 missing, 0 unexpected, 0 differing, 0 duplicates, 0 tolerated, 0 late-accepted"
+        ),
+        "{last}"
+    );
+    let summary_path = out.path().join(SUMMARY_FILE);
+    let (ok, text) = oracle(&[
+        "counts",
+        "--in",
+        input.to_str().expect("utf8 path"),
+        "--counters",
+        summary_path.to_str().expect("utf8 path"),
+    ]);
+    assert!(ok, "summary counters differ from the data set:\n{text}");
+    assert!(text.contains("0 differing"), "{text}");
+}
+
+#[test]
+fn replay_equals_the_oracle_exactly_with_one_thread() {
+    run_and_compare(&dataset(200_000, 4, 7), EngineConfig::default(), 1);
+}
+
+#[test]
+fn replay_equals_the_oracle_with_four_threads_and_small_batches() {
+    let mut cfg = EngineConfig::default();
+    cfg.read_batch = 64;
+    run_and_compare(&dataset(200_000, 4, 7), cfg, 4);
+}
+
+#[test]
+fn replay_equals_the_oracle_with_two_threads_and_large_batches() {
+    let mut cfg = EngineConfig::default();
+    cfg.read_batch = 5_000;
+    run_and_compare(&dataset(200_000, 4, 7), cfg, 2);
+}
+
+#[test]
+fn replay_equals_the_oracle_reading_one_record_per_turn() {
+    let mut cfg = EngineConfig::default();
+    cfg.read_batch = 1;
+    run_and_compare(&dataset(50_000, 3, 11), cfg, 3);
+}
+
+#[test]
+fn replay_equals_the_oracle_when_state_spills_to_rocksdb() {
+    // A tiny entry cache and reorder budget force every RocksDB path.
+    let mut cfg = EngineConfig::default();
+    cfg.cache_entries = 64;
+    cfg.pending_in_memory = 256;
+    run_and_compare(&dataset(50_000, 3, 11), cfg, 2);
+}
+
+#[test]
+fn replay_equals_the_oracle_with_every_entry_written_through() {
+    let mut cfg = EngineConfig::default();
+    cfg.cache_entries = 0;
+    run_and_compare(&dataset(20_000, 2, 5), cfg, 1);
+}
