@@ -31,15 +31,17 @@ if [ ! -f "$input/manifest.json" ]; then
   mv "$input.tmp" "$input"
 fi
 
-cargo build --release -p streamjoin-runtime --bin streamjoin-runtime
-cargo bench -p streamjoin-runtime --bench parse_baseline --no-run
+# Whole-workspace builds only: a per-package build resolves features differently
+# and would compile RocksDB again.
+cargo build --release --workspace --bins
+cargo bench --workspace --bench parse_baseline --no-run
 bin="$CARGO_TARGET_DIR/release/streamjoin-runtime"
 threads="$(nproc)"
 
 # Warm the page cache so both runs read from memory.
 cat "$input"/*.jsonl > /dev/null
 
-baseline=$(cargo bench -q -p streamjoin-runtime --bench parse_baseline -- "$input" "$threads" 2>/dev/null | tail -1)
+baseline=$(cargo bench -q --workspace --bench parse_baseline -- "$input" "$threads" 2>/dev/null | tail -1)
 echo "parse-only: $baseline"
 
 out="$(mktemp -d)"

@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-cargo run --release -p streamjoin-runtime --bin streamjoin-runtime -- demo "$@"
+# Build the whole workspace: a build of one package resolves features differently
+# and would compile RocksDB a second time.
+cargo build --release --workspace --bins
+exec "$CARGO_TARGET_DIR/release/streamjoin-runtime" demo "$@"

@@ -34,9 +34,41 @@ impl PartialOrd for Pending {
     }
 }
 
+/// A heap slot: the sort key inline, the event boxed, so sifting moves 24 bytes.
+#[derive(PartialEq, Eq)]
+struct Slot {
+    time: i64,
+    input: u8,
+    p: Box<Pending>,
+}
+
+impl Ord for Slot {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time, self.input)
+            .cmp(&(other.time, other.input))
+            .then_with(|| self.p.cmp(&other.p))
+    }
+}
+
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl From<Pending> for Slot {
+    fn from(p: Pending) -> Self {
+        Slot {
+            time: p.event.time,
+            input: p.event.input as u8,
+            p: Box::new(p),
+        }
+    }
+}
+
 /// In memory: every pending event with time < `spill_floor`; in RocksDB: the rest.
 pub struct PendingBuffer {
-    heap: BinaryHeap<Reverse<Pending>>,
+    heap: BinaryHeap<Reverse<Slot>>,
     budget: usize,
     spill_floor: Option<i64>,
     spilled: u64,
@@ -70,7 +102,7 @@ impl PendingBuffer {
         match self.spill_floor {
             Some(floor) if p.event.time >= floor => self.spill(&[p], db),
             _ => {
-                self.heap.push(Reverse(p));
+                self.heap.push(Reverse(p.into()));
                 if self.heap.len() > self.budget {
                     self.spill_upper_half(db)?;
                 }
@@ -101,20 +133,20 @@ impl PendingBuffer {
     fn spill_upper_half(&mut self, db: &ShardDb) -> Result<(), StateError> {
         let mut items: Vec<Pending> = std::mem::take(&mut self.heap)
             .into_iter()
-            .map(|Reverse(p)| p)
+            .map(|Reverse(slot)| *slot.p)
             .collect();
         items.sort_unstable();
         let cut_time = items[items.len() / 2].event.time;
         let cut = items.partition_point(|p| p.event.time < cut_time);
         if cut == 0 {
             // One event time holds more than half the budget: it cannot be split.
-            self.heap = items.into_iter().map(Reverse).collect();
+            self.heap = items.into_iter().map(|p| Reverse(p.into())).collect();
             return Ok(());
         }
         let upper = items.split_off(cut);
         self.spill(&upper, db)?;
         self.spill_floor = Some(cut_time);
-        self.heap = items.into_iter().map(Reverse).collect();
+        self.heap = items.into_iter().map(|p| Reverse(p.into())).collect();
         Ok(())
     }
 
@@ -134,7 +166,7 @@ impl PendingBuffer {
                 break;
             }
             let p: Pending = postcard::from_bytes(&v).map_err(|_| corrupt(db, "value"))?;
-            self.heap.push(Reverse(p));
+            self.heap.push(Reverse(p.into()));
             batch.delete_cf(cf, k);
             taken += 1;
             last_time = Some(time);
@@ -150,7 +182,7 @@ impl PendingBuffer {
         if self.heap.is_empty() && self.spilled > 0 {
             self.reload(db)?;
         }
-        Ok(self.heap.pop().map(|Reverse(p)| p))
+        Ok(self.heap.pop().map(|Reverse(slot)| *slot.p))
     }
 
     /// Time of the earliest pending event.
@@ -158,7 +190,7 @@ impl PendingBuffer {
         if self.heap.is_empty() && self.spilled > 0 {
             self.reload(db)?;
         }
-        Ok(self.heap.peek().map(|Reverse(p)| p.event.time))
+        Ok(self.heap.peek().map(|Reverse(slot)| slot.time))
     }
 }
 

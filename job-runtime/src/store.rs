@@ -1,5 +1,6 @@
 //! Keyed state of one shard: a RocksDB instance (entries, timers, spilled
-//! pending events) behind a bounded write-back cache of open entries.
+//! pending events) behind a bounded write-back cache of open entries
+//! (least recently used entries are written back in batches).
 //!
 //! Invariants:
 //! - every open entry is in the cache, or in RocksDB, or both; the cache copy wins;
@@ -11,11 +12,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use lru::LruCache;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
     ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
+use std::collections::HashMap;
 
 use crate::entry::{Entry, Seen};
 use crate::record::{Event, Key, from_order_bytes, order_bytes};
@@ -210,6 +211,8 @@ fn parse_timer_key(b: &[u8]) -> Option<(i64, Key)> {
 
 struct Cached {
     entry: Entry,
+    /// Operation count at the last use, for least-recently-used eviction.
+    used: u64,
     /// A copy of the entry (and its timer) is in RocksDB.
     in_db: bool,
     /// The cached copy differs from the RocksDB copy.
@@ -230,7 +233,8 @@ pub enum Applied {
 /// The keyed state of one shard.
 pub struct ShardStore {
     db: ShardDb,
-    cache: LruCache<Key, Cached, FastState>,
+    cache: HashMap<Key, Cached, FastState>,
+    ops: u64,
     capacity: usize,
     timers: BTreeSet<(i64, Key)>,
     /// Entries with a copy in RocksDB (each also has a timer there).
@@ -247,7 +251,8 @@ impl ShardStore {
     pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
         Self {
             db,
-            cache: LruCache::unbounded_with_hasher(FastState::default()),
+            cache: HashMap::with_hasher(FastState::default()),
+            ops: 0,
             capacity,
             timers: BTreeSet::new(),
             db_entries: 0,
@@ -278,7 +283,9 @@ impl ShardStore {
 
     /// Applies an on-time event whose turn has come (event-time order).
     pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
+        self.ops += 1;
         if let Some(c) = self.cache.get_mut(&event.key) {
+            c.used = self.ops;
             let outcome = match c.entry.fold(event) {
                 Seen::New => Applied::Folded,
                 Seen::Copy => Applied::Duplicate,
@@ -294,28 +301,30 @@ impl ShardStore {
         {
             self.db_only -= 1;
             self.timers.insert((entry.timer, event.key));
-            self.cache.put(
+            self.cache.insert(
                 event.key,
                 Cached {
                     entry,
+                    used: self.ops,
                     in_db: true,
                     dirty: false,
                 },
             );
-            self.evict_over_capacity(Some(event.key))?;
+            self.evict_over_capacity()?;
             return self.apply(event);
         }
         let entry = Entry::open(event, self.window_ms);
         self.timers.insert((entry.timer, event.key));
-        self.cache.put(
+        self.cache.insert(
             event.key,
             Cached {
                 entry,
+                used: self.ops,
                 in_db: false,
                 dirty: true,
             },
         );
-        self.evict_over_capacity(Some(event.key))?;
+        self.evict_over_capacity()?;
         Ok(Applied::Opened)
     }
 
@@ -334,18 +343,22 @@ impl ShardStore {
         }
     }
 
-    /// Writes least recently used entries to RocksDB until the cache fits.
-    fn evict_over_capacity(&mut self, keep: Option<Key>) -> Result<(), StateError> {
-        while self.cache.len() > self.capacity {
-            // The entry just touched stays when the capacity is zero: it is written through.
-            let Some((key, c)) = self.cache.pop_lru() else {
-                break;
-            };
-            if Some(key) == keep && self.capacity == 0 && self.cache.is_empty() {
-                self.cache.put(key, c);
-                break;
+    /// Writes the least recently used entries to RocksDB when the cache is over
+    /// capacity: a tenth of the capacity at a time, so the selection is amortised.
+    fn evict_over_capacity(&mut self) -> Result<(), StateError> {
+        // With capacity zero the entry just used stays until `settle` writes it through.
+        if self.cache.len() <= self.capacity || self.capacity == 0 {
+            return Ok(());
+        }
+        let excess = self.cache.len() - self.capacity;
+        let count = excess.max(self.capacity / 10).min(self.cache.len());
+        let mut by_age: Vec<(u64, Key)> = self.cache.iter().map(|(k, c)| (c.used, *k)).collect();
+        by_age.select_nth_unstable(count - 1);
+        by_age.truncate(count);
+        for (_, key) in by_age {
+            if let Some(c) = self.cache.remove(&key) {
+                self.write_back(key, c)?;
             }
-            self.write_back(key, c)?;
         }
         Ok(())
     }
@@ -372,8 +385,11 @@ impl ShardStore {
     /// With capacity zero the last touched entry is written through after use.
     pub fn settle(&mut self) -> Result<(), StateError> {
         if self.capacity == 0 {
-            while let Some((key, c)) = self.cache.pop_lru() {
-                self.write_back(key, c)?;
+            let all: Vec<Key> = self.cache.keys().copied().collect();
+            for key in all {
+                if let Some(c) = self.cache.remove(&key) {
+                    self.write_back(key, c)?;
+                }
             }
         }
         Ok(())
@@ -412,7 +428,7 @@ impl ShardStore {
 
     /// Removes and returns the entry whose timer `(fire, key)` is due.
     pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
-        let entry = if let Some(c) = self.cache.pop(&key) {
+        let entry = if let Some(c) = self.cache.remove(&key) {
             self.timers.remove(&(fire, key));
             if c.in_db {
                 self.delete_from_db(fire, key)?;
