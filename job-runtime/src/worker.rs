@@ -174,10 +174,12 @@ impl Worker {
                 Progress::Worked => idle_rounds = 0,
                 Progress::Blocked => {
                     idle_rounds = idle_rounds.saturating_add(1);
-                    if idle_rounds < 64 {
+                    // Waiting on another worker's partitions is short: yield first;
+                    // caught-up sources get a sleep that grows to 1 ms.
+                    if idle_rounds < 2_000 {
                         std::thread::yield_now();
                     } else {
-                        let micros = (u64::from(idle_rounds) * 10).min(5_000);
+                        let micros = u64::from(idle_rounds - 2_000).clamp(20, 1_000);
                         std::thread::sleep(Duration::from_micros(micros));
                     }
                 }
