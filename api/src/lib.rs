@@ -6,6 +6,7 @@ pub mod duration;
 mod schema;
 pub mod spec;
 pub mod status;
+pub mod validation;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::CustomResource;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::HumanDuration;
 pub use spec::*;
 pub use status::*;
+pub use validation::{SpecViolations, Violation};
 
 fn default_parallelism() -> i32 {
     1
@@ -51,6 +53,7 @@ fn default_image() -> String {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::spec_transform)]
 pub struct StreamJoinJobSpec {
     /// Runtime container image.
     #[serde(default = "default_image")]
@@ -58,7 +61,8 @@ pub struct StreamJoinJobSpec {
     /// When to pull the image.
     #[serde(default)]
     pub image_pull_policy: ImagePullPolicy,
-    /// Number of runtime pods; input partitions are spread over them.
+    /// Number of runtime pods (StatefulSet replicas); input partitions are spread over
+    /// them. Also the target of the scale subresource (`kubectl scale sjj/NAME --replicas=N`).
     #[serde(default = "default_parallelism")]
     #[schemars(range(min = 0, max = 4096))]
     pub parallelism: i32,
@@ -123,7 +127,7 @@ pub struct StreamJoinJobSpec {
     /// Recovery without a usable checkpoint.
     #[serde(default)]
     pub recovery: RecoverySpec,
-    /// Keyed state tuning.
+    /// Keyed state tuning (in-memory cache and RocksDB budgets).
     #[serde(default)]
     pub state_store: StateSpec,
 }

@@ -1,0 +1,163 @@
+//! Observed state: the children and pods of a job, read from reflector stores
+//! (one label-filtered watch per kind, shared with the controller's triggers).
+//! Reading from caches keeps a reconcile that changes nothing free of API calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::watcher;
+
+use crate::build::{self, JOB_LABEL};
+
+/// Read handles of the caches the reconciler consults.
+#[derive(Clone)]
+pub struct Stores {
+    pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    pub pods: Store<Pod>,
+}
+
+/// Write handles, fed by watchers in production and by hand in tests and benchmarks.
+pub struct Writers {
+    pub config_maps: Writer<ConfigMap>,
+    pub services: Writer<Service>,
+    pub stateful_sets: Writer<StatefulSet>,
+    pub pdbs: Writer<PodDisruptionBudget>,
+    pub pods: Writer<Pod>,
+}
+
+/// What exists of one job's children.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedChildren {
+    pub config_map: Option<Arc<ConfigMap>>,
+    pub service: Option<Arc<Service>>,
+    pub stateful_set: Option<Arc<StatefulSet>>,
+    pub pdb: Option<Arc<PodDisruptionBudget>>,
+    /// The job's pods, by name.
+    pub pods: Vec<Arc<Pod>>,
+}
+
+impl Stores {
+    pub fn new() -> (Stores, Writers) {
+        let (config_maps, cm) = reflector::store();
+        let (services, svc) = reflector::store();
+        let (stateful_sets, sts) = reflector::store();
+        let (pdbs, pdb) = reflector::store();
+        let (pods, pod) = reflector::store();
+        (
+            Stores {
+                config_maps,
+                services,
+                stateful_sets,
+                pdbs,
+                pods,
+            },
+            Writers {
+                config_maps: cm,
+                services: svc,
+                stateful_sets: sts,
+                pdbs: pdb,
+                pods: pod,
+            },
+        )
+    }
+
+    /// Waits (at most `limit`) until every cache holds its initial list. Returns false
+    /// on timeout: acting on a half-filled cache would re-apply children that exist.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let all = async {
+            self.config_maps.wait_until_ready().await.is_ok()
+                && self.services.wait_until_ready().await.is_ok()
+                && self.stateful_sets.wait_until_ready().await.is_ok()
+                && self.pdbs.wait_until_ready().await.is_ok()
+                && self.pods.wait_until_ready().await.is_ok()
+        };
+        tokio::time::timeout(limit, all).await.unwrap_or(false)
+    }
+
+    pub fn observe(&self, namespace: &str, job: &str) -> ObservedChildren {
+        fn get<K>(store: &Store<K>, namespace: &str, name: String) -> Option<Arc<K>>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            store.get(&ObjectRef::new(&name).within(namespace))
+        }
+        let mut pods = self.pods.state_filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace)
+                && p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(JOB_LABEL))
+                    .is_some_and(|v| v == job)
+        });
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        ObservedChildren {
+            config_map: get(&self.config_maps, namespace, build::config_map_name(job)),
+            service: get(&self.services, namespace, build::service_name(job)),
+            stateful_set: get(&self.stateful_sets, namespace, build::stateful_set_name(job)),
+            pdb: get(&self.pdbs, namespace, build::pdb_name(job)),
+            pods,
+        }
+    }
+}
+
+fn upsert<K>(w: &mut Writer<K>, obj: K)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    w.apply_watcher_event(&watcher::Event::Apply(obj));
+}
+
+fn remove<K>(w: &mut Writer<K>, obj: K)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    w.apply_watcher_event(&watcher::Event::Delete(obj));
+}
+
+impl Writers {
+    /// Marks every cache as holding its initial (empty) list.
+    pub fn mark_ready(&mut self) {
+        for ev in [watcher::Event::Init, watcher::Event::InitDone] {
+            self.config_maps.apply_watcher_event(&ev_cast(&ev));
+            self.services.apply_watcher_event(&ev_cast(&ev));
+            self.stateful_sets.apply_watcher_event(&ev_cast(&ev));
+            self.pdbs.apply_watcher_event(&ev_cast(&ev));
+            self.pods.apply_watcher_event(&ev_cast(&ev));
+        }
+    }
+
+    pub fn config_map(&mut self, o: ConfigMap) {
+        upsert(&mut self.config_maps, o)
+    }
+    pub fn service(&mut self, o: Service) {
+        upsert(&mut self.services, o)
+    }
+    pub fn stateful_set(&mut self, o: StatefulSet) {
+        upsert(&mut self.stateful_sets, o)
+    }
+    pub fn pdb(&mut self, o: PodDisruptionBudget) {
+        upsert(&mut self.pdbs, o)
+    }
+    pub fn pod(&mut self, o: Pod) {
+        upsert(&mut self.pods, o)
+    }
+    pub fn remove_pod(&mut self, o: Pod) {
+        remove(&mut self.pods, o)
+    }
+}
+
+/// `Init`/`InitDone` carry no object, so one value serves every kind.
+fn ev_cast<K>(ev: &watcher::Event<()>) -> watcher::Event<K> {
+    match ev {
+        watcher::Event::Init => watcher::Event::Init,
+        _ => watcher::Event::InitDone,
+    }
+}
