@@ -149,6 +149,9 @@ impl Writers {
     pub fn pod(&mut self, o: Pod) {
         upsert(&mut self.pods, o)
     }
+    pub fn remove_pdb(&mut self, o: PodDisruptionBudget) {
+        remove(&mut self.pdbs, o)
+    }
     pub fn remove_pod(&mut self, o: Pod) {
         remove(&mut self.pods, o)
     }

@@ -166,6 +166,18 @@ async fn nothing_changed_means_no_request_at_all() {
 }
 
 #[tokio::test]
+async fn a_deleted_child_is_recreated() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    h.settle("clicks").await;
+    h.fake.take_calls();
+    let pdb = h.fake.get_as(&pdb_path(NS, "clicks")).expect("pdb");
+    h.writers.remove_pdb(pdb);
+    h.reconcile("clicks").await.expect("reconciles");
+    assert_eq!(child_applies(&h.fake.take_calls()), vec![pdb_path(NS, "clicks")]);
+}
+
+#[tokio::test]
 async fn spec_change_updates_the_children_and_advances_observed_generation() {
     let mut h = Harness::new();
     h.create_job(job_json("clicks"));

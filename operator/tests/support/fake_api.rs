@@ -43,10 +43,20 @@ impl Call {
 
 #[derive(Default)]
 struct State {
-    objects: BTreeMap<String, Value>,
+    /// Serialized, so the double's memory stays small next to the operator's.
+    objects: BTreeMap<String, Vec<u8>>,
     calls: Vec<Call>,
     rv: u64,
     handler_time: Duration,
+}
+
+impl State {
+    fn load(&self, path: &str) -> Option<Value> {
+        self.objects.get(path).and_then(|b| serde_json::from_slice(b).ok())
+    }
+    fn store(&mut self, path: String, obj: &Value) {
+        self.objects.insert(path, serde_json::to_vec(obj).unwrap_or_default());
+    }
 }
 
 #[derive(Clone, Default)]
@@ -117,11 +127,11 @@ impl FakeApi {
         let mut obj = obj;
         let rv = st.rv.to_string();
         obj["metadata"]["resourceVersion"] = json!(rv);
-        st.objects.insert(path.to_owned(), obj);
+        st.store(path.to_owned(), &obj);
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
-        self.lock().objects.get(path).cloned()
+        self.lock().load(path)
     }
 
     pub fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
@@ -134,7 +144,7 @@ impl FakeApi {
             .objects
             .iter()
             .filter(|(k, _)| k.contains(segment))
-            .map(|(_, v)| v.clone())
+            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
             .collect()
     }
 
@@ -193,12 +203,12 @@ impl FakeApi {
         });
         let not_found = || status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found"));
         match method.as_str() {
-            "GET" => match st.objects.get(&path) {
-                Some(o) => (StatusCode::OK, o.clone()),
+            "GET" => match st.load(&path) {
+                Some(o) => (StatusCode::OK, o),
                 None => not_found(),
             },
             "DELETE" => match st.objects.remove(&path) {
-                Some(o) => (StatusCode::OK, o),
+                Some(o) => (StatusCode::OK, serde_json::from_slice(&o).unwrap_or_default()),
                 None => not_found(),
             },
             "POST" => {
@@ -211,20 +221,20 @@ impl FakeApi {
                     return status(StatusCode::CONFLICT, "AlreadyExists", &format!("{key} exists"));
                 }
                 Self::stamp(&mut st, &mut obj, None);
-                st.objects.insert(key, obj.clone());
+                st.store(key, &obj);
                 (StatusCode::CREATED, obj)
             }
             "PUT" => {
                 let Some(mut obj) = body else {
                     return status(StatusCode::BAD_REQUEST, "BadRequest", "no body");
                 };
-                let old = st.objects.get(&path).cloned();
+                let old = st.load(&path);
                 let Some(old) = old else { return not_found() };
                 if obj["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
                     return status(StatusCode::CONFLICT, "Conflict", "the object has been modified");
                 }
                 Self::stamp(&mut st, &mut obj, Some(&old));
-                st.objects.insert(path, obj.clone());
+                st.store(path, &obj);
                 (StatusCode::OK, obj)
             }
             "PATCH" => {
@@ -235,7 +245,7 @@ impl FakeApi {
                     Some(p) => (p.to_owned(), true),
                     None => (path.clone(), false),
                 };
-                let old = st.objects.get(&target).cloned();
+                let old = st.load(&target);
                 let mut obj = if content_type.starts_with("application/apply-patch") {
                     if subresource {
                         let Some(mut o) = old.clone() else { return not_found() };
@@ -279,7 +289,7 @@ impl FakeApi {
                     o
                 };
                 Self::stamp(&mut st, &mut obj, old.as_ref());
-                st.objects.insert(target, obj.clone());
+                st.store(target, &obj);
                 (StatusCode::OK, obj)
             }
             _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &method),

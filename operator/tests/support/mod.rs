@@ -132,6 +132,31 @@ impl Harness {
         self.sync_caches();
     }
 
+    /// `rollout_done` for every StatefulSet the double holds, with one cache sync.
+    pub fn rollout_all_done(&mut self) {
+        for v in self.fake.objects_under("/statefulsets/") {
+            let mut sts: StatefulSet = serde_json::from_value(v).expect("sts");
+            let name = sts.metadata.name.clone().unwrap_or_default();
+            let replicas = sts.spec.replicas.unwrap_or(0);
+            sts.status = Some(StatefulSetStatus {
+                observed_generation: sts.metadata.generation,
+                replicas,
+                ready_replicas: Some(replicas),
+                available_replicas: Some(replicas),
+                updated_replicas: Some(replicas),
+                current_replicas: Some(replicas),
+                current_revision: Some(format!("{name}-rev")),
+                update_revision: Some(format!("{name}-rev")),
+                ..StatefulSetStatus::default()
+            });
+            self.fake.put(
+                &fake_api::sts_path(NS, &name),
+                serde_json::to_value(&sts).expect("sts json"),
+            );
+        }
+        self.sync_caches();
+    }
+
     pub fn add_pod(&mut self, pod: Pod) {
         self.writers.pod(pod);
     }
