@@ -113,7 +113,9 @@ mod tests {
 
     #[test]
     fn compact_units_round_trip() {
-        for text in ["500ms", "30s", "2m", "4h", "1h30m", "1d", "2d3h", "0s", "1m500ms"] {
+        for text in [
+            "500ms", "30s", "2m", "4h", "1h30m", "1d", "2d3h", "0s", "1m500ms",
+        ] {
             let d: HumanDuration = text.parse().expect("valid duration");
             assert_eq!(d.to_string(), text);
         }
@@ -131,7 +133,8 @@ mod tests {
                     chars.next();
                     digits += 1;
                 }
-                let unit: String = std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphabetic())).collect();
+                let unit: String =
+                    std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphabetic())).collect();
                 if digits == 0 || !["ms", "s", "m", "h", "d"].contains(&unit.as_str()) {
                     return false;
                 }
@@ -142,7 +145,10 @@ mod tests {
         for secs in [0, 1, 59, 61, 3600, 86_400, 40 * 86_400, 400 * 86_400 + 7] {
             let text = HumanDuration::from_secs(secs).to_string();
             assert!(re_ok(&text), "{text}");
-            assert_eq!(text.parse::<HumanDuration>().expect("parses"), HumanDuration::from_secs(secs));
+            assert_eq!(
+                text.parse::<HumanDuration>().expect("parses"),
+                HumanDuration::from_secs(secs)
+            );
         }
     }
 

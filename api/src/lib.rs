@@ -23,11 +23,16 @@ fn default_parallelism() -> i32 {
 }
 
 fn default_image() -> String {
-    format!("ghcr.io/streamjoin/streamjoin-runtime:{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "ghcr.io/streamjoin/streamjoin-runtime:{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// A stateful join of an impressions stream with a plays stream, keyed by
 /// `(profile_id, title_id)` in event time, run as a StatefulSet.
+// Several printer columns share a type, which clippy reads as a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "streamjoin.dev",
@@ -46,11 +51,27 @@ fn default_image() -> String {
         label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Parallelism", type_ = "integer", json_path = ".spec.parallelism"),
+    printcolumn(
+        name = "Parallelism",
+        type_ = "integer",
+        json_path = ".spec.parallelism"
+    ),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(name = "Watermark Lag", type_ = "number", json_path = ".status.watermark.lagSeconds"),
-    printcolumn(name = "Last Savepoint", type_ = "date", json_path = ".status.lastSavepoint.time"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Watermark Lag",
+        type_ = "number",
+        json_path = ".status.watermark.lagSeconds"
+    ),
+    printcolumn(
+        name = "Last Savepoint",
+        type_ = "date",
+        json_path = ".status.lastSavepoint.time"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::schema::spec_transform)]

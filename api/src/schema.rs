@@ -68,7 +68,11 @@ fn duration_schema(description: &str, positive: bool, nullable: bool) -> Schema 
 
 /// A duration that must be greater than zero.
 pub fn positive_duration(_: &mut SchemaGenerator) -> Schema {
-    duration_schema("A positive duration such as 30s, 2m, 4h or 1h30m.", true, false)
+    duration_schema(
+        "A positive duration such as 30s, 2m, 4h or 1h30m.",
+        true,
+        false,
+    )
 }
 
 /// An optional duration that must be greater than zero when set; null disables the feature.

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, LocalObjectReference, Toleration,
-};
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, Toleration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -34,13 +34,11 @@ pub const MSG_SASL: &str =
 pub const MSG_TLS: &str = "kafka.tls is only used with securityProtocol SSL or SASL_SSL; set the protocol or remove kafka.tls";
 pub const MSG_AUTOSCALER_BOUNDS: &str =
     "autoscaler.minParallelism must not exceed autoscaler.maxParallelism";
-pub const MSG_AUTOSCALER_ENABLED: &str =
-    "autoscaler.minParallelism and autoscaler.maxParallelism are required when the autoscaler is enabled";
+pub const MSG_AUTOSCALER_ENABLED: &str = "autoscaler.minParallelism and autoscaler.maxParallelism are required when the autoscaler is enabled";
 pub const MSG_JOIN_RATIO: &str = "audit.minJoinRatio must not exceed audit.maxJoinRatio";
 pub const MSG_RECOVERY_TIMESTAMP: &str =
     "recovery.fromTimestamp is required when recovery.onMissingCheckpoint is timestamp";
-pub const MSG_SAVEPOINT_LOCATION: &str =
-    "savepoints.location is required for periodic (savepoints.interval) or manual (savepoints.triggerNonce) savepoints";
+pub const MSG_SAVEPOINT_LOCATION: &str = "savepoints.location is required for periodic (savepoints.interval) or manual (savepoints.triggerNonce) savepoints";
 
 pub const SPEC_RULES: &[CelRule] = &[
     CelRule {
@@ -154,9 +152,7 @@ impl StreamJoinJobSpec {
         let output = topic(&self.output);
         let dead = topic(&self.dead_letter);
         let late = self.late_output.as_ref().and_then(topic);
-        let clash = |a: Option<&str>, others: &[Option<&str>]| {
-            a.is_some() && others.iter().any(|o| *o == a)
-        };
+        let clash = |a: Option<&str>, others: &[Option<&str>]| a.is_some() && others.contains(&a);
         if clash(impressions, &[plays]) {
             fail("inputs", MSG_INPUT_TOPICS);
         }
@@ -180,10 +176,20 @@ impl StreamJoinJobSpec {
         if is_zero(&self.watermarks.idle_timeout) {
             fail("watermarks.idleTimeout", POSITIVE_DURATION.message);
         }
-        if self.watermarks.inactivity_timeout.as_ref().is_some_and(is_zero) {
+        if self
+            .watermarks
+            .inactivity_timeout
+            .as_ref()
+            .is_some_and(is_zero)
+        {
             fail("watermarks.inactivityTimeout", POSITIVE_DURATION.message);
         }
-        if self.watermarks.alignment_max_drift.as_ref().is_some_and(is_zero) {
+        if self
+            .watermarks
+            .alignment_max_drift
+            .as_ref()
+            .is_some_and(is_zero)
+        {
             fail("watermarks.alignmentMaxDrift", POSITIVE_DURATION.message);
         }
         if is_zero(&self.checkpoints.interval) {
@@ -290,7 +296,13 @@ mod tests {
         s.recovery.on_missing_checkpoint = OnMissingCheckpoint::Timestamp;
         s.kafka.security_protocol = SecurityProtocol::SaslSsl;
         s.savepoints.trigger_nonce = Some(1);
-        let fields: Vec<String> = s.validate().unwrap_err().0.into_iter().map(|v| v.field).collect();
+        let fields: Vec<String> = s
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
         for f in [
             "deadLetter.topic",
             "lateOutput.topic",

@@ -42,10 +42,17 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn vm_hwm_kb() -> Option<u64> {
+fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mb(kb: Option<u64>) -> String {
+    kb.map_or_else(
+        || "n/a".to_owned(),
+        |kb| format!("{:.1} MB", kb as f64 / 1024.0),
+    )
 }
 
 fn healthy_pod(job: &str, i: usize) -> Pod {
@@ -73,12 +80,19 @@ fn healthy_pod(job: &str, i: usize) -> Pod {
 }
 
 async fn round(h: &Harness, names: &[String], name: &'static str) -> Round {
-    let mut r = Round { name, net: Vec::with_capacity(names.len()), raw: Vec::with_capacity(names.len()), requests: 0 };
+    let mut r = Round {
+        name,
+        net: Vec::with_capacity(names.len()),
+        raw: Vec::with_capacity(names.len()),
+        requests: 0,
+    };
     for job_name in names {
         let job = Arc::new(DeserializeGuard(Ok(h.job(job_name))));
         h.fake.take_handler_time();
         let start = Instant::now();
-        reconcile(job, h.ctx.clone()).await.expect("reconcile succeeds");
+        reconcile(job, h.ctx.clone())
+            .await
+            .expect("reconcile succeeds");
         let raw = start.elapsed();
         let double = h.fake.take_handler_time();
         r.raw.push(raw);
@@ -110,6 +124,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
+        let baseline = proc_status_kb("VmRSS:");
         let mut h = Harness::new();
         let names: Vec<String> = (0..JOBS).map(|i| format!("job-{i:04}")).collect();
         for n in &names {
@@ -139,10 +154,10 @@ fn main() {
             v
         };
         println!("all      p50 {:>10}  p99 {:>10}  over {} reconciles", ms(pct(&all, 0.5)), ms(pct(&all, 0.99)), all.len());
-        match vm_hwm_kb() {
-            Some(kb) => println!("RSS high-water mark (VmHWM): {:.1} MB (includes the double's copy of every object)", kb as f64 / 1024.0),
-            None => println!("RSS: /proc/self/status not available"),
-        }
+        println!("RSS before any job: {}", mb(baseline));
+        println!("RSS high-water mark (VmHWM): {} (operator caches + the double's copy of every object)", mb(proc_status_kb("VmHWM:")));
+        h.fake.clear();
+        println!("RSS now, the double's objects dropped: {} (freed memory may stay with the allocator)", mb(proc_status_kb("VmRSS:")));
         assert_eq!(steady.requests, 0, "a steady reconcile must not call the API");
     });
 }

@@ -39,12 +39,16 @@ where
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
-        .await
-        .map_err(|source| Error::Apply {
-            object: ObjectName::new(static_kind::<K>(), namespace, &name),
-            source,
-        })?;
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        object: ObjectName::new(static_kind::<K>(), namespace, &name),
+        source: Box::new(source),
+    })?;
     Ok(())
 }
 
@@ -101,13 +105,25 @@ mod tests {
         let r = JobRef::new(&job).expect("meta");
         let c = build::children(&r).expect("builds");
         assert!(needs_apply(&c.stateful_set, None, "uid-clicks"));
-        assert!(!needs_apply(&c.stateful_set, Some(&c.stateful_set), "uid-clicks"));
+        assert!(!needs_apply(
+            &c.stateful_set,
+            Some(&c.stateful_set),
+            "uid-clicks"
+        ));
         // Adopted by someone else (or orphaned): take it back.
-        assert!(needs_apply(&c.stateful_set, Some(&c.stateful_set), "other-uid"));
+        assert!(needs_apply(
+            &c.stateful_set,
+            Some(&c.stateful_set),
+            "other-uid"
+        ));
         let mut changed = job.clone();
         changed.spec.parallelism = 5;
         let c2 = build::children(&JobRef::new(&changed).expect("meta")).expect("builds");
-        assert!(needs_apply(&c2.stateful_set, Some(&c.stateful_set), "uid-clicks"));
+        assert!(needs_apply(
+            &c2.stateful_set,
+            Some(&c.stateful_set),
+            "uid-clicks"
+        ));
         assert!(!needs_apply(&c2.service, Some(&c.service), "uid-clicks"));
     }
 }

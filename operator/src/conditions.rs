@@ -15,7 +15,12 @@ pub struct Want {
 }
 
 impl Want {
-    pub fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_,
             status,
@@ -37,7 +42,12 @@ pub fn truncate(ts: Timestamp) -> Timestamp {
 
 /// The conditions to write: `wanted`, in order, each keeping the previous
 /// `lastTransitionTime` when its status did not change.
-pub fn merge(existing: &[Condition], wanted: &[Want], generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+pub fn merge(
+    existing: &[Condition],
+    wanted: &[Want],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
     wanted
         .iter()
         .map(|w| {
@@ -79,15 +89,30 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_the_status_is_unchanged() {
-        let first = merge(&[], &[Want::new("Ready", false, "Starting", "0 of 3")], Some(1), at(100));
+        let first = merge(
+            &[],
+            &[Want::new("Ready", false, "Starting", "0 of 3")],
+            Some(1),
+            at(100),
+        );
         assert_eq!(first[0].last_transition_time, Time(at(100)));
         // Same status, new reason and message, later: the time stays.
-        let second = merge(&first, &[Want::new("Ready", false, "ReplicasNotReady", "1 of 3")], Some(2), at(200));
+        let second = merge(
+            &first,
+            &[Want::new("Ready", false, "ReplicasNotReady", "1 of 3")],
+            Some(2),
+            at(200),
+        );
         assert_eq!(second[0].last_transition_time, Time(at(100)));
         assert_eq!(second[0].reason, "ReplicasNotReady");
         assert_eq!(second[0].observed_generation, Some(2));
         // Status flips: the time moves.
-        let third = merge(&second, &[Want::new("Ready", true, "AllReplicasReady", "3 of 3")], Some(2), at(300));
+        let third = merge(
+            &second,
+            &[Want::new("Ready", true, "AllReplicasReady", "3 of 3")],
+            Some(2),
+            at(300),
+        );
         assert_eq!(third[0].last_transition_time, Time(at(300)));
         assert_eq!(third[0].status, "True");
     }
@@ -101,9 +126,25 @@ mod tests {
 
     #[test]
     fn transitions_lists_flips_and_reason_changes_only() {
-        let a = merge(&[], &[Want::new("Ready", true, "AllReplicasReady", ""), Want::new("Degraded", false, "AsExpected", "")], None, at(1));
+        let a = merge(
+            &[],
+            &[
+                Want::new("Ready", true, "AllReplicasReady", ""),
+                Want::new("Degraded", false, "AsExpected", ""),
+            ],
+            None,
+            at(1),
+        );
         assert!(transitions(&a, &a).is_empty());
-        let b = merge(&a, &[Want::new("Ready", true, "AllReplicasReady", "other message"), Want::new("Degraded", true, "CrashLoopBackOff", "")], None, at(2));
+        let b = merge(
+            &a,
+            &[
+                Want::new("Ready", true, "AllReplicasReady", "other message"),
+                Want::new("Degraded", true, "CrashLoopBackOff", ""),
+            ],
+            None,
+            at(2),
+        );
         let t = transitions(&a, &b);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].type_, "Degraded");

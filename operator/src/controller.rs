@@ -91,7 +91,10 @@ async fn run_scope(
     let mut ctx = Context::new(client.clone(), stores, metrics, settings.instance.clone());
     ctx.requeue = settings.requeue;
     let jobs = scoped::<DeserializeGuard<StreamJoinJob>>(&client, ns);
-    tracing::info!(scope = ns.unwrap_or("<all namespaces>"), "starting controller");
+    tracing::info!(
+        scope = ns.unwrap_or("<all namespaces>"),
+        "starting controller"
+    );
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
@@ -110,18 +113,32 @@ async fn run_scope(
             }
         })
         .await;
-    tracing::info!(scope = ns.unwrap_or("<all namespaces>"), "controller stopped");
+    tracing::info!(
+        scope = ns.unwrap_or("<all namespaces>"),
+        "controller stopped"
+    );
 }
 
 /// Runs the controllers until `shutdown` becomes true.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) {
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
     let runs = scopes.into_iter().map(|ns| {
-        run_scope(client.clone(), ns, settings.clone(), metrics.clone(), shutdown.clone())
+        run_scope(
+            client.clone(),
+            ns,
+            settings.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
     });
     futures::future::join_all(runs).await;
 }
@@ -137,7 +154,10 @@ mod tests {
         let pod = Pod {
             metadata: ObjectMeta {
                 namespace: Some("streams".into()),
-                labels: Some(BTreeMap::from([(JOB_LABEL.to_owned(), "clicks".to_owned())])),
+                labels: Some(BTreeMap::from([(
+                    JOB_LABEL.to_owned(),
+                    "clicks".to_owned(),
+                )])),
                 ..ObjectMeta::default()
             },
             ..Pod::default()

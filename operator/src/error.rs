@@ -36,14 +36,14 @@ pub enum Error {
     Apply {
         object: ObjectName,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     #[error("status: writing the status of {object} failed: {source}")]
     Status {
         object: ObjectName,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     #[error("finalizer: {object}: {source}")]

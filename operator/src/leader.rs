@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
@@ -84,7 +84,9 @@ impl Elector {
         let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
         let ours = holder == Some(me);
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renew), Some(secs)) => renew.0 + SignedDuration::from_secs(i64::from(secs)) <= now,
+            (Some(renew), Some(secs)) => {
+                renew.0 + SignedDuration::from_secs(i64::from(secs)) <= now
+            }
             _ => true,
         };
         if holder.is_some() && !ours && !expired {
@@ -100,7 +102,11 @@ impl Elector {
         s.renew_time = Some(MicroTime(now));
         s.lease_duration_seconds = Some(self.duration_secs());
         next.spec = Some(s);
-        match self.api.replace(&self.cfg.name, &PostParams::default(), &next).await {
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &next)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
@@ -118,7 +124,9 @@ impl Elector {
         spec.renew_time = None;
         let mut next = lease;
         next.spec = Some(spec);
-        self.api.replace(&self.cfg.name, &PostParams::default(), &next).await?;
+        self.api
+            .replace(&self.cfg.name, &PostParams::default(), &next)
+            .await?;
         Ok(())
     }
 

@@ -10,15 +10,19 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::Client;
 use streamjoin_operator::controller::{self, Settings};
+use streamjoin_operator::crd;
 use streamjoin_operator::leader::{Elector, LeaseConfig};
 use streamjoin_operator::metrics::Metrics;
 use streamjoin_operator::server::{self, AppState};
 use streamjoin_operator::telemetry::{self, LogFormat};
-use streamjoin_operator::crd;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "streamjoin-operator", version, about = "Kubernetes operator for StreamJoinJob")]
+#[command(
+    name = "streamjoin-operator",
+    version,
+    about = "Kubernetes operator for StreamJoinJob"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,12 @@ struct RunArgs {
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
     /// Log format.
-    #[arg(long, value_enum, default_value = "text", env = "STREAMJOIN_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "STREAMJOIN_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "streamjoin-operator")]
@@ -154,7 +163,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             renew_every: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
         };
         let (leader_tx, mut leader_rx) = watch::channel(false);
-        let elector = tokio::spawn(Elector::new(client.clone(), lease).run(leader_tx, shutdown_rx.clone()));
+        let elector =
+            tokio::spawn(Elector::new(client.clone(), lease).run(leader_tx, shutdown_rx.clone()));
         let mut wait_shutdown = shutdown_rx.clone();
         tracing::info!("waiting for leadership");
         let became_leader = tokio::select! {
@@ -191,7 +201,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
     }
     if lost_leadership {
-        anyhow::bail!("lost the leader lease; exiting so that this replica restarts as a candidate");
+        anyhow::bail!(
+            "lost the leader lease; exiting so that this replica restarts as a candidate"
+        );
     }
     tracing::info!("stopped");
     Ok(())

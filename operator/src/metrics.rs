@@ -28,7 +28,10 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let reconciles = IntCounterVec::new(
-            Opts::new("streamjoin_operator_reconcile_total", "Reconciles of StreamJoinJobs, by result."),
+            Opts::new(
+                "streamjoin_operator_reconcile_total",
+                "Reconciles of StreamJoinJobs, by result.",
+            ),
             &["result"],
         )?;
         let duration = HistogramVec::new(
@@ -42,11 +45,17 @@ impl Metrics {
             &["result"],
         )?;
         let errors = IntCounterVec::new(
-            Opts::new("streamjoin_operator_reconcile_errors_total", "Failed reconciles, by the step that failed."),
+            Opts::new(
+                "streamjoin_operator_reconcile_errors_total",
+                "Failed reconciles, by the step that failed.",
+            ),
             &["kind"],
         )?;
         let applied = IntCounterVec::new(
-            Opts::new("streamjoin_operator_children_applied_total", "Owned objects written with server-side apply, by kind."),
+            Opts::new(
+                "streamjoin_operator_children_applied_total",
+                "Owned objects written with server-side apply, by kind.",
+            ),
             &["kind"],
         )?;
         let status_writes = IntCounter::new(
@@ -83,7 +92,10 @@ impl Metrics {
     /// The registry in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -110,7 +122,10 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing");
         }
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             assert!(line.starts_with("streamjoin_operator_"), "{line}");
         }
     }

@@ -101,7 +101,11 @@ impl Stores {
         ObservedChildren {
             config_map: get(&self.config_maps, namespace, build::config_map_name(job)),
             service: get(&self.services, namespace, build::service_name(job)),
-            stateful_set: get(&self.stateful_sets, namespace, build::stateful_set_name(job)),
+            stateful_set: get(
+                &self.stateful_sets,
+                namespace,
+                build::stateful_set_name(job),
+            ),
             pdb: get(&self.pdbs, namespace, build::pdb_name(job)),
             pods,
         }

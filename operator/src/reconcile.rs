@@ -105,7 +105,12 @@ fn observed_matches(o: &ObservedChildren, memo: &Built, uid: &str) -> bool {
 }
 
 impl Context {
-    pub fn new(client: Client, stores: Stores, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
         let reporter = Reporter {
             controller: build::MANAGER.to_owned(),
             instance,
@@ -124,7 +129,10 @@ impl Context {
 }
 
 /// The controller's reconcile entry point: times the work and counts the outcome.
-pub async fn reconcile(obj: Arc<DeserializeGuard<StreamJoinJob>>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<StreamJoinJob>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     let start = Instant::now();
     let result = match &obj.0 {
         Ok(job) => reconcile_job(Arc::new(job.clone()), &ctx).await,
@@ -137,13 +145,20 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<StreamJoinJob>>, ctx: Arc<Conte
         .with_label_values(&[label])
         .observe(start.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        ctx.metrics.errors.with_label_values(&[e.metric_label()]).inc();
+        ctx.metrics
+            .errors
+            .with_label_values(&[e.metric_label()])
+            .inc();
     }
     result
 }
 
 /// What the controller does after a failed reconcile: log it and retry soon.
-pub fn error_policy(obj: Arc<DeserializeGuard<StreamJoinJob>>, err: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    obj: Arc<DeserializeGuard<StreamJoinJob>>,
+    err: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
     let name = match &obj.0 {
         Ok(j) => format!("{}/{}", j.namespace().unwrap_or_default(), j.name_any()),
         Err(e) => format!("{:?}/{:?}", e.metadata.namespace, e.metadata.name),
@@ -188,7 +203,9 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         let built = ctx.built.lock().ok()?;
         built.get(&uid).filter(|m| m.generation == g).cloned()
     });
-    let up_to_date = memo.as_ref().filter(|m| observed_matches(&observed, m, &uid));
+    let up_to_date = memo
+        .as_ref()
+        .filter(|m| observed_matches(&observed, m, &uid));
     if let Some(m) = up_to_date
         && verdict.is_ok()
     {
@@ -232,7 +249,11 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         not_applied,
         now,
     });
-    let old_conditions = job.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let old_conditions = job
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     if status::needs_write(job, &new) {
         status::write(&ctx.client, r.namespace, r.name, &new).await?;
         ctx.metrics.status_writes.inc();
@@ -240,13 +261,29 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
 
     // 5. events
     if !written.is_empty() {
-        let list = written.iter().map(|o| format!("{} {}", o.kind, o.name)).collect::<Vec<_>>().join(", ");
-        publish(ctx, job, EventType::Normal, "Applied", "Apply", format!("applied {list}")).await;
+        let list = written
+            .iter()
+            .map(|o| format!("{} {}", o.kind, o.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        publish(
+            ctx,
+            job,
+            EventType::Normal,
+            "Applied",
+            "Apply",
+            format!("applied {list}"),
+        )
+        .await;
     }
     publish_transitions(ctx, job, &old_conditions, &new.conditions).await;
 
     let settled = new.phase == Some(JobPhase::Running) || new.phase == Some(JobPhase::Suspended);
-    Ok(Action::requeue(if settled { ctx.requeue.settled } else { ctx.requeue.unsettled }))
+    Ok(Action::requeue(if settled {
+        ctx.requeue.settled
+    } else {
+        ctx.requeue.unsettled
+    }))
 }
 
 /// Finalizer cleanup. Children are deleted by the garbage collector through their
@@ -268,7 +305,8 @@ pub async fn cleanup(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         EventType::Normal,
         "Deleting",
         "Cleanup",
-        "children are removed through their owner references; checkpoint volumes are kept".to_owned(),
+        "children are removed through their owner references; checkpoint volumes are kept"
+            .to_owned(),
     )
     .await;
     Ok(Action::await_change())
@@ -303,8 +341,18 @@ async fn report_malformed(invalid: &InvalidObject, ctx: &Context) -> Result<Acti
         conditions: merge(
             &[],
             &[
-                Want::new(CONDITION_READY, false, "MalformedObject", "the spec cannot be read"),
-                Want::new(CONDITION_PROGRESSING, false, "MalformedObject", "waiting for a readable spec"),
+                Want::new(
+                    CONDITION_READY,
+                    false,
+                    "MalformedObject",
+                    "the spec cannot be read",
+                ),
+                Want::new(
+                    CONDITION_PROGRESSING,
+                    false,
+                    "MalformedObject",
+                    "waiting for a readable spec",
+                ),
                 Want::new(CONDITION_DEGRADED, true, "MalformedObject", message.clone()),
             ],
             generation,
@@ -316,30 +364,60 @@ async fn report_malformed(invalid: &InvalidObject, ctx: &Context) -> Result<Acti
     status::write(&ctx.client, ns, name, &status).await?;
     let mut stub = StreamJoinJob::new(name, streamjoin_api::StreamJoinJobSpec::local_default());
     stub.metadata = meta.clone();
-    publish(ctx, &stub, EventType::Warning, "MalformedObject", "Validate", message).await;
+    publish(
+        ctx,
+        &stub,
+        EventType::Warning,
+        "MalformedObject",
+        "Validate",
+        message,
+    )
+    .await;
     Ok(Action::await_change())
 }
 
-async fn publish_transitions(ctx: &Context, job: &StreamJoinJob, old: &[Condition], new: &[Condition]) {
+async fn publish_transitions(
+    ctx: &Context,
+    job: &StreamJoinJob,
+    old: &[Condition],
+    new: &[Condition],
+) {
     for c in transitions(old, new) {
         let is_true = c.status == "True";
         let (type_, reason) = match (c.type_.as_str(), is_true) {
             (CONDITION_DEGRADED, true) => (EventType::Warning, c.reason.clone()),
-            (CONDITION_DEGRADED, false) if !old.is_empty() => (EventType::Normal, "Recovered".to_owned()),
+            (CONDITION_DEGRADED, false) if !old.is_empty() => {
+                (EventType::Normal, "Recovered".to_owned())
+            }
             (CONDITION_READY, true) => (EventType::Normal, "Ready".to_owned()),
-            (CONDITION_READY, false) if old.iter().any(|o| o.type_ == CONDITION_READY && o.status == "True") => {
+            (CONDITION_READY, false)
+                if old
+                    .iter()
+                    .any(|o| o.type_ == CONDITION_READY && o.status == "True") =>
+            {
                 (EventType::Warning, "NotReady".to_owned())
             }
             (CONDITION_PROGRESSING, true) => (EventType::Normal, c.reason.clone()),
             _ => continue,
         };
-        let note = if c.message.is_empty() { format!("{} is {}", c.type_, c.status) } else { c.message.clone() };
+        let note = if c.message.is_empty() {
+            format!("{} is {}", c.type_, c.status)
+        } else {
+            c.message.clone()
+        };
         publish(ctx, job, type_, &reason, "Reconcile", note).await;
     }
 }
 
 /// Publishes an Event about the job. Failing to record an Event never fails the reconcile.
-async fn publish(ctx: &Context, job: &StreamJoinJob, type_: EventType, reason: &str, action: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    job: &StreamJoinJob,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let ev = Event {
         type_,
         reason: reason.to_owned(),

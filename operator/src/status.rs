@@ -126,16 +126,30 @@ fn rollout(sts: Option<&StatefulSet>, desired: i32, applied: bool) -> Rollout {
     let ready_n = ready.unwrap_or(0);
     let observed_gen = st.and_then(|s| s.observed_generation);
     let revisions_differ = st.is_some_and(|s| {
-        s.current_revision.is_some() && s.update_revision.is_some() && s.current_revision != s.update_revision
+        s.current_revision.is_some()
+            && s.update_revision.is_some()
+            && s.current_revision != s.update_revision
     });
     let pending = if applied {
-        Some(("Updating", "applied the current spec; waiting for the StatefulSet to roll out".to_owned()))
+        Some((
+            "Updating",
+            "applied the current spec; waiting for the StatefulSet to roll out".to_owned(),
+        ))
     } else if st.is_none() || observed_gen < sts.metadata.generation {
-        Some(("RollingOut", "the StatefulSet controller has not yet seen the current spec".to_owned()))
+        Some((
+            "RollingOut",
+            "the StatefulSet controller has not yet seen the current spec".to_owned(),
+        ))
     } else if have > desired {
-        Some(("ScalingDown", format!("{have} pods, scaling down to {desired}")))
+        Some((
+            "ScalingDown",
+            format!("{have} pods, scaling down to {desired}"),
+        ))
     } else if desired > 0 && (updated < desired || revisions_differ) {
-        Some(("RollingOut", format!("{updated} of {desired} pods run the current spec")))
+        Some((
+            "RollingOut",
+            format!("{updated} of {desired} pods run the current spec"),
+        ))
     } else if ready_n < desired {
         Some(("ScalingUp", format!("{ready_n} of {desired} pods ready")))
     } else {
@@ -155,7 +169,11 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
     let generation = job.metadata.generation;
     let suspended = job.spec.state == JobState::Suspended;
     let desired = input.desired_replicas;
-    let r = rollout(input.observed.stateful_set.as_deref(), desired, input.applied);
+    let r = rollout(
+        input.observed.stateful_set.as_deref(),
+        desired,
+        input.applied,
+    );
     let ready_n = r.ready.unwrap_or(0);
 
     let problems: Vec<PodProblem> = input
@@ -183,7 +201,12 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             1 => String::new(),
             n => format!(" ({} more pods failing)", n - 1),
         };
-        Want::new(CONDITION_DEGRADED, true, reason, format!("{}{more}", first.message))
+        Want::new(
+            CONDITION_DEGRADED,
+            true,
+            reason,
+            format!("{}{more}", first.message),
+        )
     } else if let Some(note) = &input.not_applied {
         Want::new(CONDITION_DEGRADED, true, "SpecNotApplied", note.clone())
     } else {
@@ -191,11 +214,21 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
     };
 
     let progressing = if input.invalid.is_some() {
-        Want::new(CONDITION_PROGRESSING, false, "InvalidSpec", "waiting for a valid spec")
+        Want::new(
+            CONDITION_PROGRESSING,
+            false,
+            "InvalidSpec",
+            "waiting for a valid spec",
+        )
     } else if let Some((reason, msg)) = &r.pending {
         Want::new(CONDITION_PROGRESSING, true, reason, msg.clone())
     } else if suspended {
-        Want::new(CONDITION_PROGRESSING, false, "Suspended", "scaled to zero; volumes are kept")
+        Want::new(
+            CONDITION_PROGRESSING,
+            false,
+            "Suspended",
+            "scaled to zero; volumes are kept",
+        )
     } else {
         Want::new(
             CONDITION_PROGRESSING,
@@ -213,13 +246,33 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             format!("the spec is invalid; {ready_n} pods keep running the last valid spec"),
         )
     } else if suspended {
-        Want::new(CONDITION_READY, false, "Suspended", "spec.state is suspended")
+        Want::new(
+            CONDITION_READY,
+            false,
+            "Suspended",
+            "spec.state is suspended",
+        )
     } else if desired == 0 {
-        Want::new(CONDITION_READY, false, "ScaledToZero", "spec.parallelism is 0")
+        Want::new(
+            CONDITION_READY,
+            false,
+            "ScaledToZero",
+            "spec.parallelism is 0",
+        )
     } else if r.pending.is_none() && ready_n >= desired && problems.is_empty() {
-        Want::new(CONDITION_READY, true, "AllReplicasReady", format!("{ready_n} of {desired} pods ready"))
+        Want::new(
+            CONDITION_READY,
+            true,
+            "AllReplicasReady",
+            format!("{ready_n} of {desired} pods ready"),
+        )
     } else {
-        Want::new(CONDITION_READY, false, "ReplicasNotReady", format!("{ready_n} of {desired} pods ready"))
+        Want::new(
+            CONDITION_READY,
+            false,
+            "ReplicasNotReady",
+            format!("{ready_n} of {desired} pods ready"),
+        )
     };
 
     let phase = if job.metadata.deletion_timestamp.is_some() {
@@ -236,11 +289,20 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
         JobPhase::Pending
     };
 
-    let existing = job.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let existing = job
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     StreamJoinJobStatus {
         observed_generation: generation,
         phase: Some(phase),
-        conditions: merge(existing, &[ready, progressing, degraded], generation, input.now),
+        conditions: merge(
+            existing,
+            &[ready, progressing, degraded],
+            generation,
+            input.now,
+        ),
         replicas: r.replicas,
         ready_replicas: r.ready,
         selector: Some(selector_string(name)),
@@ -268,7 +330,12 @@ pub fn needs_write(job: &StreamJoinJob, new: &StreamJoinJobStatus) -> bool {
 }
 
 /// Server-side apply of the status subresource, with the operator's field manager.
-pub async fn write(client: &Client, namespace: &str, name: &str, status: &StreamJoinJobStatus) -> Result<()> {
+pub async fn write(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    status: &StreamJoinJobStatus,
+) -> Result<()> {
     // The response is read leniently: the status of an object whose spec cannot be
     // deserialized must still be writable.
     let api: Api<DeserializeGuard<StreamJoinJob>> = Api::namespaced(client.clone(), namespace);
@@ -277,12 +344,16 @@ pub async fn write(client: &Client, namespace: &str, name: &str, status: &Stream
         "kind": "StreamJoinJob",
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::Status {
-            object: ObjectName::new("StreamJoinJob", namespace, name),
-            source,
-        })?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Status {
+        object: ObjectName::new("StreamJoinJob", namespace, name),
+        source: Box::new(source),
+    })?;
     Ok(())
 }
 
@@ -303,7 +374,10 @@ mod tests {
 
     fn sts(replicas: i32, ready: i32, updated: i32) -> StatefulSet {
         StatefulSet {
-            metadata: ObjectMeta { generation: Some(1), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                generation: Some(1),
+                ..ObjectMeta::default()
+            },
             status: Some(StatefulSetStatus {
                 observed_generation: Some(1),
                 replicas,
@@ -319,7 +393,10 @@ mod tests {
 
     fn pod(name: &str, state: ContainerState, last: Option<ContainerState>) -> Pod {
         Pod {
-            metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
             status: Some(PodStatus {
                 container_statuses: Some(vec![ContainerStatus {
                     name: "runtime".into(),
@@ -336,51 +413,88 @@ mod tests {
 
     fn waiting(reason: &str) -> ContainerState {
         ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: Some(format!("{reason} details")) }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: Some(format!("{reason} details")),
+            }),
             ..ContainerState::default()
         }
     }
 
     fn run(observed: &ObservedChildren, invalid: Option<String>) -> StreamJoinJobStatus {
         let job = test_support::job("clicks");
-        compute(&Input { job: &job, observed, desired_replicas: 3, invalid, applied: false, not_applied: None, now: now() })
+        compute(&Input {
+            job: &job,
+            observed,
+            desired_replicas: 3,
+            invalid,
+            applied: false,
+            not_applied: None,
+            now: now(),
+        })
     }
 
-    fn cond<'a>(s: &'a StreamJoinJobStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    fn cond<'a>(
+        s: &'a StreamJoinJobStatus,
+        t: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
         s.condition(t).expect("condition present")
     }
 
     #[test]
     fn all_replicas_ready_is_ready_and_running() {
-        let observed = ObservedChildren { stateful_set: Some(Arc::new(sts(3, 3, 3))), ..Default::default() };
+        let observed = ObservedChildren {
+            stateful_set: Some(Arc::new(sts(3, 3, 3))),
+            ..Default::default()
+        };
         let s = run(&observed, None);
         assert_eq!(s.phase, Some(JobPhase::Running));
         assert!(s.is_true("Ready"));
         assert!(!s.is_true("Progressing"));
         assert!(!s.is_true("Degraded"));
         assert_eq!((s.replicas, s.ready_replicas), (Some(3), Some(3)));
-        assert_eq!(s.selector.as_deref(), Some("app.kubernetes.io/name=streamjoin,streamjoin.dev/job=clicks"));
+        assert_eq!(
+            s.selector.as_deref(),
+            Some("app.kubernetes.io/name=streamjoin,streamjoin.dev/job=clicks")
+        );
         assert_eq!(s.observed_generation, Some(1));
-        assert!(s.watermark.is_none() && s.last_savepoint.is_none(), "unknown facts stay absent");
+        assert!(
+            s.watermark.is_none() && s.last_savepoint.is_none(),
+            "unknown facts stay absent"
+        );
     }
 
     #[test]
     fn rollout_in_progress_is_progressing() {
-        let observed = ObservedChildren { stateful_set: Some(Arc::new(sts(3, 2, 1))), ..Default::default() };
+        let observed = ObservedChildren {
+            stateful_set: Some(Arc::new(sts(3, 2, 1))),
+            ..Default::default()
+        };
         let s = run(&observed, None);
         assert_eq!(s.phase, Some(JobPhase::Deploying));
         let p = cond(&s, "Progressing");
-        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "RollingOut"));
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "RollingOut")
+        );
         assert_eq!(p.message, "1 of 3 pods run the current spec");
         assert!(!s.is_true("Ready"));
         let none = run(&ObservedChildren::default(), None);
         assert_eq!(cond(&none, "Progressing").reason, "Creating");
-        assert_eq!(none.replicas, None, "no StatefulSet observed: no replica count invented");
+        assert_eq!(
+            none.replicas, None,
+            "no StatefulSet observed: no replica count invented"
+        );
     }
 
     #[test]
     fn each_failing_pod_state_gives_degraded_with_its_reason() {
-        for reason in ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"] {
+        for reason in [
+            "CrashLoopBackOff",
+            "ImagePullBackOff",
+            "ErrImagePull",
+            "CreateContainerConfigError",
+        ] {
             let observed = ObservedChildren {
                 stateful_set: Some(Arc::new(sts(3, 2, 3))),
                 pods: vec![Arc::new(pod("clicks-1", waiting(reason), None))],
@@ -389,14 +503,21 @@ mod tests {
             let s = run(&observed, None);
             let d = cond(&s, "Degraded");
             assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", reason));
-            assert!(d.message.contains("pod clicks-1, container runtime"), "{}", d.message);
+            assert!(
+                d.message.contains("pod clicks-1, container runtime"),
+                "{}",
+                d.message
+            );
             assert_eq!(s.phase, Some(JobPhase::Degraded));
         }
     }
 
     #[test]
     fn a_recent_oom_kill_is_degraded_and_an_old_one_is_not() {
-        let running = ContainerState { running: Some(Default::default()), ..ContainerState::default() };
+        let running = ContainerState {
+            running: Some(Default::default()),
+            ..ContainerState::default()
+        };
         let oom_at = |t: Timestamp| ContainerState {
             terminated: Some(ContainerStateTerminated {
                 reason: Some("OOMKilled".into()),
@@ -406,15 +527,29 @@ mod tests {
             }),
             ..ContainerState::default()
         };
-        let recent = pod("clicks-0", running.clone(), Some(oom_at(now() - SignedDuration::from_mins(2))));
-        assert_eq!(pod_problem(&recent, now()).map(|p| p.reason), Some("OOMKilled".into()));
-        let old = pod("clicks-0", running, Some(oom_at(now() - SignedDuration::from_hours(2))));
+        let recent = pod(
+            "clicks-0",
+            running.clone(),
+            Some(oom_at(now() - SignedDuration::from_mins(2))),
+        );
+        assert_eq!(
+            pod_problem(&recent, now()).map(|p| p.reason),
+            Some("OOMKilled".into())
+        );
+        let old = pod(
+            "clicks-0",
+            running,
+            Some(oom_at(now() - SignedDuration::from_hours(2))),
+        );
         assert_eq!(pod_problem(&old, now()), None);
     }
 
     #[test]
     fn invalid_spec_is_degraded_with_the_message() {
-        let observed = ObservedChildren { stateful_set: Some(Arc::new(sts(3, 3, 3))), ..Default::default() };
+        let observed = ObservedChildren {
+            stateful_set: Some(Arc::new(sts(3, 3, 3))),
+            ..Default::default()
+        };
         let s = run(&observed, Some("spec.output.topic: must differ".into()));
         let d = cond(&s, "Degraded");
         assert_eq!(d.reason, "InvalidSpec");
@@ -427,21 +562,51 @@ mod tests {
     fn suspended_job_scaled_to_zero_is_suspended() {
         let mut job = test_support::job("clicks");
         job.spec.state = JobState::Suspended;
-        let observed = ObservedChildren { stateful_set: Some(Arc::new(sts(0, 0, 0))), ..Default::default() };
-        let s = compute(&Input { job: &job, observed: &observed, desired_replicas: 0, invalid: None, applied: false, not_applied: None, now: now() });
+        let observed = ObservedChildren {
+            stateful_set: Some(Arc::new(sts(0, 0, 0))),
+            ..Default::default()
+        };
+        let s = compute(&Input {
+            job: &job,
+            observed: &observed,
+            desired_replicas: 0,
+            invalid: None,
+            applied: false,
+            not_applied: None,
+            now: now(),
+        });
         assert_eq!(s.phase, Some(JobPhase::Suspended));
         assert_eq!(cond(&s, "Ready").reason, "Suspended");
     }
 
     #[test]
     fn recomputing_an_unchanged_status_needs_no_write() {
-        let observed = ObservedChildren { stateful_set: Some(Arc::new(sts(3, 3, 3))), ..Default::default() };
+        let observed = ObservedChildren {
+            stateful_set: Some(Arc::new(sts(3, 3, 3))),
+            ..Default::default()
+        };
         let mut job = test_support::job("clicks");
-        let first = compute(&Input { job: &job, observed: &observed, desired_replicas: 3, invalid: None, applied: false, not_applied: None, now: now() });
+        let first = compute(&Input {
+            job: &job,
+            observed: &observed,
+            desired_replicas: 3,
+            invalid: None,
+            applied: false,
+            not_applied: None,
+            now: now(),
+        });
         assert!(needs_write(&job, &first));
         job.status = Some(first);
         let later = now() + SignedDuration::from_mins(5);
-        let second = compute(&Input { job: &job, observed: &observed, desired_replicas: 3, invalid: None, applied: false, not_applied: None, now: later });
+        let second = compute(&Input {
+            job: &job,
+            observed: &observed,
+            desired_replicas: 3,
+            invalid: None,
+            applied: false,
+            not_applied: None,
+            now: later,
+        });
         assert!(!needs_write(&job, &second));
     }
 }

@@ -23,7 +23,9 @@ pub fn validate(job: &StreamJoinJob) -> Result<(), Vec<Violation>> {
     if job.metadata.name.as_deref().map_or(0, str::len) > MAX_NAME_LEN {
         fail(
             "(metadata.name)",
-            format!("the job name must be at most {MAX_NAME_LEN} characters (it names the StatefulSet and its pods)"),
+            format!(
+                "the job name must be at most {MAX_NAME_LEN} characters (it names the StatefulSet and its pods)"
+            ),
         );
     }
     if spec.image.trim().is_empty() {
@@ -84,6 +86,9 @@ mod tests {
         let mut job = test_support::job("clicks");
         job.spec.output.topic = "impressions".into();
         let text = message(&validate(&job).unwrap_err());
-        assert!(text.contains(streamjoin_api::validation::MSG_OUTPUT_TOPIC), "{text}");
+        assert!(
+            text.contains(streamjoin_api::validation::MSG_OUTPUT_TOPIC),
+            "{text}"
+        );
     }
 }

@@ -32,12 +32,23 @@ async fn example_job_becomes_ready_on_a_real_cluster() -> anyhow::Result<()> {
         return Ok(());
     };
     let timeout = Duration::from_secs(
-        std::env::var("STREAMJOIN_E2E_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(600),
+        std::env::var("STREAMJOIN_E2E_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
     );
-    let manifest = std::env::var("STREAMJOIN_E2E_MANIFEST")
-        .unwrap_or_else(|_| format!("{}/../examples/streamjoinjob.yaml", env!("CARGO_MANIFEST_DIR")));
+    let manifest = std::env::var("STREAMJOIN_E2E_MANIFEST").unwrap_or_else(|_| {
+        format!(
+            "{}/../examples/streamjoinjob.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
 
-    let config = Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &KubeConfigOptions::default()).await?;
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
     let client = Client::try_from(config)?;
     let ssa = PatchParams::apply(MANAGER).force();
 
@@ -45,24 +56,42 @@ async fn example_job_becomes_ready_on_a_real_cluster() -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd_name = crd.metadata.name.clone().unwrap_or_default();
     crds.patch(&crd_name, &ssa, &Patch::Apply(&crd)).await?;
-    tokio::time::timeout(Duration::from_secs(60), await_condition(crds, &crd_name, conditions::is_crd_established())).await??;
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(crds, &crd_name, conditions::is_crd_established()),
+    )
+    .await??;
 
     let mut job = StreamJoinJob::from_yaml(&std::fs::read_to_string(&manifest)?)?;
-    let ns = job.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = job
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = job.metadata.name.clone().unwrap_or_default();
     job.metadata.namespace = Some(ns.clone());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns_obj = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+    let ns_obj =
+        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
     namespaces.patch(&ns, &ssa, &Patch::Apply(&ns_obj)).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let settings = Settings { namespaces: vec![ns.clone()], ..Settings::default() };
-    let operator = tokio::spawn(controller::run(client.clone(), settings, Arc::new(Metrics::new()?), stop_rx));
+    let settings = Settings {
+        namespaces: vec![ns.clone()],
+        ..Settings::default()
+    };
+    let operator = tokio::spawn(controller::run(
+        client.clone(),
+        settings,
+        Arc::new(Metrics::new()?),
+        stop_rx,
+    ));
 
     let jobs: Api<StreamJoinJob> = Api::namespaced(client.clone(), &ns);
     jobs.patch(&name, &ssa, &Patch::Apply(&job)).await?;
     let ready = |obj: Option<&StreamJoinJob>| {
-        obj.and_then(|j| j.status.as_ref()).is_some_and(|s| s.is_true("Ready"))
+        obj.and_then(|j| j.status.as_ref())
+            .is_some_and(|s| s.is_true("Ready"))
     };
     let outcome = tokio::time::timeout(timeout, await_condition(jobs.clone(), &name, ready)).await;
     let _ = stop_tx.send(true);

@@ -34,10 +34,22 @@ async fn one_leader_at_a_time_and_takeover_after_expiry() {
     let b = elector(&client, "operator-b");
     let path = lease_path("ops", "streamjoin-operator");
 
-    assert!(a.try_acquire_or_renew(t(0)).await.expect("round"), "free lease is taken");
-    assert!(!b.try_acquire_or_renew(t(1)).await.expect("round"), "held lease is not");
-    assert!(a.try_acquire_or_renew(t(5)).await.expect("round"), "holder renews");
-    assert!(!b.try_acquire_or_renew(t(19)).await.expect("round"), "renewed at 5, valid until 20");
+    assert!(
+        a.try_acquire_or_renew(t(0)).await.expect("round"),
+        "free lease is taken"
+    );
+    assert!(
+        !b.try_acquire_or_renew(t(1)).await.expect("round"),
+        "held lease is not"
+    );
+    assert!(
+        a.try_acquire_or_renew(t(5)).await.expect("round"),
+        "holder renews"
+    );
+    assert!(
+        !b.try_acquire_or_renew(t(19)).await.expect("round"),
+        "renewed at 5, valid until 20"
+    );
 
     // a stops renewing; after renewTime + 15s, b takes over.
     assert!(b.try_acquire_or_renew(t(21)).await.expect("round"));
@@ -45,7 +57,10 @@ async fn one_leader_at_a_time_and_takeover_after_expiry() {
     let spec = lease.spec.expect("spec");
     assert_eq!(spec.holder_identity.as_deref(), Some("operator-b"));
     assert_eq!(spec.lease_transitions, Some(1));
-    assert!(!a.try_acquire_or_renew(t(22)).await.expect("round"), "the old leader knows it lost");
+    assert!(
+        !a.try_acquire_or_renew(t(22)).await.expect("round"),
+        "the old leader knows it lost"
+    );
 
     // A graceful stop hands over at once.
     b.release().await.expect("release");

@@ -8,7 +8,9 @@ use streamjoin_api::StreamJoinJob;
 use streamjoin_operator::crd;
 
 fn repo_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
 }
 
 fn read(rel: &str) -> String {
@@ -34,7 +36,10 @@ fn crd_is_under_100_kb() {
 #[test]
 fn crd_has_names_subresources_columns_and_rules() {
     let c = crd::crd().expect("crd");
-    assert_eq!(c.metadata.name.as_deref(), Some("streamjoinjobs.streamjoin.dev"));
+    assert_eq!(
+        c.metadata.name.as_deref(),
+        Some("streamjoinjobs.streamjoin.dev")
+    );
     assert_eq!(c.spec.scope, "Namespaced");
     assert_eq!(c.spec.names.short_names, Some(vec!["sjj".to_owned()]));
     assert_eq!(c.spec.names.categories, Some(vec!["streaming".to_owned()]));
@@ -44,7 +49,10 @@ fn crd_has_names_subresources_columns_and_rules() {
     assert!(sub.status.is_some());
     let scale = sub.scale.as_ref().expect("scale");
     assert_eq!(scale.spec_replicas_path, ".spec.parallelism");
-    assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
     let columns: Vec<&str> = v
         .additional_printer_columns
         .iter()
@@ -53,7 +61,14 @@ fn crd_has_names_subresources_columns_and_rules() {
         .collect();
     assert_eq!(
         columns,
-        ["Phase", "Parallelism", "Ready", "Watermark Lag", "Last Savepoint", "Age"]
+        [
+            "Phase",
+            "Parallelism",
+            "Ready",
+            "Watermark Lag",
+            "Last Savepoint",
+            "Age"
+        ]
     );
     let text = read("crds/streamjoinjob.yaml");
     for msg in [
@@ -87,17 +102,29 @@ fn every_spec_field_is_documented_and_defaults_are_in_the_schema() {
     }
     let mut missing = Vec::new();
     walk("spec", spec, &mut missing);
-    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
     let props = &spec["properties"];
     assert_eq!(props["join"]["properties"]["window"]["default"], "4h");
-    assert_eq!(props["watermarks"]["properties"]["inactivityTimeout"]["default"], "15m");
-    assert_eq!(props["watermarks"]["properties"]["inactivityTimeout"]["nullable"], true);
+    assert_eq!(
+        props["watermarks"]["properties"]["inactivityTimeout"]["default"],
+        "15m"
+    );
+    assert_eq!(
+        props["watermarks"]["properties"]["inactivityTimeout"]["nullable"],
+        true
+    );
     assert_eq!(props["checkpoints"]["properties"]["retained"]["default"], 3);
     assert_eq!(props["upgradeMode"]["default"], "savepoint");
     let required = spec["required"].as_array().expect("required");
     for r in ["kafka", "inputs", "output", "deadLetter"] {
         assert!(required.iter().any(|x| x == r), "{r} not required");
-        assert!(props[r].get("default").is_none(), "{r} must not have a default");
+        assert!(
+            props[r].get("default").is_none(),
+            "{r} must not have a default"
+        );
     }
 }
 

@@ -95,7 +95,10 @@ async fn first_reconcile_adds_the_finalizer_and_nothing_else() {
     let calls = h.fake.take_calls();
     assert_eq!(calls.len(), 1, "{calls:#?}");
     assert!(calls[0].content_type.starts_with("application/json-patch"));
-    assert_eq!(h.job("clicks").metadata.finalizers, Some(vec![FINALIZER.to_owned()]));
+    assert_eq!(
+        h.job("clicks").metadata.finalizers,
+        Some(vec![FINALIZER.to_owned()])
+    );
 }
 
 #[tokio::test]
@@ -116,7 +119,11 @@ async fn create_applies_every_child_with_ssa_and_writes_status() {
     expected.sort();
     assert_eq!(applied, expected);
     for c in calls.iter().filter(|c| c.is_apply()) {
-        assert!(c.query.contains(&format!("fieldManager={MANAGER}")), "{}", c.query);
+        assert!(
+            c.query.contains(&format!("fieldManager={MANAGER}")),
+            "{}",
+            c.query
+        );
         assert!(c.query.contains("force=true"), "{}", c.query);
     }
     assert_eq!(status_writes(&calls), 1);
@@ -125,7 +132,10 @@ async fn create_applies_every_child_with_ssa_and_writes_status() {
     let sts: StatefulSet = h.fake.get_as(&sts_path(NS, "clicks")).expect("sts stored");
     assert_eq!(sts.spec.replicas, Some(3));
     let owner = &sts.metadata.owner_references.as_ref().expect("owner")[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("StreamJoinJob", "uid-clicks"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("StreamJoinJob", "uid-clicks")
+    );
 
     let job = h.job("clicks");
     let status = job.status.as_ref().expect("status written");
@@ -134,7 +144,10 @@ async fn create_applies_every_child_with_ssa_and_writes_status() {
     assert_eq!(condition(&job, "Progressing").0, "True");
     assert_eq!(condition(&job, "Ready").0, "False");
     assert_eq!(condition(&job, "Degraded").0, "False");
-    assert_eq!(status.replicas, None, "nothing observed yet, nothing invented");
+    assert_eq!(
+        status.replicas, None,
+        "nothing observed yet, nothing invented"
+    );
 }
 
 #[tokio::test]
@@ -174,7 +187,10 @@ async fn a_deleted_child_is_recreated() {
     let pdb = h.fake.get_as(&pdb_path(NS, "clicks")).expect("pdb");
     h.writers.remove_pdb(pdb);
     h.reconcile("clicks").await.expect("reconciles");
-    assert_eq!(child_applies(&h.fake.take_calls()), vec![pdb_path(NS, "clicks")]);
+    assert_eq!(
+        child_applies(&h.fake.take_calls()),
+        vec![pdb_path(NS, "clicks")]
+    );
 }
 
 #[tokio::test]
@@ -182,7 +198,9 @@ async fn spec_change_updates_the_children_and_advances_observed_generation() {
     let mut h = Harness::new();
     h.create_job(job_json("clicks"));
     h.settle("clicks").await;
-    let old_sts_hash = h.fake.get(&sts_path(NS, "clicks")).expect("sts")["metadata"]["annotations"][APPLIED_HASH].clone();
+    let old_sts_hash = h.fake.get(&sts_path(NS, "clicks")).expect("sts")["metadata"]["annotations"]
+        [APPLIED_HASH]
+        .clone();
     h.fake.take_calls();
 
     h.edit_spec("clicks", |spec| {
@@ -194,21 +212,39 @@ async fn spec_change_updates_the_children_and_advances_observed_generation() {
     let mut applied = child_applies(&calls);
     applied.sort();
     // The Service and the PDB do not depend on image or parallelism: not rewritten.
-    assert_eq!(applied, vec![cm_path(NS, "clicks-config"), sts_path(NS, "clicks")]);
+    assert_eq!(
+        applied,
+        vec![cm_path(NS, "clicks-config"), sts_path(NS, "clicks")]
+    );
 
     let sts: StatefulSet = h.fake.get_as(&sts_path(NS, "clicks")).expect("sts");
     let spec = &sts.spec;
     assert_eq!(spec.replicas, Some(4));
-    let image = spec.template.spec.as_ref().expect("pod").containers[0].image.clone();
-    assert_eq!(image.as_deref(), Some("ghcr.io/streamjoin/streamjoin-runtime:v2"));
-    assert_ne!(sts.metadata.annotations.as_ref().expect("ann")[APPLIED_HASH], old_sts_hash);
+    let image = spec.template.spec.as_ref().expect("pod").containers[0]
+        .image
+        .clone();
+    assert_eq!(
+        image.as_deref(),
+        Some("ghcr.io/streamjoin/streamjoin-runtime:v2")
+    );
+    assert_ne!(
+        sts.metadata.annotations.as_ref().expect("ann")[APPLIED_HASH],
+        old_sts_hash
+    );
 
     let job = h.job("clicks");
     assert_eq!(job.metadata.generation, Some(2));
-    assert_eq!(job.status.as_ref().and_then(|s| s.observed_generation), Some(2));
+    assert_eq!(
+        job.status.as_ref().and_then(|s| s.observed_generation),
+        Some(2)
+    );
     let (status, reason, _) = condition(&job, "Progressing");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Updating"));
-    let ready = job.status.as_ref().and_then(|s| s.condition("Ready")).expect("ready");
+    let ready = job
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("Ready"))
+        .expect("ready");
     assert_eq!(ready.observed_generation, Some(2));
 }
 
@@ -222,13 +258,25 @@ async fn crash_looping_pod_makes_the_job_degraded_with_the_reason() {
     h.add_pod(crashing_pod("clicks", "CrashLoopBackOff"));
     h.reconcile("clicks").await.expect("reconciles");
     let calls = h.fake.take_calls();
-    assert!(child_applies(&calls).is_empty(), "a crashing pod is not fixed by rewriting children");
+    assert!(
+        child_applies(&calls).is_empty(),
+        "a crashing pod is not fixed by rewriting children"
+    );
     assert_eq!(status_writes(&calls), 1);
     let job = h.job("clicks");
     let (status, reason, message) = condition(&job, "Degraded");
-    assert_eq!((status.as_str(), reason.as_str()), ("True", "CrashLoopBackOff"));
-    assert!(message.contains("pod clicks-1, container runtime: back-off"), "{message}");
-    assert_eq!(job.status.as_ref().and_then(|s| s.phase), Some(JobPhase::Degraded));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "CrashLoopBackOff")
+    );
+    assert!(
+        message.contains("pod clicks-1, container runtime: back-off"),
+        "{message}"
+    );
+    assert_eq!(
+        job.status.as_ref().and_then(|s| s.phase),
+        Some(JobPhase::Degraded)
+    );
     assert_eq!(condition(&job, "Ready").0, "False");
     assert!(events(&calls).contains(&("Warning".into(), "CrashLoopBackOff".into())));
 }
@@ -242,15 +290,26 @@ async fn invalid_spec_is_degraded_leaves_children_untouched_and_the_next_valid_s
     h.fake.take_calls();
 
     h.edit_spec("clicks", |spec| spec["output"]["topic"] = json!("plays"));
-    h.reconcile("clicks").await.expect("an invalid spec is not an error of the operator");
+    h.reconcile("clicks")
+        .await
+        .expect("an invalid spec is not an error of the operator");
     let calls = h.fake.take_calls();
-    assert!(child_applies(&calls).is_empty(), "children untouched: {calls:#?}");
+    assert!(
+        child_applies(&calls).is_empty(),
+        "children untouched: {calls:#?}"
+    );
     assert_eq!(h.fake.get(&sts_path(NS, "clicks")), Some(sts_before));
     let job = h.job("clicks");
     let (status, reason, message) = condition(&job, "Degraded");
     assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
-    assert!(message.contains("spec.output.topic: output.topic must differ from both input topics"), "{message}");
-    assert_eq!(job.status.as_ref().and_then(|s| s.observed_generation), Some(2));
+    assert!(
+        message.contains("spec.output.topic: output.topic must differ from both input topics"),
+        "{message}"
+    );
+    assert_eq!(
+        job.status.as_ref().and_then(|s| s.observed_generation),
+        Some(2)
+    );
     assert!(events(&calls).contains(&("Warning".into(), "InvalidSpec".into())));
 
     // Still invalid, nothing new: no write at all.
@@ -281,7 +340,10 @@ async fn suspend_scales_the_statefulset_to_zero() {
     h.sync_caches();
     h.rollout_done("clicks", 0);
     h.reconcile("clicks").await.expect("reconciles");
-    assert_eq!(h.job("clicks").status.and_then(|s| s.phase), Some(JobPhase::Suspended));
+    assert_eq!(
+        h.job("clicks").status.and_then(|s| s.phase),
+        Some(JobPhase::Suspended)
+    );
 }
 
 #[tokio::test]
@@ -302,7 +364,14 @@ async fn delete_runs_the_finalizer_and_writes_no_child() {
         .iter()
         .find(|c| c.path == path && c.content_type.starts_with("application/json-patch"))
         .expect("finalizer removal patch");
-    assert!(removal.body.as_ref().expect("body").to_string().contains("remove"));
+    assert!(
+        removal
+            .body
+            .as_ref()
+            .expect("body")
+            .to_string()
+            .contains("remove")
+    );
     assert_eq!(h.job("clicks").metadata.finalizers, Some(vec![]));
     assert!(events(&calls).contains(&("Normal".into(), "Deleting".into())));
 }
@@ -314,18 +383,32 @@ async fn a_malformed_job_is_reported_once_and_does_not_stop_the_others() {
     bad["spec"]["join"] = json!({ "window": "forever" });
     h.create_job(bad.clone());
     let stored = h.fake.get(&job_path(NS, "broken")).expect("stored");
-    let guard: DeserializeGuard<StreamJoinJob> = serde_json::from_value(stored).expect("the guard always deserializes");
+    let guard: DeserializeGuard<StreamJoinJob> =
+        serde_json::from_value(stored).expect("the guard always deserializes");
     assert!(guard.0.is_err());
     let guard = Arc::new(guard);
 
-    reconcile(guard.clone(), h.ctx.clone()).await.expect("reported, not failed");
+    reconcile(guard.clone(), h.ctx.clone())
+        .await
+        .expect("reported, not failed");
     let calls = h.fake.take_calls();
     assert_eq!(status_writes(&calls), 1);
     assert!(events(&calls).contains(&("Warning".into(), "MalformedObject".into())));
     let status = &h.fake.get(&job_path(NS, "broken")).expect("job")["status"];
     assert_eq!(status["phase"], "Degraded");
-    let degraded = status["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Degraded").expect("degraded").clone();
-    assert!(degraded["message"].as_str().expect("message").contains("forever"));
+    let degraded = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .expect("degraded")
+        .clone();
+    assert!(
+        degraded["message"]
+            .as_str()
+            .expect("message")
+            .contains("forever")
+    );
 
     // The same version again: reported already, no request.
     reconcile(guard, h.ctx.clone()).await.expect("skipped");
@@ -335,7 +418,10 @@ async fn a_malformed_job_is_reported_once_and_does_not_stop_the_others() {
     // Another job is reconciled as usual.
     h.create_job(job_json("clicks"));
     h.settle("clicks").await;
-    assert_eq!(h.job("clicks").status.and_then(|s| s.phase), Some(JobPhase::Running));
+    assert_eq!(
+        h.job("clicks").status.and_then(|s| s.phase),
+        Some(JobPhase::Running)
+    );
 }
 
 #[tokio::test]

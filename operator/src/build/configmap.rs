@@ -54,6 +54,9 @@ mod tests {
         assert_eq!(parsed.spec, job.spec);
         assert_eq!(parsed.metadata.name.as_deref(), Some("clicks"));
         assert!(parsed.status.is_none());
-        assert!(parsed.metadata.uid.is_none(), "no server metadata in the manifest");
+        assert!(
+            parsed.metadata.uid.is_none(),
+            "no server metadata in the manifest"
+        );
     }
 }

@@ -73,13 +73,19 @@ impl<'a> JobRef<'a> {
             object: format!("StreamJoinJob {:?}", job.metadata.name),
             what,
         };
-        let name = job.metadata.name.as_deref().ok_or_else(|| missing("name"))?;
+        let name = job
+            .metadata
+            .name
+            .as_deref()
+            .ok_or_else(|| missing("name"))?;
         let namespace = job
             .metadata
             .namespace
             .as_deref()
             .ok_or_else(|| missing("namespace"))?;
-        let mut owner = job.controller_owner_ref(&()).ok_or_else(|| missing("uid"))?;
+        let mut owner = job
+            .controller_owner_ref(&())
+            .ok_or_else(|| missing("uid"))?;
         // Foreground deletion of a job waits for its children.
         owner.block_owner_deletion = Some(true);
         Ok(Self {
@@ -263,7 +269,12 @@ mod tests {
             let labels = meta.labels.as_ref().expect("labels");
             assert_eq!(labels[JOB_LABEL], "clicks");
             assert_eq!(labels["app.kubernetes.io/managed-by"], MANAGED_BY);
-            assert!(meta.annotations.as_ref().expect("annotations").contains_key(APPLIED_HASH));
+            assert!(
+                meta.annotations
+                    .as_ref()
+                    .expect("annotations")
+                    .contains_key(APPLIED_HASH)
+            );
         }
     }
 

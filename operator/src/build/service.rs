@@ -4,7 +4,9 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{ADMIN_PORT, ADMIN_PORT_NAME, JobRef, owned_meta, selector_labels, service_name, stamp};
+use super::{
+    ADMIN_PORT, ADMIN_PORT_NAME, JobRef, owned_meta, selector_labels, service_name, stamp,
+};
 use crate::error::Result;
 
 pub fn build(job: &JobRef<'_>) -> Result<Service> {

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -224,7 +224,10 @@ fn container(job: &JobRef<'_>) -> Container {
         mount("tmp", "/tmp", false),
     ];
     if spec.kafka.tls.is_some() {
-        env.push(env_value("STREAMJOIN_KAFKA_TLS_DIR", KAFKA_TLS_DIR.to_owned()));
+        env.push(env_value(
+            "STREAMJOIN_KAFKA_TLS_DIR",
+            KAFKA_TLS_DIR.to_owned(),
+        ));
         mounts.push(mount("kafka-tls", KAFKA_TLS_DIR, true));
     }
     env.extend(
@@ -395,7 +398,10 @@ pub fn keep_existing_claims(desired: &mut StatefulSet, observed: &StatefulSet) -
         })
     };
     let differs = wanted.len() != observed_claims.len()
-        || wanted.iter().zip(&observed_claims).any(|(a, b)| key(a) != key(b));
+        || wanted
+            .iter()
+            .zip(&observed_claims)
+            .any(|(a, b)| key(a) != key(b));
     if !differs {
         return None;
     }
@@ -430,8 +436,15 @@ mod tests {
         let sts = sts_for(&job);
         assert_eq!(sts.spec.replicas, Some(0));
         let env = runtime(&sts).env.expect("env");
-        let replicas = env.iter().find(|e| e.name == "STREAMJOIN_REPLICAS").expect("env");
-        assert_eq!(replicas.value.as_deref(), Some("3"), "shard count survives suspend");
+        let replicas = env
+            .iter()
+            .find(|e| e.name == "STREAMJOIN_REPLICAS")
+            .expect("env");
+        assert_eq!(
+            replicas.value.as_deref(),
+            Some("3"),
+            "shard count survives suspend"
+        );
     }
 
     #[test]
@@ -440,13 +453,24 @@ mod tests {
         let spec = sts.spec;
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
         assert_eq!(spec.service_name.as_deref(), Some("clicks"));
-        let retention = spec.persistent_volume_claim_retention_policy.expect("policy");
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .expect("policy");
         assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
         assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
         assert_eq!(spec.selector.match_labels, Some(selector_labels("clicks")));
-        let labels = spec.template.metadata.expect("meta").labels.expect("labels");
+        let labels = spec
+            .template
+            .metadata
+            .expect("meta")
+            .labels
+            .expect("labels");
         for (k, v) in selector_labels("clicks") {
-            assert_eq!(labels.get(&k), Some(&v), "template carries selector label {k}");
+            assert_eq!(
+                labels.get(&k),
+                Some(&v),
+                "template carries selector label {k}"
+            );
         }
     }
 
@@ -463,12 +487,22 @@ mod tests {
         let cs = claim.spec.as_ref().expect("claim spec");
         assert_eq!(cs.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
         assert_eq!(cs.storage_class_name.as_deref(), Some("fast-ssd"));
-        let req = cs.resources.as_ref().and_then(|r| r.requests.clone()).expect("requests");
+        let req = cs
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .expect("requests");
         assert_eq!(req["storage"], Quantity("50Gi".into()));
         let mounts = runtime(&sts).volume_mounts.expect("mounts");
-        let data = mounts.iter().find(|m| m.name == DATA_VOLUME).expect("data mount");
+        let data = mounts
+            .iter()
+            .find(|m| m.name == DATA_VOLUME)
+            .expect("data mount");
         assert_eq!(data.mount_path, "/var/lib/streamjoin");
-        let config = mounts.iter().find(|m| m.name == "config").expect("config mount");
+        let config = mounts
+            .iter()
+            .find(|m| m.name == "config")
+            .expect("config mount");
         assert_eq!(config.mount_path, "/etc/streamjoin");
         assert_eq!(config.read_only, Some(true));
     }
@@ -479,7 +513,10 @@ mod tests {
         let pod = sts.spec.template.spec.clone().expect("pod");
         let psc = pod.security_context.expect("pod security context");
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.seccomp_profile.expect("seccomp").type_, "RuntimeDefault");
+        assert_eq!(
+            psc.seccomp_profile.expect("seccomp").type_,
+            "RuntimeDefault"
+        );
         let c = runtime(&sts);
         let sc = c.security_context.expect("container security context");
         assert_eq!(sc.run_as_non_root, Some(true));
@@ -491,7 +528,12 @@ mod tests {
         assert_eq!(caps.add, None);
         assert_eq!(sc.seccomp_profile.expect("seccomp").type_, "RuntimeDefault");
         // A read-only root needs a writable /tmp.
-        assert!(c.volume_mounts.expect("mounts").iter().any(|m| m.mount_path == "/tmp"));
+        assert!(
+            c.volume_mounts
+                .expect("mounts")
+                .iter()
+                .any(|m| m.mount_path == "/tmp")
+        );
     }
 
     #[test]
@@ -510,14 +552,26 @@ mod tests {
             ]
         );
         let port = &c.ports.expect("ports")[0];
-        assert_eq!((port.name.as_deref(), port.container_port), (Some("admin"), 9249));
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("admin"), 9249)
+        );
         let path = |p: Option<Probe>| p.and_then(|p| p.http_get).map(|h| (h.path, h.port));
         let admin = IntOrString::String("admin".into());
-        assert_eq!(path(c.readiness_probe), Some((Some("/readyz".into()), admin.clone())));
-        assert_eq!(path(c.liveness_probe), Some((Some("/healthz".into()), admin)));
+        assert_eq!(
+            path(c.readiness_probe),
+            Some((Some("/readyz".into()), admin.clone()))
+        );
+        assert_eq!(
+            path(c.liveness_probe),
+            Some((Some("/healthz".into()), admin))
+        );
         let env = c.env.expect("env");
         let pod_name = env.iter().find(|e| e.name == "POD_NAME").expect("POD_NAME");
-        let field = pod_name.value_from.as_ref().and_then(|v| v.field_ref.as_ref());
+        let field = pod_name
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref());
         assert_eq!(field.map(|f| f.field_path.as_str()), Some("metadata.name"));
     }
 
@@ -525,10 +579,21 @@ mod tests {
     fn pods_prefer_distinct_nodes_unless_the_user_sets_affinity() {
         let job = test_support::job("clicks");
         let pod = sts_for(&job).spec.template.spec.expect("pod");
-        let anti = pod.affinity.and_then(|a| a.pod_anti_affinity).expect("anti-affinity");
-        assert!(anti.required_during_scheduling_ignored_during_execution.is_none());
-        let preferred = anti.preferred_during_scheduling_ignored_during_execution.expect("preferred");
-        assert_eq!(preferred[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+        let anti = pod
+            .affinity
+            .and_then(|a| a.pod_anti_affinity)
+            .expect("anti-affinity");
+        assert!(
+            anti.required_during_scheduling_ignored_during_execution
+                .is_none()
+        );
+        let preferred = anti
+            .preferred_during_scheduling_ignored_during_execution
+            .expect("preferred");
+        assert_eq!(
+            preferred[0].pod_affinity_term.topology_key,
+            "kubernetes.io/hostname"
+        );
 
         let mut custom = job.clone();
         custom.spec.pod_template.affinity = Some(Affinity::default());
@@ -541,18 +606,31 @@ mod tests {
         let mut job = test_support::job("clicks");
         let pt = &mut job.spec.pod_template;
         pt.labels.insert("team".into(), "growth".into());
-        pt.labels.insert(crate::build::JOB_LABEL.into(), "hijack".into());
+        pt.labels
+            .insert(crate::build::JOB_LABEL.into(), "hijack".into());
         pt.node_selector.insert("pool".into(), "streaming".into());
         pt.service_account_name = Some("joiner".into());
         pt.priority_class_name = Some("high".into());
-        pt.env.push(EnvVar { name: "RUST_LOG".into(), value: Some("debug".into()), value_from: None });
-        pt.env.push(EnvVar { name: "POD_NAME".into(), value: Some("x".into()), value_from: None });
+        pt.env.push(EnvVar {
+            name: "RUST_LOG".into(),
+            value: Some("debug".into()),
+            value_from: None,
+        });
+        pt.env.push(EnvVar {
+            name: "POD_NAME".into(),
+            value: Some("x".into()),
+            value_from: None,
+        });
         job.spec.kafka.tls = Some(TlsSpec::default());
         let sts = sts_for(&job);
         let tpl = sts.spec.template;
         let labels = tpl.metadata.expect("meta").labels.expect("labels");
         assert_eq!(labels["team"], "growth");
-        assert_eq!(labels[crate::build::JOB_LABEL], "clicks", "selector labels win");
+        assert_eq!(
+            labels[crate::build::JOB_LABEL],
+            "clicks",
+            "selector labels win"
+        );
         let pod = tpl.spec.expect("pod");
         assert_eq!(pod.service_account_name.as_deref(), Some("joiner"));
         assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
@@ -560,7 +638,12 @@ mod tests {
         let env = pod.containers[0].env.clone().expect("env");
         assert_eq!(env.iter().filter(|e| e.name == "POD_NAME").count(), 1);
         assert!(env.iter().any(|e| e.name == "RUST_LOG"));
-        assert!(pod.volumes.expect("volumes").iter().any(|v| v.name == "kafka-tls"));
+        assert!(
+            pod.volumes
+                .expect("volumes")
+                .iter()
+                .any(|v| v.name == "kafka-tls")
+        );
     }
 
     #[test]

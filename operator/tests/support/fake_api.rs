@@ -52,10 +52,13 @@ struct State {
 
 impl State {
     fn load(&self, path: &str) -> Option<Value> {
-        self.objects.get(path).and_then(|b| serde_json::from_slice(b).ok())
+        self.objects
+            .get(path)
+            .and_then(|b| serde_json::from_slice(b).ok())
     }
     fn store(&mut self, path: String, obj: &Value) {
-        self.objects.insert(path, serde_json::to_vec(obj).unwrap_or_default());
+        self.objects
+            .insert(path, serde_json::to_vec(obj).unwrap_or_default());
     }
 }
 
@@ -135,7 +138,8 @@ impl FakeApi {
     }
 
     pub fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
-        self.get(path).map(|v| serde_json::from_value(v).expect("stored object has the right shape"))
+        self.get(path)
+            .map(|v| serde_json::from_value(v).expect("stored object has the right shape"))
     }
 
     /// Every stored object whose path contains `segment` (e.g. "/statefulsets/").
@@ -146,6 +150,13 @@ impl FakeApi {
             .filter(|(k, _)| k.contains(segment))
             .filter_map(|(_, v)| serde_json::from_slice(v).ok())
             .collect()
+    }
+
+    /// Drops every stored object and call record (to measure what the operator holds).
+    pub fn clear(&self) {
+        let mut st = self.lock();
+        st.objects = BTreeMap::new();
+        st.calls = Vec::new();
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -172,7 +183,9 @@ impl FakeApi {
         meta["creationTimestamp"] = old_meta
             .and_then(|m| m.get("creationTimestamp").cloned())
             .unwrap_or_else(|| json!("2026-01-01T00:00:00Z"));
-        let old_gen = old_meta.and_then(|m| m.get("generation")).and_then(Value::as_i64);
+        let old_gen = old_meta
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64);
         let spec_changed = old.map(|o| o.get("spec")) != Some(obj.get("spec"));
         let generation = match old_gen {
             Some(g) if spec_changed => g + 1,
@@ -201,24 +214,40 @@ impl FakeApi {
             content_type: content_type.clone(),
             body: body.clone(),
         });
-        let not_found = || status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found"));
+        let not_found = || {
+            status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{path} not found"),
+            )
+        };
         match method.as_str() {
             "GET" => match st.load(&path) {
                 Some(o) => (StatusCode::OK, o),
                 None => not_found(),
             },
             "DELETE" => match st.objects.remove(&path) {
-                Some(o) => (StatusCode::OK, serde_json::from_slice(&o).unwrap_or_default()),
+                Some(o) => (
+                    StatusCode::OK,
+                    serde_json::from_slice(&o).unwrap_or_default(),
+                ),
                 None => not_found(),
             },
             "POST" => {
                 let Some(mut obj) = body else {
                     return status(StatusCode::BAD_REQUEST, "BadRequest", "no body");
                 };
-                let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                let name = obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let key = format!("{path}/{name}");
                 if st.objects.contains_key(&key) {
-                    return status(StatusCode::CONFLICT, "AlreadyExists", &format!("{key} exists"));
+                    return status(
+                        StatusCode::CONFLICT,
+                        "AlreadyExists",
+                        &format!("{key} exists"),
+                    );
                 }
                 Self::stamp(&mut st, &mut obj, None);
                 st.store(key, &obj);
@@ -231,7 +260,11 @@ impl FakeApi {
                 let old = st.load(&path);
                 let Some(old) = old else { return not_found() };
                 if obj["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
-                    return status(StatusCode::CONFLICT, "Conflict", "the object has been modified");
+                    return status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        "the object has been modified",
+                    );
                 }
                 Self::stamp(&mut st, &mut obj, Some(&old));
                 st.store(path, &obj);
@@ -248,7 +281,9 @@ impl FakeApi {
                 let old = st.load(&target);
                 let mut obj = if content_type.starts_with("application/apply-patch") {
                     if subresource {
-                        let Some(mut o) = old.clone() else { return not_found() };
+                        let Some(mut o) = old.clone() else {
+                            return not_found();
+                        };
                         o["status"] = patch["status"].clone();
                         o
                     } else {
@@ -266,25 +301,33 @@ impl FakeApi {
                         o
                     }
                 } else if content_type.starts_with("application/json-patch") {
-                    let Some(mut o) = old.clone() else { return not_found() };
+                    let Some(mut o) = old.clone() else {
+                        return not_found();
+                    };
                     // As the API server does: `test` of an absent path against null passes.
                     let mut patch = patch;
                     if let Value::Array(list) = &mut patch {
                         list.retain(|op| {
                             let path = op["path"].as_str().unwrap_or_default();
-                            !(op["op"] == "test" && op["value"].is_null() && o.pointer(path).is_none())
+                            !(op["op"] == "test"
+                                && op["value"].is_null()
+                                && o.pointer(path).is_none())
                         });
                     }
                     let ops: json_patch::Patch = match serde_json::from_value(patch) {
                         Ok(p) => p,
-                        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+                        Err(e) => {
+                            return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string());
+                        }
                     };
                     if let Err(e) = json_patch::patch(&mut o, &ops) {
                         return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &e.to_string());
                     }
                     o
                 } else {
-                    let Some(mut o) = old.clone() else { return not_found() };
+                    let Some(mut o) = old.clone() else {
+                        return not_found();
+                    };
                     json_patch::merge(&mut o, &patch);
                     o
                 };

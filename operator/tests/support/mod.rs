@@ -68,7 +68,10 @@ impl Harness {
 
     /// Stores a job in the double, as if a user had applied it.
     pub fn create_job(&self, manifest: Value) {
-        let name = manifest["metadata"]["name"].as_str().expect("name").to_owned();
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
         let mut m = manifest;
         m["metadata"]["uid"] = json!(format!("uid-{name}"));
         m["metadata"]["generation"] = json!(1);
@@ -98,16 +101,20 @@ impl Harness {
     /// Plays the watches: copies every child the double holds into the caches.
     pub fn sync_caches(&mut self) {
         for v in self.fake.objects_under("/configmaps/") {
-            self.writers.config_map(serde_json::from_value::<ConfigMap>(v).expect("configmap"));
+            self.writers
+                .config_map(serde_json::from_value::<ConfigMap>(v).expect("configmap"));
         }
         for v in self.fake.objects_under("/services/") {
-            self.writers.service(serde_json::from_value::<Service>(v).expect("service"));
+            self.writers
+                .service(serde_json::from_value::<Service>(v).expect("service"));
         }
         for v in self.fake.objects_under("/statefulsets/") {
-            self.writers.stateful_set(serde_json::from_value::<StatefulSet>(v).expect("sts"));
+            self.writers
+                .stateful_set(serde_json::from_value::<StatefulSet>(v).expect("sts"));
         }
         for v in self.fake.objects_under("/poddisruptionbudgets/") {
-            self.writers.pdb(serde_json::from_value::<PodDisruptionBudget>(v).expect("pdb"));
+            self.writers
+                .pdb(serde_json::from_value::<PodDisruptionBudget>(v).expect("pdb"));
         }
     }
 
@@ -128,7 +135,8 @@ impl Harness {
             update_revision: Some(format!("{name}-rev")),
             ..StatefulSetStatus::default()
         });
-        self.fake.put(&path, serde_json::to_value(&sts).expect("sts json"));
+        self.fake
+            .put(&path, serde_json::to_value(&sts).expect("sts json"));
         self.sync_caches();
     }
 
