@@ -131,6 +131,7 @@ fn main() {
             h.create_job(job_json(n));
         }
         let create = round(&h, &names, "create").await;
+        let after_create = proc_status_kb("VmRSS:");
         // The watches deliver the children; the StatefulSet controller rolls out.
         h.sync_caches();
         h.rollout_all_done();
@@ -154,7 +155,7 @@ fn main() {
             v
         };
         println!("all      p50 {:>10}  p99 {:>10}  over {} reconciles", ms(pct(&all, 0.5)), ms(pct(&all, 0.99)), all.len());
-        println!("RSS before any job: {}", mb(baseline));
+        println!("RSS before any job: {}, after the create round: {}", mb(baseline), mb(after_create));
         println!("RSS high-water mark (VmHWM): {} (operator caches + the double's copy of every object)", mb(proc_status_kb("VmHWM:")));
         h.fake.clear();
         println!("RSS now, the double's objects dropped: {} (freed memory may stay with the allocator)", mb(proc_status_kb("VmRSS:")));

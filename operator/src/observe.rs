@@ -40,7 +40,7 @@ pub struct ObservedChildren {
     pub service: Option<Arc<Service>>,
     pub stateful_set: Option<Arc<StatefulSet>>,
     pub pdb: Option<Arc<PodDisruptionBudget>>,
-    /// The job's pods, by name.
+    /// The job's pods (ordinals up to the StatefulSet's largest replica count), by ordinal.
     pub pods: Vec<Arc<Pod>>,
 }
 
@@ -89,23 +89,40 @@ impl Stores {
         {
             store.get(&ObjectRef::new(&name).within(namespace))
         }
-        let mut pods = self.pods.state_filter(|p| {
-            p.metadata.namespace.as_deref() == Some(namespace)
-                && p.metadata
+        let stateful_set = get(
+            &self.stateful_sets,
+            namespace,
+            build::stateful_set_name(job),
+        );
+        // StatefulSet pods are `<name>-<ordinal>`: look each up by name instead of
+        // scanning every pod in the cache (O(parallelism), not O(pods in the cluster)).
+        let ordinals = stateful_set.as_deref().map_or(0, |sts| {
+            let status = sts.status.as_ref();
+            [
+                sts.spec.replicas.unwrap_or(0),
+                status.map_or(0, |s| s.replicas),
+                status.and_then(|s| s.current_replicas).unwrap_or(0),
+                status.and_then(|s| s.updated_replicas).unwrap_or(0),
+            ]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+        });
+        let sts_name = build::stateful_set_name(job);
+        let pods = (0..ordinals)
+            .filter_map(|i| get(&self.pods, namespace, format!("{sts_name}-{i}")))
+            .filter(|p| {
+                p.metadata
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(JOB_LABEL))
                     .is_some_and(|v| v == job)
-        });
-        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            })
+            .collect();
         ObservedChildren {
             config_map: get(&self.config_maps, namespace, build::config_map_name(job)),
             service: get(&self.services, namespace, build::service_name(job)),
-            stateful_set: get(
-                &self.stateful_sets,
-                namespace,
-                build::stateful_set_name(job),
-            ),
+            stateful_set,
             pdb: get(&self.pdbs, namespace, build::pdb_name(job)),
             pods,
         }
