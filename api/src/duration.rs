@@ -56,21 +56,24 @@ impl FromStr for HumanDuration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The compact form manifests use: 1d2h, 4h, 1h30m, 90s -> 1m30s, 500ms.
-        let mut ms = self.0.as_millis();
-        if ms == 0 {
+        // The compact form the CRD pattern accepts (`1d2h`, `1h30m`, `500ms`); humantime's
+        // own formatting writes `1day` or `1month`, which the pattern rejects. Precision
+        // below a millisecond is dropped (the pattern has no smaller unit).
+        const UNITS: [(u128, &str); 5] = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+            (1, "ms"),
+        ];
+        let mut rest = self.0.as_millis();
+        if rest == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ] {
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
+        for (size, unit) in UNITS {
+            if rest >= size {
+                write!(f, "{}{unit}", rest / size)?;
+                rest %= size;
             }
         }
         Ok(())
@@ -110,9 +113,42 @@ mod tests {
 
     #[test]
     fn compact_units_round_trip() {
-        for text in ["500ms", "30s", "2m", "4h", "1h30m", "1d"] {
+        for text in [
+            "500ms", "30s", "2m", "4h", "1h30m", "1d", "2d3h", "0s", "1m500ms",
+        ] {
             let d: HumanDuration = text.parse().expect("valid duration");
             assert_eq!(d.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn display_always_matches_the_schema_pattern() {
+        let re_ok = |t: &str| {
+            // DURATION_PATTERN without a regex engine: digit runs each followed by a unit.
+            let mut chars = t.chars().peekable();
+            let mut groups = 0;
+            while chars.peek().is_some() {
+                let mut digits = 0;
+                while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    chars.next();
+                    digits += 1;
+                }
+                let unit: String =
+                    std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphabetic())).collect();
+                if digits == 0 || !["ms", "s", "m", "h", "d"].contains(&unit.as_str()) {
+                    return false;
+                }
+                groups += 1;
+            }
+            groups > 0
+        };
+        for secs in [0, 1, 59, 61, 3600, 86_400, 40 * 86_400, 400 * 86_400 + 7] {
+            let text = HumanDuration::from_secs(secs).to_string();
+            assert!(re_ok(&text), "{text}");
+            assert_eq!(
+                text.parse::<HumanDuration>().expect("parses"),
+                HumanDuration::from_secs(secs)
+            );
         }
     }
 

@@ -6,6 +6,7 @@ pub mod duration;
 mod schema;
 pub mod spec;
 pub mod status;
+pub mod validation;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::CustomResource;
@@ -15,17 +16,23 @@ use serde::{Deserialize, Serialize};
 pub use duration::HumanDuration;
 pub use spec::*;
 pub use status::*;
+pub use validation::{SpecViolations, Violation};
 
 fn default_parallelism() -> i32 {
     1
 }
 
 fn default_image() -> String {
-    format!("ghcr.io/streamjoin/streamjoin-runtime:{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "ghcr.io/streamjoin/streamjoin-runtime:{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// A stateful join of an impressions stream with a plays stream, keyed by
 /// `(profile_id, title_id)` in event time, run as a StatefulSet.
+// Several printer columns share a type, which clippy reads as a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "streamjoin.dev",
@@ -44,13 +51,30 @@ fn default_image() -> String {
         label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Parallelism", type_ = "integer", json_path = ".spec.parallelism"),
+    printcolumn(
+        name = "Parallelism",
+        type_ = "integer",
+        json_path = ".spec.parallelism"
+    ),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(name = "Watermark Lag", type_ = "number", json_path = ".status.watermark.lagSeconds"),
-    printcolumn(name = "Last Savepoint", type_ = "date", json_path = ".status.lastSavepoint.time"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Watermark Lag",
+        type_ = "number",
+        json_path = ".status.watermark.lagSeconds"
+    ),
+    printcolumn(
+        name = "Last Savepoint",
+        type_ = "date",
+        json_path = ".status.lastSavepoint.time"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::spec_transform)]
 pub struct StreamJoinJobSpec {
     /// Runtime container image.
     #[serde(default = "default_image")]
@@ -58,7 +82,8 @@ pub struct StreamJoinJobSpec {
     /// When to pull the image.
     #[serde(default)]
     pub image_pull_policy: ImagePullPolicy,
-    /// Number of runtime pods; input partitions are spread over them.
+    /// Number of runtime pods (StatefulSet replicas); input partitions are spread over
+    /// them. Also the target of the scale subresource (`kubectl scale sjj/NAME --replicas=N`).
     #[serde(default = "default_parallelism")]
     #[schemars(range(min = 0, max = 4096))]
     pub parallelism: i32,
@@ -123,7 +148,7 @@ pub struct StreamJoinJobSpec {
     /// Recovery without a usable checkpoint.
     #[serde(default)]
     pub recovery: RecoverySpec,
-    /// Keyed state tuning.
+    /// Keyed state tuning (in-memory cache and RocksDB budgets).
     #[serde(default)]
     pub state_store: StateSpec,
 }

@@ -4,14 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
-};
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, Toleration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
-
 
 /// Container image pull policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -125,8 +122,10 @@ pub struct LocalSecretRef {
 /// Connection to the Kafka cluster holding inputs and outputs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::kafka_transform)]
 pub struct KafkaSpec {
     /// Comma-separated `host:port` list of bootstrap brokers.
+    #[schemars(length(min = 1, max = 4096))]
     pub bootstrap_servers: String,
     /// Protocol used to talk to the brokers.
     #[serde(default)]
@@ -150,12 +149,14 @@ pub struct KafkaSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TopicRef {
     /// Topic name.
+    #[schemars(schema_with = "crate::schema::topic_name")]
     pub topic: String,
 }
 
 /// The two co-partitioned input streams.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::inputs_transform)]
 pub struct InputsSpec {
     /// Topic of impression records (a title shown to a member).
     pub impressions: TopicRef,
@@ -176,14 +177,16 @@ fn default_allowed_lateness() -> HumanDuration {
 /// The join itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::join_transform)]
 pub struct JoinSpec {
     /// The two integer fields that form the key: the member field, then the title field.
     #[serde(default = "default_key_fields")]
-    #[schemars(length(min = 2, max = 2))]
+    #[schemars(length(min = 2, max = 2), inner(length(min = 1, max = 253)))]
     pub key_fields: Vec<String>,
     /// Event-time length of an entry: the first event of a key opens a window of this
     /// length, and the entry is emitted when the watermark passes its end.
     #[serde(default = "default_window")]
+    #[schemars(schema_with = "crate::schema::positive_duration")]
     pub window: HumanDuration,
     /// How far behind the watermark an event may be and still count.
     #[serde(default = "default_allowed_lateness")]
@@ -222,15 +225,18 @@ pub struct WatermarksSpec {
     pub max_out_of_orderness: HumanDuration,
     /// A caught-up partition that receives nothing for this long is left out of the watermark.
     #[serde(default = "default_idle_timeout")]
+    #[schemars(schema_with = "crate::schema::positive_duration")]
     pub idle_timeout: HumanDuration,
     /// When every input partition has been idle this long (traffic moved to another region),
     /// the watermark is force-advanced to wall clock minus maxOutOfOrderness. Null disables it;
     /// disable it for replays of historical data.
     #[serde(default = "default_inactivity_timeout")]
+    #[schemars(schema_with = "crate::schema::positive_duration_nullable")]
     pub inactivity_timeout: Option<HumanDuration>,
     /// A partition whose watermark runs this far ahead of the job's watermark is paused.
     /// Null disables alignment.
     #[serde(default = "default_alignment_max_drift")]
+    #[schemars(schema_with = "crate::schema::positive_duration_nullable")]
     pub alignment_max_drift: Option<HumanDuration>,
     /// Changing this value makes every runtime pod force-advance its watermark once, now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,6 +324,7 @@ fn default_retained() -> u32 {
 pub struct CheckpointsSpec {
     /// Time between checkpoints.
     #[serde(default = "default_checkpoint_interval")]
+    #[schemars(schema_with = "crate::schema::positive_duration")]
     pub interval: HumanDuration,
     /// Completed checkpoints kept per shard.
     #[serde(default = "default_retained")]
@@ -356,12 +363,14 @@ fn default_max_retained() -> u32 {
 /// Portable snapshots of all shards, used for upgrades, rescaling and suspend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::savepoints_transform)]
 pub struct SavepointsSpec {
     /// A shared filesystem path or an object-store URL (s3://, gs://, az://, file://).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// Time between periodic savepoints; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::positive_duration_nullable")]
     pub interval: Option<HumanDuration>,
     /// Savepoints kept; one that a rollback or a resume depends on is never deleted.
     #[serde(default = "default_max_retained")]
@@ -413,6 +422,7 @@ pub enum JobState {
 /// Automatic parallelism from lag and throughput.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::autoscaler_transform)]
 pub struct AutoscalerSpec {
     /// Whether the operator changes parallelism by itself.
     #[serde(default)]
@@ -427,9 +437,11 @@ pub struct AutoscalerSpec {
     pub max_parallelism: Option<i32>,
     /// Busy fraction a pod should run at (0 < x ≤ 1).
     #[serde(default = "default_target_utilization")]
+    #[schemars(range(min = 0.05, max = 1.0))]
     pub target_utilization: f64,
     /// Time within which a backlog should be caught up.
     #[serde(default = "default_catch_up")]
+    #[schemars(schema_with = "crate::schema::positive_duration")]
     pub catch_up_duration: HumanDuration,
     /// How long a scale-up recommendation must hold before it is acted on.
     #[serde(default = "default_scale_up_stabilization")]
@@ -469,18 +481,23 @@ impl Default for AutoscalerSpec {
 /// Bounds checked on the output per audit interval; a breach is reported, not fatal.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::audit_transform)]
 pub struct AuditSpec {
     /// Largest acceptable fraction of malformed records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_malformed_ratio: Option<f64>,
     /// Largest acceptable fraction of late records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_late_ratio: Option<f64>,
     /// Smallest acceptable fraction of emitted entries that have plays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub min_join_ratio: Option<f64>,
     /// Largest acceptable fraction of emitted entries that have plays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_join_ratio: Option<f64>,
 }
 
@@ -502,12 +519,14 @@ pub enum OnMissingCheckpoint {
 /// Recovery when the checkpoints are gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::recovery_transform)]
 pub struct RecoverySpec {
     /// What to do when no usable checkpoint exists.
     #[serde(default)]
     pub on_missing_checkpoint: OnMissingCheckpoint,
     /// RFC 3339 time to replay from, for `timestamp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub from_timestamp: Option<String>,
 }
 

@@ -1,8 +1,50 @@
 //! `StreamJoinJob.status`: written by the operator only, from observed facts.
-//! Fields the operator cannot fill stay absent.
+//! Fields the operator cannot fill stay absent: they are `Option`s (or empty
+//! lists) that are skipped when serialised, never filled with guesses.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Most savepoints listed in `status.savepointHistory`.
+pub const SAVEPOINT_HISTORY_LIMIT: usize = 10;
+
+/// Condition type: every runtime pod is ready and runs the current spec.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: a rollout, scale or first deployment is under way.
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+/// Condition type: something needs a person (invalid spec, crashing pods, ...).
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// Lifecycle phase, a one-word summary of the conditions for `kubectl get`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum JobPhase {
+    /// Accepted; no runtime pod is ready yet.
+    Pending,
+    /// Pods are being created, updated or rescaled.
+    Deploying,
+    /// Every runtime pod is ready and runs the current spec.
+    Running,
+    /// Scaled to zero on request (`spec.state: suspended`); volumes are kept.
+    Suspended,
+    /// The spec is invalid or the pods are failing; see the Degraded condition.
+    Degraded,
+    /// The job is being deleted.
+    Deleting,
+}
+
+impl JobPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobPhase::Pending => "Pending",
+            JobPhase::Deploying => "Deploying",
+            JobPhase::Running => "Running",
+            JobPhase::Suspended => "Suspended",
+            JobPhase::Degraded => "Degraded",
+            JobPhase::Deleting => "Deleting",
+        }
+    }
+}
 
 /// Observed state of a StreamJoinJob.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -11,21 +53,57 @@ pub struct StreamJoinJobStatus {
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Lifecycle phase.
+    /// Lifecycle phase: a summary of the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
-    /// Pods that exist.
+    pub phase: Option<JobPhase>,
+    /// Standard conditions: Ready, Progressing and Degraded. `lastTransitionTime` changes
+    /// only when a condition's status changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// Runtime pods that exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
-    /// Pods that are ready.
+    /// Runtime pods that are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
-    /// Label selector of the pods, for the scale subresource.
+    /// Label selector of the runtime pods, for the scale subresource (and `kubectl scale`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Event-time progress.
+    /// Event-time progress, as reported by the runtime pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<WatermarkStatus>,
+    /// The most recent completed checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<CheckpointStatus>,
+    /// The most recent completed savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_savepoint: Option<SavepointStatus>,
+    /// Recent completed savepoints, newest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub savepoint_history: Vec<SavepointStatus>,
+    /// The upgrade in progress or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeStatus>,
+    /// What the autoscaler decided last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
+    /// Outcome of the last output audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditStatus>,
+}
+
+impl StreamJoinJobStatus {
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the condition of the given type is present with status "True".
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == "True")
+    }
 }
 
 /// Event-time progress of the job, as reported by its pods.
@@ -47,4 +125,105 @@ pub struct WatermarkStatus {
     /// Time of the last forced advance (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_forced_advance: Option<String>,
+}
+
+/// A completed checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointStatus {
+    /// Checkpoint id, increasing per job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// When it completed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// Why a savepoint was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SavepointTrigger {
+    /// `savepoints.interval` elapsed.
+    Periodic,
+    /// `savepoints.triggerNonce` changed.
+    Manual,
+    /// Before an upgrade in `savepoint` mode.
+    Upgrade,
+    /// Before suspending.
+    Suspend,
+    /// Before deleting the job.
+    Delete,
+}
+
+/// A completed savepoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointStatus {
+    /// Where it is stored (path or URL).
+    pub location: String,
+    /// When it completed (RFC 3339).
+    pub time: String,
+    /// Why it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<SavepointTrigger>,
+    /// Parallelism of the job that took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<i32>,
+}
+
+/// State of an upgrade.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStatus {
+    /// Step of the upgrade: Savepointing, Restarting, Restoring, Done or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Generation the upgrade starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_generation: Option<i64>,
+    /// Generation the upgrade goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_generation: Option<i64>,
+    /// Savepoint the new version restores from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<String>,
+    /// When the upgrade started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+
+/// What the autoscaler decided last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// Parallelism the autoscaler recommends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_parallelism: Option<i32>,
+    /// When it last changed the parallelism (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Outcome of the last output audit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditStatus {
+    /// When the audit ran (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Observed fraction of malformed records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed_ratio: Option<f64>,
+    /// Observed fraction of late records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_ratio: Option<f64>,
+    /// Observed fraction of emitted entries that have plays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_ratio: Option<f64>,
+    /// Bounds of `spec.audit` that were breached, e.g. "maxLateRatio".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaches: Vec<String>,
 }

@@ -1,1 +1,210 @@
-fn main() {}
+//! `streamjoin-operator`: `crd` prints the CustomResourceDefinition, `run` runs
+//! the operator (leader election, controllers, HTTP endpoints, graceful shutdown).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kube::Client;
+use streamjoin_operator::controller::{self, Settings};
+use streamjoin_operator::crd;
+use streamjoin_operator::leader::{Elector, LeaseConfig};
+use streamjoin_operator::metrics::Metrics;
+use streamjoin_operator::server::{self, AppState};
+use streamjoin_operator::telemetry::{self, LogFormat};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "streamjoin-operator",
+    version,
+    about = "Kubernetes operator for StreamJoinJob"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the StreamJoinJob CustomResourceDefinition (YAML).
+    Crd,
+    /// Run the operator.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespaces to watch, comma-separated; all namespaces when empty.
+    #[arg(long, value_delimiter = ',', env = "STREAMJOIN_NAMESPACES")]
+    namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Log format.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "STREAMJOIN_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "streamjoin-operator")]
+    lease_name: String,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Identity in the Lease; the pod name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration in seconds; a standby takes over this long after the leader stops renewing.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_secs: u64,
+    /// Run without leader election (a single replica only).
+    #[arg(long)]
+    no_leader_election: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let signal_tx = shutdown_tx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = signal_tx.send(true);
+    });
+
+    let state = AppState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let mut server_stop = shutdown_rx.clone();
+    let server = tokio::spawn(server::serve(args.http_addr, state, async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    }));
+
+    let client = Client::try_default()
+        .await
+        .context("loading the Kubernetes client configuration")?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("reaching the Kubernetes API server")?;
+    tracing::info!(server = %version.git_version, "connected to the API server");
+    ready.store(true, Ordering::Relaxed);
+
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("streamjoin-operator-{}", std::process::id()));
+    let settings = Settings {
+        namespaces: args.namespaces.clone(),
+        instance: Some(identity.clone()),
+        ..Settings::default()
+    };
+
+    let mut lost_leadership = false;
+    if args.no_leader_election {
+        metrics.leader.set(1);
+        controller::run(client, settings, metrics.clone(), shutdown_rx.clone()).await;
+    } else {
+        let lease = LeaseConfig {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity,
+            lease_duration: Duration::from_secs(args.lease_duration_secs),
+            renew_every: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
+        };
+        let (leader_tx, mut leader_rx) = watch::channel(false);
+        let elector =
+            tokio::spawn(Elector::new(client.clone(), lease).run(leader_tx, shutdown_rx.clone()));
+        let mut wait_shutdown = shutdown_rx.clone();
+        tracing::info!("waiting for leadership");
+        let became_leader = tokio::select! {
+            r = leader_rx.wait_for(|l| *l) => r.is_ok(),
+            _ = wait_shutdown.wait_for(|s| *s) => false,
+        };
+        if became_leader {
+            metrics.leader.set(1);
+            tracing::info!("leading: starting controllers");
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let mut s = shutdown_rx.clone();
+            let mut l = leader_rx.clone();
+            let watchdog = tokio::spawn(async move {
+                let lost = tokio::select! {
+                    _ = s.wait_for(|s| *s) => false,
+                    r = l.wait_for(|l| !*l) => r.is_ok(),
+                };
+                let _ = stop_tx.send(true);
+                lost
+            });
+            controller::run(client, settings, metrics.clone(), stop_rx).await;
+            lost_leadership = watchdog.await.unwrap_or(false);
+            metrics.leader.set(0);
+        }
+        let _ = shutdown_tx.send(true);
+        if let Err(e) = elector.await {
+            tracing::warn!(error = %e, "elector task failed");
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    if lost_leadership {
+        anyhow::bail!(
+            "lost the leader lease; exiting so that this replica restarts as a candidate"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

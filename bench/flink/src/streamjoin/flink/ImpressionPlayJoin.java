@@ -348,11 +348,12 @@ public final class ImpressionPlayJoin {
      * has an event-time timer at window_start + W.
      *
      * <p>An event goes to the open entry whose [window_start, window_start + W) holds it;
-     * else to an entry that starts after it but whose events all lie before its time + W
-     * (window_start moves back and the timer with it: a play before its impression); else it
-     * opens an entry. So a key's later entry (an orphan play, a later session) that arrives
-     * before the earlier entry's timer fired stays a separate entry, as the contract's batch
-     * rule has it, whatever the order in which the files are interleaved.
+     * else, if it is earlier than an open entry, to the nearest such entry, whose
+     * window_start moves back to it, and its timer with it (a play before its impression);
+     * else it opens an entry. So a key's later entry (an orphan play, a later session) that
+     * arrives before the earlier entry's timer fired stays a separate entry, as the
+     * contract's batch rule has it; and when the inputs are far out of step (no alignment),
+     * entries are merged rather than split.
      */
     static final class Join extends KeyedCoProcessFunction<Tuple2<Long, Long>, Event, Event, String> {
         private transient ValueState<long[]> entries;
@@ -419,16 +420,16 @@ public final class ImpressionPlayJoin {
                 long ws = st[i * NF + WS];
                 if (ws <= t && t < ws + W) { at = i; break; }
             }
-            if (at < 0) {
+            if (at < 0) { // earlier than an open entry: it becomes the nearest one's start
                 for (int i = 0; i < n; i++) {
                     long ws = st[i * NF + WS];
-                    if (t < ws && st[i * NF + MAXT] < t + W) {
-                        ctx.timerService().deleteEventTimeTimer(ws + W);
-                        ctx.timerService().registerEventTimeTimer(t + W);
-                        st[i * NF + WS] = t;
-                        at = i;
-                        break;
-                    }
+                    if (t < ws && (at < 0 || ws < st[at * NF + WS])) at = i;
+                }
+                if (at >= 0) {
+                    long ws = st[at * NF + WS];
+                    ctx.timerService().deleteEventTimeTimer(ws + W);
+                    ctx.timerService().registerEventTimeTimer(t + W);
+                    st[at * NF + WS] = t;
                 }
             }
             if (at < 0) {
@@ -481,7 +482,7 @@ public final class ImpressionPlayJoin {
                 if (st[o + WS] + W <= ts) {
                     out.collect(toJson(key.f0, key.f1, st, o));
                     emitted.add(1);
-                    done.add(new long[] {st[o + WS], st[o + WS] + W});
+                    done.add(new long[] {st[o + WS], st[o + MAXT]});
                 } else {
                     System.arraycopy(st, o, keep, kept * NF, NF);
                     kept++;
@@ -496,7 +497,7 @@ public final class ImpressionPlayJoin {
                 while (it.hasNext()) {
                     long t = it.next().getValue()[0];
                     for (long[] w : done) {
-                        if (w[0] <= t && t < w[1]) { it.remove(); break; }
+                        if (w[0] <= t && t <= w[1]) { it.remove(); break; }
                     }
                 }
             }

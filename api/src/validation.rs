@@ -1,0 +1,327 @@
+//! Cross-field rules of a StreamJoinJob spec, in two forms with one message each:
+//! CEL rules that the API server enforces (`x-kubernetes-validations` in the CRD),
+//! and [`StreamJoinJobSpec::validate`], the same checks in Rust. The Rust twin lets
+//! the operator report an invalid spec that reached it anyway (a CRD installed
+//! without the rules, an older API server) and lets the runtime check a manifest
+//! read from a file.
+
+use crate::StreamJoinJobSpec;
+use crate::spec::{OnMissingCheckpoint, SecurityProtocol};
+use crate::{HumanDuration, TopicRef};
+
+/// One CEL rule with the message shown to the user when it fails.
+#[derive(Clone, Copy, Debug)]
+pub struct CelRule {
+    pub rule: &'static str,
+    pub message: &'static str,
+}
+
+pub const POSITIVE_DURATION: CelRule = CelRule {
+    rule: "!self.matches('^(0+(ms|s|m|h|d))+$')",
+    message: "must be a positive duration such as 30s or 4h; zero is not allowed here",
+};
+
+pub const MSG_OUTPUT_TOPIC: &str =
+    "output.topic must differ from both input topics, or the job would read its own output";
+pub const MSG_DEAD_LETTER_TOPIC: &str =
+    "deadLetter.topic must differ from the input topics and from output.topic";
+pub const MSG_LATE_TOPIC: &str = "lateOutput.topic must differ from the input topics, from output.topic and from deadLetter.topic";
+pub const MSG_INPUT_TOPICS: &str = "inputs.impressions.topic and inputs.plays.topic must differ";
+pub const MSG_KEY_FIELDS: &str =
+    "join.keyFields must name exactly two different fields: the member field, then the title field";
+pub const MSG_SASL: &str =
+    "kafka.sasl is required when kafka.securityProtocol is SASL_PLAINTEXT or SASL_SSL";
+pub const MSG_TLS: &str = "kafka.tls is only used with securityProtocol SSL or SASL_SSL; set the protocol or remove kafka.tls";
+pub const MSG_AUTOSCALER_BOUNDS: &str =
+    "autoscaler.minParallelism must not exceed autoscaler.maxParallelism";
+pub const MSG_AUTOSCALER_ENABLED: &str = "autoscaler.minParallelism and autoscaler.maxParallelism are required when the autoscaler is enabled";
+pub const MSG_JOIN_RATIO: &str = "audit.minJoinRatio must not exceed audit.maxJoinRatio";
+pub const MSG_RECOVERY_TIMESTAMP: &str =
+    "recovery.fromTimestamp is required when recovery.onMissingCheckpoint is timestamp";
+pub const MSG_SAVEPOINT_LOCATION: &str = "savepoints.location is required for periodic (savepoints.interval) or manual (savepoints.triggerNonce) savepoints";
+
+pub const SPEC_RULES: &[CelRule] = &[
+    CelRule {
+        rule: "self.output.topic != self.inputs.impressions.topic && self.output.topic != self.inputs.plays.topic",
+        message: MSG_OUTPUT_TOPIC,
+    },
+    CelRule {
+        rule: "self.deadLetter.topic != self.inputs.impressions.topic && self.deadLetter.topic != self.inputs.plays.topic && self.deadLetter.topic != self.output.topic",
+        message: MSG_DEAD_LETTER_TOPIC,
+    },
+    CelRule {
+        rule: "!has(self.lateOutput) || (self.lateOutput.topic != self.inputs.impressions.topic && self.lateOutput.topic != self.inputs.plays.topic && self.lateOutput.topic != self.output.topic && self.lateOutput.topic != self.deadLetter.topic)",
+        message: MSG_LATE_TOPIC,
+    },
+];
+
+pub const INPUTS_RULES: &[CelRule] = &[CelRule {
+    rule: "self.impressions.topic != self.plays.topic",
+    message: MSG_INPUT_TOPICS,
+}];
+
+pub const JOIN_RULES: &[CelRule] = &[CelRule {
+    rule: "size(self.keyFields) == 2 && self.keyFields[0] != self.keyFields[1]",
+    message: MSG_KEY_FIELDS,
+}];
+
+pub const KAFKA_RULES: &[CelRule] = &[
+    CelRule {
+        rule: "!(self.securityProtocol in ['SASL_PLAINTEXT', 'SASL_SSL']) || has(self.sasl)",
+        message: MSG_SASL,
+    },
+    CelRule {
+        rule: "!has(self.tls) || self.securityProtocol in ['SSL', 'SASL_SSL']",
+        message: MSG_TLS,
+    },
+];
+
+pub const AUTOSCALER_RULES: &[CelRule] = &[
+    CelRule {
+        rule: "!has(self.minParallelism) || !has(self.maxParallelism) || self.minParallelism <= self.maxParallelism",
+        message: MSG_AUTOSCALER_BOUNDS,
+    },
+    CelRule {
+        rule: "!self.enabled || (has(self.minParallelism) && has(self.maxParallelism))",
+        message: MSG_AUTOSCALER_ENABLED,
+    },
+];
+
+pub const AUDIT_RULES: &[CelRule] = &[CelRule {
+    rule: "!has(self.minJoinRatio) || !has(self.maxJoinRatio) || self.minJoinRatio <= self.maxJoinRatio",
+    message: MSG_JOIN_RATIO,
+}];
+
+pub const RECOVERY_RULES: &[CelRule] = &[CelRule {
+    rule: "self.onMissingCheckpoint != 'timestamp' || has(self.fromTimestamp)",
+    message: MSG_RECOVERY_TIMESTAMP,
+}];
+
+pub const SAVEPOINTS_RULES: &[CelRule] = &[CelRule {
+    rule: "has(self.location) || (!has(self.interval) && !has(self.triggerNonce))",
+    message: MSG_SAVEPOINT_LOCATION,
+}];
+
+/// One failed rule: the field path (from `spec`) and the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spec.{}: {}", self.field, self.message)
+    }
+}
+
+/// Every rule that failed, in field order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.0))]
+pub struct SpecViolations(pub Vec<Violation>);
+
+fn render(list: &[Violation]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn is_zero(d: &HumanDuration) -> bool {
+    d.as_duration().is_zero()
+}
+
+fn topic(t: &TopicRef) -> Option<&str> {
+    (!t.topic.is_empty()).then_some(t.topic.as_str())
+}
+
+impl StreamJoinJobSpec {
+    /// Checks the cross-field rules (the Rust twin of the CRD's CEL rules). Empty topics
+    /// are allowed here (a local run reads files), so topic rules compare set topics only.
+    pub fn validate(&self) -> Result<(), SpecViolations> {
+        let mut out = Vec::new();
+        let mut fail = |field: &str, message: &str| {
+            out.push(Violation {
+                field: field.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+
+        let impressions = topic(&self.inputs.impressions);
+        let plays = topic(&self.inputs.plays);
+        let output = topic(&self.output);
+        let dead = topic(&self.dead_letter);
+        let late = self.late_output.as_ref().and_then(topic);
+        let clash = |a: Option<&str>, others: &[Option<&str>]| a.is_some() && others.contains(&a);
+        if clash(impressions, &[plays]) {
+            fail("inputs", MSG_INPUT_TOPICS);
+        }
+        if clash(output, &[impressions, plays]) {
+            fail("output.topic", MSG_OUTPUT_TOPIC);
+        }
+        if clash(dead, &[impressions, plays, output]) {
+            fail("deadLetter.topic", MSG_DEAD_LETTER_TOPIC);
+        }
+        if clash(late, &[impressions, plays, output, dead]) {
+            fail("lateOutput.topic", MSG_LATE_TOPIC);
+        }
+
+        let keys = &self.join.key_fields;
+        if keys.len() != 2 || keys[0] == keys[1] {
+            fail("join.keyFields", MSG_KEY_FIELDS);
+        }
+        if is_zero(&self.join.window) {
+            fail("join.window", POSITIVE_DURATION.message);
+        }
+        if is_zero(&self.watermarks.idle_timeout) {
+            fail("watermarks.idleTimeout", POSITIVE_DURATION.message);
+        }
+        if self
+            .watermarks
+            .inactivity_timeout
+            .as_ref()
+            .is_some_and(is_zero)
+        {
+            fail("watermarks.inactivityTimeout", POSITIVE_DURATION.message);
+        }
+        if self
+            .watermarks
+            .alignment_max_drift
+            .as_ref()
+            .is_some_and(is_zero)
+        {
+            fail("watermarks.alignmentMaxDrift", POSITIVE_DURATION.message);
+        }
+        if is_zero(&self.checkpoints.interval) {
+            fail("checkpoints.interval", POSITIVE_DURATION.message);
+        }
+        if self.savepoints.interval.as_ref().is_some_and(is_zero) {
+            fail("savepoints.interval", POSITIVE_DURATION.message);
+        }
+        if self.savepoints.location.is_none()
+            && (self.savepoints.interval.is_some() || self.savepoints.trigger_nonce.is_some())
+        {
+            fail("savepoints", MSG_SAVEPOINT_LOCATION);
+        }
+
+        let kafka = &self.kafka;
+        if matches!(
+            kafka.security_protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        ) && kafka.sasl.is_none()
+        {
+            fail("kafka.sasl", MSG_SASL);
+        }
+        if kafka.tls.is_some()
+            && !matches!(
+                kafka.security_protocol,
+                SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+            )
+        {
+            fail("kafka.tls", MSG_TLS);
+        }
+
+        let a = &self.autoscaler;
+        if let (Some(min), Some(max)) = (a.min_parallelism, a.max_parallelism)
+            && min > max
+        {
+            fail("autoscaler", MSG_AUTOSCALER_BOUNDS);
+        }
+        if a.enabled && (a.min_parallelism.is_none() || a.max_parallelism.is_none()) {
+            fail("autoscaler", MSG_AUTOSCALER_ENABLED);
+        }
+        if is_zero(&a.catch_up_duration) {
+            fail("autoscaler.catchUpDuration", POSITIVE_DURATION.message);
+        }
+        if let (Some(min), Some(max)) = (self.audit.min_join_ratio, self.audit.max_join_ratio)
+            && min > max
+        {
+            fail("audit", MSG_JOIN_RATIO);
+        }
+        if self.recovery.on_missing_checkpoint == OnMissingCheckpoint::Timestamp
+            && self.recovery.from_timestamp.is_none()
+        {
+            fail("recovery", MSG_RECOVERY_TIMESTAMP);
+        }
+
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecViolations(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> StreamJoinJobSpec {
+        let mut s = StreamJoinJobSpec::local_default();
+        s.inputs.impressions.topic = "impressions".into();
+        s.inputs.plays.topic = "plays".into();
+        s.output.topic = "joined".into();
+        s.dead_letter.topic = "dlq".into();
+        s
+    }
+
+    #[test]
+    fn local_default_and_a_typical_spec_are_valid() {
+        assert_eq!(StreamJoinJobSpec::local_default().validate(), Ok(()));
+        assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn output_equal_to_an_input_is_rejected_with_the_cel_message() {
+        let mut s = valid();
+        s.output.topic = "plays".into();
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].message, MSG_OUTPUT_TOPIC);
+        assert!(err.to_string().starts_with("spec.output.topic: "));
+    }
+
+    #[test]
+    fn cross_field_rules_each_report_their_field() {
+        let mut s = valid();
+        s.dead_letter.topic = "joined".into();
+        s.late_output = Some(TopicRef {
+            topic: "impressions".into(),
+        });
+        s.join.key_fields = vec!["profile_id".into(), "profile_id".into()];
+        s.join.window = HumanDuration::from_secs(0);
+        s.watermarks.inactivity_timeout = Some(HumanDuration::from_secs(0));
+        s.autoscaler.min_parallelism = Some(5);
+        s.autoscaler.max_parallelism = Some(2);
+        s.recovery.on_missing_checkpoint = OnMissingCheckpoint::Timestamp;
+        s.kafka.security_protocol = SecurityProtocol::SaslSsl;
+        s.savepoints.trigger_nonce = Some(1);
+        let fields: Vec<String> = s
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        for f in [
+            "deadLetter.topic",
+            "lateOutput.topic",
+            "join.keyFields",
+            "join.window",
+            "watermarks.inactivityTimeout",
+            "autoscaler",
+            "recovery",
+            "kafka.sasl",
+            "savepoints",
+        ] {
+            assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn null_inactivity_timeout_disables_it_and_is_valid() {
+        let mut s = valid();
+        s.watermarks.inactivity_timeout = None;
+        assert_eq!(s.validate(), Ok(()));
+    }
+}

@@ -1,0 +1,665 @@
+//! The StatefulSet running the join runtime: one pod per shard, a checkpoint volume
+//! per pod, hardened containers, probes on the runtime's admin port.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use streamjoin_api::{ImagePullPolicy, JobState, SecretKeyRef};
+
+use super::{
+    ADMIN_PORT, ADMIN_PORT_NAME, CONFIG_DIR, CONFIG_HASH, CONFIG_KEY, DATA_DIR, DATA_VOLUME,
+    JobRef, common_labels, config_map_name, owned_meta, selector_labels, service_name, stamp,
+    stateful_set_name,
+};
+use crate::error::Result;
+
+/// Unprivileged uid/gid of the runtime image.
+pub const RUNTIME_UID: i64 = 65532;
+/// Where Kafka TLS material is mounted when `kafka.tls` is set.
+pub const KAFKA_TLS_DIR: &str = "/var/run/secrets/streamjoin/kafka-tls";
+const CONTAINER: &str = "runtime";
+const RESTART_NONCE: &str = "streamjoin.dev/restart-nonce";
+/// Environment names the operator sets; a user entry with one of them is dropped.
+const RESERVED_ENV: [&str; 6] = [
+    "POD_NAME",
+    "POD_NAMESPACE",
+    "STREAMJOIN_REPLICAS",
+    "STREAMJOIN_KAFKA_SASL_USERNAME",
+    "STREAMJOIN_KAFKA_SASL_PASSWORD",
+    "STREAMJOIN_KAFKA_TLS_DIR",
+];
+
+/// StatefulSet replicas: the parallelism, or 0 when suspended.
+pub fn desired_replicas(job: &JobRef<'_>) -> i32 {
+    match job.job.spec.state {
+        JobState::Running => job.job.spec.parallelism,
+        JobState::Suspended => 0,
+    }
+}
+
+pub fn runtime_args() -> Vec<String> {
+    [
+        "run",
+        "--job",
+        &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+        "--data-dir",
+        DATA_DIR,
+        "--admin-addr",
+        &format!("0.0.0.0:{ADMIN_PORT}"),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn pull_policy(p: ImagePullPolicy) -> &'static str {
+    match p {
+        ImagePullPolicy::Always => "Always",
+        ImagePullPolicy::IfNotPresent => "IfNotPresent",
+        ImagePullPolicy::Never => "Never",
+    }
+}
+
+fn env_value(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        value_from: None,
+    }
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn env_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(ADMIN_PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUNTIME_UID),
+        run_as_group: Some(RUNTIME_UID),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// Spread the shards over nodes when possible; never block scheduling on it.
+fn default_affinity(job: &str) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(job)),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// The checkpoint volume claim; one PVC per pod (`data-<job>-<ordinal>`).
+pub fn volume_claim(job: &JobRef<'_>) -> PersistentVolumeClaim {
+    let volume = &job.job.spec.checkpoints.volume;
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.to_owned()),
+            labels: Some(common_labels(job.name)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: volume.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(volume.size.clone()),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+fn container(job: &JobRef<'_>) -> Container {
+    let spec = &job.job.spec;
+    let mut env = vec![
+        env_field("POD_NAME", "metadata.name"),
+        env_field("POD_NAMESPACE", "metadata.namespace"),
+        env_value("STREAMJOIN_REPLICAS", spec.parallelism.to_string()),
+    ];
+    if let Some(sasl) = &spec.kafka.sasl {
+        env.push(env_secret(
+            "STREAMJOIN_KAFKA_SASL_USERNAME",
+            &sasl.username_secret_ref,
+        ));
+        env.push(env_secret(
+            "STREAMJOIN_KAFKA_SASL_PASSWORD",
+            &sasl.password_secret_ref,
+        ));
+    }
+    let mut mounts = vec![
+        mount(DATA_VOLUME, DATA_DIR, false),
+        mount("config", CONFIG_DIR, true),
+        mount("tmp", "/tmp", false),
+    ];
+    if spec.kafka.tls.is_some() {
+        env.push(env_value(
+            "STREAMJOIN_KAFKA_TLS_DIR",
+            KAFKA_TLS_DIR.to_owned(),
+        ));
+        mounts.push(mount("kafka-tls", KAFKA_TLS_DIR, true));
+    }
+    env.extend(
+        spec.pod_template
+            .env
+            .iter()
+            .filter(|e| !RESERVED_ENV.contains(&e.name.as_str()))
+            .cloned(),
+    );
+
+    Container {
+        name: CONTAINER.to_owned(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: Some(pull_policy(spec.image_pull_policy).to_owned()),
+        args: Some(runtime_args()),
+        ports: Some(vec![ContainerPort {
+            name: Some(ADMIN_PORT_NAME.to_owned()),
+            container_port: ADMIN_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(env),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        // Restoring RocksDB state can take minutes: liveness starts after startup passes.
+        startup_probe: Some(http_probe("/healthz", 10, 60)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        security_context: Some(container_security()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+fn volumes(job: &JobRef<'_>) -> Vec<Volume> {
+    let mut v = vec![
+        Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(job.name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if let Some(tls) = &job.job.spec.kafka.tls {
+        v.push(Volume {
+            name: "kafka-tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret_ref.name.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    v
+}
+
+fn pod_template(job: &JobRef<'_>, config_hash: &str) -> PodTemplateSpec {
+    let spec = &job.job.spec;
+    let pt = &spec.pod_template;
+    let mut labels = pt.labels.clone();
+    labels.extend(common_labels(job.name));
+    let mut annotations = pt.annotations.clone();
+    annotations.insert(CONFIG_HASH.to_owned(), config_hash.to_owned());
+    if let Some(nonce) = spec.restart_nonce {
+        annotations.insert(RESTART_NONCE.to_owned(), nonce.to_string());
+    }
+    let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container(job)],
+            volumes: Some(volumes(job)),
+            service_account_name: pt.service_account_name.clone(),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            node_selector: non_empty(&pt.node_selector),
+            tolerations: (!pt.tolerations.is_empty()).then(|| pt.tolerations.clone()),
+            affinity: Some(
+                pt.affinity
+                    .clone()
+                    .unwrap_or_else(|| default_affinity(job.name)),
+            ),
+            priority_class_name: pt.priority_class_name.clone(),
+            image_pull_secrets: (!pt.image_pull_secrets.is_empty())
+                .then(|| pt.image_pull_secrets.clone()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUNTIME_UID),
+                run_as_group: Some(RUNTIME_UID),
+                fs_group: Some(RUNTIME_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    localhost_profile: None,
+                }),
+                ..PodSecurityContext::default()
+            }),
+            // Time to finish a checkpoint and commit offsets on SIGTERM.
+            termination_grace_period_seconds: Some(60),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// Builds the StatefulSet. `config_hash` is the applied hash of the ConfigMap: it is
+/// put on the pod template so that a manifest change rolls the pods.
+pub fn build(job: &JobRef<'_>, config_hash: &str) -> Result<StatefulSet> {
+    let name = stateful_set_name(job.name);
+    let object = job.object("StatefulSet", &name);
+    let sts = StatefulSet {
+        metadata: owned_meta(job, name),
+        spec: StatefulSetSpec {
+            replicas: Some(desired_replicas(job)),
+            service_name: Some(service_name(job.name)),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(job.name)),
+                ..LabelSelector::default()
+            },
+            // Shards are independent: start and stop them all at once.
+            pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: None,
+            }),
+            // Checkpoints survive scale-down (a later scale-up reuses them) and deletion
+            // of the job (the state is the only copy when no savepoint location is set).
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            revision_history_limit: Some(5),
+            template: pod_template(job, config_hash),
+            volume_claim_templates: Some(vec![volume_claim(job)]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    };
+    stamp(sts, &object)
+}
+
+/// `volumeClaimTemplates` cannot change on an existing StatefulSet. When the spec asks
+/// for a different volume, the observed templates are kept (the object stays
+/// appliable) and the difference is returned, to be reported.
+pub fn keep_existing_claims(desired: &mut StatefulSet, observed: &StatefulSet) -> Option<String> {
+    let observed_claims = observed.spec.volume_claim_templates.clone()?;
+    let spec = &mut desired.spec;
+    let wanted = spec.volume_claim_templates.as_ref()?;
+    let key = |c: &PersistentVolumeClaim| {
+        c.spec.as_ref().map(|s| {
+            (
+                s.storage_class_name.clone(),
+                s.resources.as_ref().and_then(|r| r.requests.clone()),
+            )
+        })
+    };
+    let differs = wanted.len() != observed_claims.len()
+        || wanted
+            .iter()
+            .zip(&observed_claims)
+            .any(|(a, b)| key(a) != key(b));
+    if !differs {
+        return None;
+    }
+    spec.volume_claim_templates = Some(observed_claims);
+    Some(
+        "checkpoints.volume changed, but the volume claims of an existing StatefulSet cannot \
+         change; existing volumes are kept (use checkpoints.volume.autoExpand to grow them)"
+            .to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{JobRef, test_support};
+    use streamjoin_api::{JobState, TlsSpec};
+
+    fn sts_for(job: &streamjoin_api::StreamJoinJob) -> StatefulSet {
+        build(&JobRef::new(job).expect("meta"), "cafe").expect("builds")
+    }
+
+    fn runtime(sts: &StatefulSet) -> Container {
+        let pod = sts.spec.template.spec.clone().expect("pod");
+        pod.containers.into_iter().next().expect("one container")
+    }
+
+    #[test]
+    fn replicas_follow_parallelism_and_suspend_scales_to_zero() {
+        let mut job = test_support::job("clicks");
+        assert_eq!(sts_for(&job).spec.replicas, Some(3));
+        job.spec.state = JobState::Suspended;
+        let sts = sts_for(&job);
+        assert_eq!(sts.spec.replicas, Some(0));
+        let env = runtime(&sts).env.expect("env");
+        let replicas = env
+            .iter()
+            .find(|e| e.name == "STREAMJOIN_REPLICAS")
+            .expect("env");
+        assert_eq!(
+            replicas.value.as_deref(),
+            Some("3"),
+            "shard count survives suspend"
+        );
+    }
+
+    #[test]
+    fn statefulset_is_parallel_with_a_headless_service_and_retained_claims() {
+        let sts = sts_for(&test_support::job("clicks"));
+        let spec = sts.spec;
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(spec.service_name.as_deref(), Some("clicks"));
+        let retention = spec
+            .persistent_volume_claim_retention_policy
+            .expect("policy");
+        assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+        assert_eq!(spec.selector.match_labels, Some(selector_labels("clicks")));
+        let labels = spec
+            .template
+            .metadata
+            .expect("meta")
+            .labels
+            .expect("labels");
+        for (k, v) in selector_labels("clicks") {
+            assert_eq!(
+                labels.get(&k),
+                Some(&v),
+                "template carries selector label {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn volume_claim_template_mounts_the_checkpoint_volume() {
+        let mut job = test_support::job("clicks");
+        job.spec.checkpoints.volume.size = "50Gi".into();
+        job.spec.checkpoints.volume.storage_class_name = Some("fast-ssd".into());
+        let sts = sts_for(&job);
+        let claims = sts.spec.volume_claim_templates.clone().expect("claims");
+        assert_eq!(claims.len(), 1);
+        let claim = &claims[0];
+        assert_eq!(claim.metadata.name.as_deref(), Some(DATA_VOLUME));
+        let cs = claim.spec.as_ref().expect("claim spec");
+        assert_eq!(cs.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        assert_eq!(cs.storage_class_name.as_deref(), Some("fast-ssd"));
+        let req = cs
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .expect("requests");
+        assert_eq!(req["storage"], Quantity("50Gi".into()));
+        let mounts = runtime(&sts).volume_mounts.expect("mounts");
+        let data = mounts
+            .iter()
+            .find(|m| m.name == DATA_VOLUME)
+            .expect("data mount");
+        assert_eq!(data.mount_path, "/var/lib/streamjoin");
+        let config = mounts
+            .iter()
+            .find(|m| m.name == "config")
+            .expect("config mount");
+        assert_eq!(config.mount_path, "/etc/streamjoin");
+        assert_eq!(config.read_only, Some(true));
+    }
+
+    #[test]
+    fn container_is_hardened() {
+        let sts = sts_for(&test_support::job("clicks"));
+        let pod = sts.spec.template.spec.clone().expect("pod");
+        let psc = pod.security_context.expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.expect("seccomp").type_,
+            "RuntimeDefault"
+        );
+        let c = runtime(&sts);
+        let sc = c.security_context.expect("container security context");
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.privileged, Some(false));
+        let caps = sc.capabilities.expect("capabilities");
+        assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(caps.add, None);
+        assert_eq!(sc.seccomp_profile.expect("seccomp").type_, "RuntimeDefault");
+        // A read-only root needs a writable /tmp.
+        assert!(
+            c.volume_mounts
+                .expect("mounts")
+                .iter()
+                .any(|m| m.mount_path == "/tmp")
+        );
+    }
+
+    #[test]
+    fn container_runs_the_runtime_with_probes_on_the_admin_port() {
+        let c = runtime(&sts_for(&test_support::job("clicks")));
+        assert_eq!(
+            c.args.expect("args"),
+            [
+                "run",
+                "--job",
+                "/etc/streamjoin/job.yaml",
+                "--data-dir",
+                "/var/lib/streamjoin",
+                "--admin-addr",
+                "0.0.0.0:9249"
+            ]
+        );
+        let port = &c.ports.expect("ports")[0];
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("admin"), 9249)
+        );
+        let path = |p: Option<Probe>| p.and_then(|p| p.http_get).map(|h| (h.path, h.port));
+        let admin = IntOrString::String("admin".into());
+        assert_eq!(
+            path(c.readiness_probe),
+            Some((Some("/readyz".into()), admin.clone()))
+        );
+        assert_eq!(
+            path(c.liveness_probe),
+            Some((Some("/healthz".into()), admin))
+        );
+        let env = c.env.expect("env");
+        let pod_name = env.iter().find(|e| e.name == "POD_NAME").expect("POD_NAME");
+        let field = pod_name
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref());
+        assert_eq!(field.map(|f| f.field_path.as_str()), Some("metadata.name"));
+    }
+
+    #[test]
+    fn pods_prefer_distinct_nodes_unless_the_user_sets_affinity() {
+        let job = test_support::job("clicks");
+        let pod = sts_for(&job).spec.template.spec.expect("pod");
+        let anti = pod
+            .affinity
+            .and_then(|a| a.pod_anti_affinity)
+            .expect("anti-affinity");
+        assert!(
+            anti.required_during_scheduling_ignored_during_execution
+                .is_none()
+        );
+        let preferred = anti
+            .preferred_during_scheduling_ignored_during_execution
+            .expect("preferred");
+        assert_eq!(
+            preferred[0].pod_affinity_term.topology_key,
+            "kubernetes.io/hostname"
+        );
+
+        let mut custom = job.clone();
+        custom.spec.pod_template.affinity = Some(Affinity::default());
+        let pod = sts_for(&custom).spec.template.spec.expect("pod");
+        assert_eq!(pod.affinity, Some(Affinity::default()));
+    }
+
+    #[test]
+    fn pod_template_settings_are_merged_and_reserved_env_is_not_overridable() {
+        let mut job = test_support::job("clicks");
+        let pt = &mut job.spec.pod_template;
+        pt.labels.insert("team".into(), "growth".into());
+        pt.labels
+            .insert(crate::build::JOB_LABEL.into(), "hijack".into());
+        pt.node_selector.insert("pool".into(), "streaming".into());
+        pt.service_account_name = Some("joiner".into());
+        pt.priority_class_name = Some("high".into());
+        pt.env.push(EnvVar {
+            name: "RUST_LOG".into(),
+            value: Some("debug".into()),
+            value_from: None,
+        });
+        pt.env.push(EnvVar {
+            name: "POD_NAME".into(),
+            value: Some("x".into()),
+            value_from: None,
+        });
+        job.spec.kafka.tls = Some(TlsSpec::default());
+        let sts = sts_for(&job);
+        let tpl = sts.spec.template;
+        let labels = tpl.metadata.expect("meta").labels.expect("labels");
+        assert_eq!(labels["team"], "growth");
+        assert_eq!(
+            labels[crate::build::JOB_LABEL],
+            "clicks",
+            "selector labels win"
+        );
+        let pod = tpl.spec.expect("pod");
+        assert_eq!(pod.service_account_name.as_deref(), Some("joiner"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(pod.node_selector.expect("selector")["pool"], "streaming");
+        let env = pod.containers[0].env.clone().expect("env");
+        assert_eq!(env.iter().filter(|e| e.name == "POD_NAME").count(), 1);
+        assert!(env.iter().any(|e| e.name == "RUST_LOG"));
+        assert!(
+            pod.volumes
+                .expect("volumes")
+                .iter()
+                .any(|v| v.name == "kafka-tls")
+        );
+    }
+
+    #[test]
+    fn changed_volume_keeps_the_existing_claims_and_says_why() {
+        let job = test_support::job("clicks");
+        let observed = sts_for(&job);
+        let mut bigger = job.clone();
+        bigger.spec.checkpoints.volume.size = "99Gi".into();
+        let mut desired = sts_for(&bigger);
+        let note = keep_existing_claims(&mut desired, &observed).expect("difference reported");
+        assert!(note.contains("autoExpand"));
+        assert_eq!(
+            desired.spec.volume_claim_templates,
+            observed.spec.volume_claim_templates
+        );
+        let mut same = sts_for(&job);
+        assert_eq!(keep_existing_claims(&mut same, &observed), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! Shared by the scenario tests and the benchmark: the API double and a harness
+//! that plays the part of the watches (copying what the double holds into the
+//! reconciler's caches), so a scenario is a sequence of plain function calls.
+
+#![allow(dead_code)]
+
+pub mod fake_api;
+
+use std::sync::Arc;
+
+use fake_api::{FakeApi, job_path};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use streamjoin_api::StreamJoinJob;
+use streamjoin_operator::error::Error;
+use streamjoin_operator::metrics::Metrics;
+use streamjoin_operator::observe::{Stores, Writers};
+use streamjoin_operator::reconcile::{Context, FINALIZER, reconcile};
+
+pub const NS: &str = "streams";
+
+pub fn fixed_now() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).expect("valid time")
+}
+
+pub struct Harness {
+    pub fake: FakeApi,
+    pub ctx: Arc<Context>,
+    pub writers: Writers,
+}
+
+/// A complete, valid job manifest (what `kubectl apply` would send).
+pub fn job_json(name: &str) -> Value {
+    json!({
+        "apiVersion": "streamjoin.dev/v1alpha1",
+        "kind": "StreamJoinJob",
+        "metadata": { "name": name, "namespace": NS, "finalizers": [FINALIZER] },
+        "spec": {
+            "image": "ghcr.io/streamjoin/streamjoin-runtime:test",
+            "parallelism": 3,
+            "kafka": { "bootstrapServers": "kafka:9092" },
+            "inputs": { "impressions": { "topic": "impressions" }, "plays": { "topic": "plays" } },
+            "output": { "topic": "joined" },
+            "deadLetter": { "topic": "dead-letter" }
+        }
+    })
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let (client, fake) = FakeApi::start();
+        let (stores, mut writers) = Stores::new();
+        writers.mark_ready();
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let mut ctx = Context::new(client, stores, metrics, Some("test".into()));
+        ctx.now = fixed_now;
+        Harness {
+            fake,
+            ctx: Arc::new(ctx),
+            writers,
+        }
+    }
+
+    /// Stores a job in the double, as if a user had applied it.
+    pub fn create_job(&self, manifest: Value) {
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let mut m = manifest;
+        m["metadata"]["uid"] = json!(format!("uid-{name}"));
+        m["metadata"]["generation"] = json!(1);
+        self.fake.put(&job_path(NS, &name), m);
+    }
+
+    /// Edits the stored job's spec (bumping its generation), as `kubectl edit` would.
+    pub fn edit_spec(&self, name: &str, edit: impl FnOnce(&mut Value)) {
+        let path = job_path(NS, name);
+        let mut job = self.fake.get(&path).expect("job exists");
+        edit(&mut job["spec"]);
+        let generation = job["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+        job["metadata"]["generation"] = json!(generation);
+        self.fake.put(&path, job);
+    }
+
+    pub fn job(&self, name: &str) -> StreamJoinJob {
+        self.fake.get_as(&job_path(NS, name)).expect("job exists")
+    }
+
+    /// Runs one reconcile of the job as currently stored in the double.
+    pub async fn reconcile(&self, name: &str) -> Result<Action, Error> {
+        let job = self.job(name);
+        reconcile(Arc::new(DeserializeGuard(Ok(job))), self.ctx.clone()).await
+    }
+
+    /// Plays the watches: copies every child the double holds into the caches.
+    pub fn sync_caches(&mut self) {
+        for v in self.fake.objects_under("/configmaps/") {
+            self.writers
+                .config_map(serde_json::from_value::<ConfigMap>(v).expect("configmap"));
+        }
+        for v in self.fake.objects_under("/services/") {
+            self.writers
+                .service(serde_json::from_value::<Service>(v).expect("service"));
+        }
+        for v in self.fake.objects_under("/statefulsets/") {
+            self.writers
+                .stateful_set(serde_json::from_value::<StatefulSet>(v).expect("sts"));
+        }
+        for v in self.fake.objects_under("/poddisruptionbudgets/") {
+            self.writers
+                .pdb(serde_json::from_value::<PodDisruptionBudget>(v).expect("pdb"));
+        }
+    }
+
+    /// Plays the StatefulSet controller: the rollout of `name` is complete with
+    /// `ready` ready pods, and the caches show it.
+    pub fn rollout_done(&mut self, name: &str, ready: i32) {
+        let path = fake_api::sts_path(NS, name);
+        let mut sts: StatefulSet = self.fake.get_as(&path).expect("sts exists");
+        let replicas = sts.spec.replicas.unwrap_or(0);
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: sts.metadata.generation,
+            replicas,
+            ready_replicas: Some(ready),
+            available_replicas: Some(ready),
+            updated_replicas: Some(replicas),
+            current_replicas: Some(replicas),
+            current_revision: Some(format!("{name}-rev")),
+            update_revision: Some(format!("{name}-rev")),
+            ..StatefulSetStatus::default()
+        });
+        self.fake
+            .put(&path, serde_json::to_value(&sts).expect("sts json"));
+        self.sync_caches();
+    }
+
+    /// `rollout_done` for every StatefulSet the double holds, with one cache sync.
+    pub fn rollout_all_done(&mut self) {
+        for v in self.fake.objects_under("/statefulsets/") {
+            let mut sts: StatefulSet = serde_json::from_value(v).expect("sts");
+            let name = sts.metadata.name.clone().unwrap_or_default();
+            let replicas = sts.spec.replicas.unwrap_or(0);
+            sts.status = Some(StatefulSetStatus {
+                observed_generation: sts.metadata.generation,
+                replicas,
+                ready_replicas: Some(replicas),
+                available_replicas: Some(replicas),
+                updated_replicas: Some(replicas),
+                current_replicas: Some(replicas),
+                current_revision: Some(format!("{name}-rev")),
+                update_revision: Some(format!("{name}-rev")),
+                ..StatefulSetStatus::default()
+            });
+            self.fake.put(
+                &fake_api::sts_path(NS, &name),
+                serde_json::to_value(&sts).expect("sts json"),
+            );
+        }
+        self.sync_caches();
+    }
+
+    pub fn add_pod(&mut self, pod: Pod) {
+        self.writers.pod(pod);
+    }
+
+    /// Create → caches see the children → rollout complete → status settles.
+    pub async fn settle(&mut self, name: &str) {
+        self.reconcile(name).await.expect("first reconcile");
+        self.sync_caches();
+        self.rollout_done(name, 3);
+        self.reconcile(name).await.expect("settling reconcile");
+    }
+}
