@@ -40,7 +40,7 @@ for s in $srcs; do [ "$s" -nt "$stamp" ] && need=1; done
 if [ "$need" = 1 ]; then
   rm -rf "$BUILD/classes" && mkdir -p "$BUILD/classes"
   nice -n 5 javac -encoding UTF-8 -Xlint:-options --release 17 -cp "$(cat "$cp_file")" -d "$BUILD/classes" $srcs
-  cp "$here/log4j2.properties" "$BUILD/classes/"
   touch "$stamp"
 fi
+cp "$here/log4j2.properties" "$BUILD/classes/"
 echo "$cp_file"

@@ -159,6 +159,17 @@ impl FakeApi {
         st.calls = Vec::new();
     }
 
+    /// Every stored object under `segment`, deserialized straight into `T`
+    /// (no intermediate JSON tree: keeps the harness's memory out of the benchmark).
+    pub fn typed_under<T: serde::de::DeserializeOwned>(&self, segment: &str) -> Vec<T> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(k, _)| k.contains(segment))
+            .map(|(_, v)| serde_json::from_slice(v).expect("stored object has the right shape"))
+            .collect()
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }

@@ -100,21 +100,20 @@ impl Harness {
 
     /// Plays the watches: copies every child the double holds into the caches.
     pub fn sync_caches(&mut self) {
-        for v in self.fake.objects_under("/configmaps/") {
-            self.writers
-                .config_map(serde_json::from_value::<ConfigMap>(v).expect("configmap"));
+        for o in self.fake.typed_under::<ConfigMap>("/configmaps/") {
+            self.writers.config_map(o);
         }
-        for v in self.fake.objects_under("/services/") {
-            self.writers
-                .service(serde_json::from_value::<Service>(v).expect("service"));
+        for o in self.fake.typed_under::<Service>("/services/") {
+            self.writers.service(o);
         }
-        for v in self.fake.objects_under("/statefulsets/") {
-            self.writers
-                .stateful_set(serde_json::from_value::<StatefulSet>(v).expect("sts"));
+        for o in self.fake.typed_under::<StatefulSet>("/statefulsets/") {
+            self.writers.stateful_set(o);
         }
-        for v in self.fake.objects_under("/poddisruptionbudgets/") {
-            self.writers
-                .pdb(serde_json::from_value::<PodDisruptionBudget>(v).expect("pdb"));
+        for o in self
+            .fake
+            .typed_under::<PodDisruptionBudget>("/poddisruptionbudgets/")
+        {
+            self.writers.pdb(o);
         }
     }
 
@@ -142,8 +141,7 @@ impl Harness {
 
     /// `rollout_done` for every StatefulSet the double holds, with one cache sync.
     pub fn rollout_all_done(&mut self) {
-        for v in self.fake.objects_under("/statefulsets/") {
-            let mut sts: StatefulSet = serde_json::from_value(v).expect("sts");
+        for mut sts in self.fake.typed_under::<StatefulSet>("/statefulsets/") {
             let name = sts.metadata.name.clone().unwrap_or_default();
             let replicas = sts.spec.replicas.unwrap_or(0);
             sts.status = Some(StatefulSetStatus {
