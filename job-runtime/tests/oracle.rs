@@ -109,37 +109,47 @@ fn replay_equals_the_oracle_exactly_with_one_thread() {
 
 #[test]
 fn replay_equals_the_oracle_with_four_threads_and_small_batches() {
-    let mut cfg = EngineConfig::default();
-    cfg.read_batch = 64;
+    let cfg = EngineConfig {
+        read_batch: 64,
+        ..EngineConfig::default()
+    };
     run_and_compare(&dataset(200_000, 4, 7), cfg, 4);
 }
 
 #[test]
 fn replay_equals_the_oracle_with_two_threads_and_large_batches() {
-    let mut cfg = EngineConfig::default();
-    cfg.read_batch = 5_000;
+    let cfg = EngineConfig {
+        read_batch: 5_000,
+        ..EngineConfig::default()
+    };
     run_and_compare(&dataset(200_000, 4, 7), cfg, 2);
 }
 
 #[test]
 fn replay_equals_the_oracle_reading_one_record_per_turn() {
-    let mut cfg = EngineConfig::default();
-    cfg.read_batch = 1;
+    let cfg = EngineConfig {
+        read_batch: 1,
+        ..EngineConfig::default()
+    };
     run_and_compare(&dataset(50_000, 3, 11), cfg, 3);
 }
 
 #[test]
 fn replay_equals_the_oracle_when_state_spills_to_rocksdb() {
     // A tiny entry cache and reorder budget force every RocksDB path.
-    let mut cfg = EngineConfig::default();
-    cfg.cache_entries = 64;
-    cfg.pending_in_memory = 256;
+    let cfg = EngineConfig {
+        cache_entries: 64,
+        pending_in_memory: 256,
+        ..EngineConfig::default()
+    };
     run_and_compare(&dataset(50_000, 3, 11), cfg, 2);
 }
 
 #[test]
 fn replay_equals_the_oracle_with_every_entry_written_through() {
-    let mut cfg = EngineConfig::default();
-    cfg.cache_entries = 0;
+    let cfg = EngineConfig {
+        cache_entries: 0,
+        ..EngineConfig::default()
+    };
     run_and_compare(&dataset(20_000, 2, 5), cfg, 1);
 }
