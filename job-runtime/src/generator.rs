@@ -214,7 +214,16 @@ impl PartGen {
             _ => "other",
         };
         let disorder = (self.spec.max_disorder_ms / 2).max(1);
-        let mut t = t0;
+        // Every event of a session happens at or after the generator's clock, so that
+        // each partition's records leave in arrival order, at most D/2 after they happened.
+        let has_plays = self.rng.random_bool(self.spec.play_rate);
+        let lead = if has_plays && self.rng.random_bool(0.05) {
+            // The first play happens 1 s - 5 min before the first impression.
+            self.rng.random_range(1_000..300_000)
+        } else {
+            0
+        };
+        let mut t = t0 + lead;
         for _ in 0..self.rng.random_range(1..=3) {
             let d = self.device(session_device);
             let rec = self.impression(t, key, d);
@@ -222,17 +231,17 @@ impl PartGen {
             self.schedule(arrival, 0, rec);
             t += self.rng.random_range(30_000..600_000);
         }
-        if self.rng.random_bool(self.spec.play_rate) {
-            for _ in 0..self.rng.random_range(1..=3) {
-                let at = if self.rng.random_bool(0.05) {
-                    t0 - self.rng.random_range(1_000..300_000)
+        if has_plays {
+            for i in 0..self.rng.random_range(1..=3) {
+                let at = if i == 0 && lead > 0 {
+                    t0
                 } else {
                     // Plays stay well inside the entry's window.
-                    t0 + (self.exp(20.0 * 60_000.0) as i64).min(self.spec.window_ms / 2)
+                    t0 + lead + (self.exp(20.0 * 60_000.0) as i64).min(self.spec.window_ms / 2)
                 };
                 let d = self.device(session_device);
                 let rec = self.play(at, key, d);
-                let arrival = at.max(t0) + self.rng.random_range(0..disorder);
+                let arrival = at + self.rng.random_range(0..disorder);
                 self.schedule(arrival, 1, rec);
             }
         }

@@ -43,6 +43,9 @@ fn demo_runs_and_prints_a_readable_summary() {
     .expect("json");
     assert!(summary["entries"].as_u64().unwrap_or(0) > 5_000);
     assert_eq!(summary["live_entries_at_end"], 0);
+    // The generator injects late records at 0.1%; on-time records must never be late.
+    let late = summary["late"].as_u64().unwrap_or(u64::MAX);
+    assert!(late <= 30_000 / 500, "{late} late records");
 }
 
 fn write(path: &Path, text: &str) {

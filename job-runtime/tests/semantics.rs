@@ -477,3 +477,37 @@ fn allowed_lateness_accepts_events_behind_the_watermark() {
     assert_eq!(json(&out[0])["impressions"], 2);
     assert_eq!(json(&out[0])["window_start"], T0 + 15 * MIN);
 }
+
+#[test]
+fn state_does_not_grow_with_entries_already_emitted() {
+    let mut h = harness(1, config());
+    let keys_per_window = 500i64;
+    let mut peak = 0;
+    for window in 0..20i64 {
+        let base = T0 + window * 5 * HOUR;
+        for k in 0..keys_per_window {
+            let t = base + k;
+            let id = format!("w{window}k{k}");
+            h.imp(0, imp(&id, t, k, window, 1, 1, "tv"));
+            h.play(0, play(&id, t, k, window, "tv", 1));
+        }
+        h.run();
+        let held =
+            h.engine.live_entries() + h.engine.shards().map(|s| s.pending_events()).sum::<u64>();
+        peak = peak.max(held);
+        assert!(
+            held <= 2 * keys_per_window as u64,
+            "window {window}: {held} entries held; only the open window's belong in state"
+        );
+    }
+    let out = h.finish();
+    assert_eq!(out.len(), 20 * keys_per_window as usize);
+    assert_eq!(h.engine.live_entries(), 0);
+    assert!(peak >= keys_per_window as u64);
+    let rocks: u64 = h
+        .engine
+        .shards()
+        .map(|s| s.store().db_entry_count().unwrap_or(u64::MAX))
+        .sum();
+    assert_eq!(rocks, 0, "emitted entries are deleted from RocksDB too");
+}
