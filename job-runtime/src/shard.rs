@@ -33,6 +33,14 @@ pub enum ShardError {
     State(#[from] StateError),
 }
 
+fn sink_error(shard: u32, output: &'static str) -> impl FnOnce(SinkError) -> ShardError {
+    move |source| ShardError::Sink {
+        shard,
+        output,
+        source,
+    }
+}
+
 /// Counters of one shard, summed into the run summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ShardCounters {
@@ -232,11 +240,7 @@ impl Shard {
                     self.sinks
                         .dead_letter
                         .send(&side)
-                        .map_err(|source| ShardError::Sink {
-                            shard: self.partition,
-                            output: "dead-letter",
-                            source,
-                        })?;
+                        .map_err(sink_error(self.partition, "dead-letter"))?;
                 }
                 Ok(event) => {
                     let before = self.board.partition_watermark(slot);
@@ -262,11 +266,7 @@ impl Shard {
                         self.sinks
                             .late
                             .send(&side)
-                            .map_err(|source| ShardError::Sink {
-                                shard: self.partition,
-                                output: "late",
-                                source,
-                            })?;
+                            .map_err(sink_error(self.partition, "late"))?;
                     } else {
                         let pending = Pending {
                             event,
@@ -330,11 +330,7 @@ impl Shard {
                 self.sinks
                     .dead_letter
                     .send(&side)
-                    .map_err(|source| ShardError::Sink {
-                        shard: self.partition,
-                        output: "dead-letter",
-                        source,
-                    })?;
+                    .map_err(sink_error(self.partition, "dead-letter"))?;
             }
         }
         Ok(())
@@ -390,11 +386,7 @@ impl Shard {
         self.sinks
             .entries
             .emit(key, &self.out)
-            .map_err(|source| ShardError::Sink {
-                shard: self.partition,
-                output: "entries",
-                source,
-            })
+            .map_err(sink_error(self.partition, "entries"))
     }
 
     pub fn flush(&mut self) -> Result<(), ShardError> {
