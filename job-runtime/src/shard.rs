@@ -267,6 +267,9 @@ impl Shard {
                             .late
                             .send(&side)
                             .map_err(sink_error(self.partition, "late"))?;
+                    } else if let Some(outcome) = self.store.fold_if_open(&event, threshold) {
+                        let (partition, offset) = (self.partition, rec.offset);
+                        self.count_applied(outcome, &event, partition, offset)?;
                     } else {
                         let pending = Pending {
                             event,
@@ -306,8 +309,19 @@ impl Shard {
     }
 
     fn apply(&mut self, p: Pending) -> Result<(), ShardError> {
-        let kind = p.event.input.index();
-        match self.store.apply(&p.event)? {
+        let outcome = self.store.apply(&p.event)?;
+        self.count_applied(outcome, &p.event, p.partition, p.offset)
+    }
+
+    fn count_applied(
+        &mut self,
+        outcome: Applied,
+        event: &Event,
+        partition: u32,
+        offset: i64,
+    ) -> Result<(), ShardError> {
+        let kind = event.input.index();
+        match outcome {
             Applied::Opened => {
                 self.counters.events += 1;
                 self.counters.entries_opened += 1;
@@ -316,11 +330,11 @@ impl Shard {
             Applied::Duplicate => self.counters.duplicates[kind] += 1,
             Applied::Conflict => {
                 self.counters.malformed[kind][Malformed::ConflictingDuplicate as usize] += 1;
-                let text = self.event_json(&p.event);
+                let text = self.event_json(event);
                 let side = SideRecord {
-                    input: p.event.input,
-                    partition: p.partition,
-                    offset: p.offset,
+                    input: event.input,
+                    partition,
+                    offset,
                     payload: text.as_bytes(),
                     kind: SideKind::DeadLetter {
                         reason: Malformed::ConflictingDuplicate.reason(),

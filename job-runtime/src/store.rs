@@ -251,7 +251,7 @@ impl ShardStore {
     pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
         Self {
             db,
-            cache: HashMap::with_hasher(FastState::default()),
+            cache: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), FastState::default()),
             ops: 0,
             capacity,
             timers: BTreeSet::new(),
@@ -279,6 +279,27 @@ impl ShardStore {
     /// Entries written to RocksDB because the cache was full, since start.
     pub fn spilled_total(&self) -> u64 {
         self.spilled_total
+    }
+
+    /// Folds an event on arrival when the contract allows it: its key's entry is
+    /// cached and open, the entry's start is behind every event that can still be
+    /// on time (`on_time_from`), and the event falls inside the window. The result
+    /// is the one in-order application would give.
+    pub fn fold_if_open(&mut self, event: &Event, on_time_from: i64) -> Option<Applied> {
+        let c = self.cache.get_mut(&event.key)?;
+        if c.entry.window_start >= on_time_from || event.time >= c.entry.timer {
+            return None;
+        }
+        self.ops += 1;
+        c.used = self.ops;
+        Some(match c.entry.fold(event) {
+            Seen::New => {
+                c.dirty = true;
+                Applied::Folded
+            }
+            Seen::Copy => Applied::Duplicate,
+            Seen::Conflict => Applied::Conflict,
+        })
     }
 
     /// Applies an on-time event whose turn has come (event-time order).
