@@ -12,9 +12,11 @@ use crate::config::EngineConfig;
 use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::generator::{GenSpec, partition_sources};
 use crate::metrics::Metrics;
-use crate::replay::{DEAD_LETTER_FILE, LATE_FILE, SUMMARY_FILE, Summary, write_summary};
-use crate::shard::{ShardSinks, TitleStats};
-use crate::sink::{FileEntrySink, SharedFile};
+use crate::replay::{
+    DEAD_LETTER_FILE, LATE_FILE, SUMMARY_FILE, Summary, file_sinks, write_summary,
+};
+use crate::shard::TitleStats;
+use crate::sink::SharedFile;
 
 pub struct DemoOptions {
     pub events: u64,
@@ -69,13 +71,7 @@ pub fn run(cfg: EngineConfig, opts: DemoOptions) -> Result<DemoResult, DemoError
         io.push(ShardIo {
             partition: p,
             sources: [Box::new(imp), Box::new(play)],
-            sinks: ShardSinks {
-                entries: Box::new(FileEntrySink::create(
-                    &opts.output.join(format!("entries-{p}.jsonl")),
-                )?),
-                late: Box::new(late.sink()),
-                dead_letter: Box::new(dead.sink()),
-            },
+            sinks: file_sinks(&opts.output, p, &late, &dead)?,
         });
     }
     let state_dir = opts.output.join(".state");

@@ -58,7 +58,7 @@ pub enum EngineError {
 
 /// A snapshot for progress displays and status.
 #[derive(Debug, Clone, Copy)]
-pub struct Progress2 {
+pub struct EngineProgress {
     pub records_read: u64,
     pub job_watermark: i64,
     pub idle_partitions: usize,
@@ -144,8 +144,8 @@ impl Engine {
         })
     }
 
-    pub fn progress(&self) -> Progress2 {
-        Progress2 {
+    pub fn progress(&self) -> EngineProgress {
+        EngineProgress {
             records_read: self
                 .workers
                 .iter()
@@ -187,7 +187,7 @@ impl Engine {
         &mut self,
         stop: &AtomicBool,
         tick: Duration,
-        mut monitor: impl FnMut(Progress2),
+        mut monitor: impl FnMut(EngineProgress),
     ) -> Result<Progress, EngineError> {
         let board = self.board.clone();
         let clock = self.clock.clone();
@@ -197,7 +197,7 @@ impl Engine {
             .iter()
             .map(|w| w.records_read.clone())
             .collect();
-        let snapshot = |board: &WatermarkBoard| Progress2 {
+        let snapshot = |board: &WatermarkBoard| EngineProgress {
             records_read: counters.iter().map(|c| c.load(Relaxed)).sum(),
             job_watermark: board.job_watermark(),
             idle_partitions: board.idle_partitions(),

@@ -48,6 +48,23 @@ pub enum ReplayError {
     },
 }
 
+/// The sinks of shard `p` writing into an output directory: its own entries
+/// file, and the shared side-output files.
+pub fn file_sinks(
+    output: &Path,
+    p: u32,
+    late: &SharedFile,
+    dead: &SharedFile,
+) -> Result<ShardSinks, SinkError> {
+    Ok(ShardSinks {
+        entries: Box::new(FileEntrySink::create(
+            &output.join(format!("entries-{p}.jsonl")),
+        )?),
+        late: Box::new(late.sink()),
+        dead_letter: Box::new(dead.sink()),
+    })
+}
+
 /// Counts input partitions from the file names (`impressions-<p>.jsonl`).
 pub fn count_partitions(dir: &Path) -> Result<u32, ReplayError> {
     let read = std::fs::read_dir(dir).map_err(|source| ReplayError::Output {
@@ -201,13 +218,7 @@ pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayE
         io.push(ShardIo {
             partition: p,
             sources: [open(Input::Impressions)?, open(Input::Plays)?],
-            sinks: ShardSinks {
-                entries: Box::new(FileEntrySink::create(
-                    &opts.output.join(format!("entries-{p}.jsonl")),
-                )?),
-                late: Box::new(late.sink()),
-                dead_letter: Box::new(dead.sink()),
-            },
+            sinks: file_sinks(&opts.output, p, &late, &dead)?,
         });
     }
     let threads = opts.threads.max(1);

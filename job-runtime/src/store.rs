@@ -221,6 +221,18 @@ struct Cached {
 
 type FastState = foldhash::fast::FixedState;
 
+fn fold_cached(c: &mut Cached, event: &Event, ops: u64) -> Applied {
+    c.used = ops;
+    match c.entry.fold(event) {
+        Seen::New => {
+            c.dirty = true;
+            Applied::Folded
+        }
+        Seen::Copy => Applied::Duplicate,
+        Seen::Conflict => Applied::Conflict,
+    }
+}
+
 /// What applying one event did to the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -286,67 +298,44 @@ impl ShardStore {
     /// on time (`on_time_from`), and the event falls inside the window. The result
     /// is the one in-order application would give.
     pub fn fold_if_open(&mut self, event: &Event, on_time_from: i64) -> Option<Applied> {
+        self.ops += 1;
         let c = self.cache.get_mut(&event.key)?;
         if c.entry.window_start >= on_time_from || event.time >= c.entry.timer {
             return None;
         }
-        self.ops += 1;
-        c.used = self.ops;
-        Some(match c.entry.fold(event) {
-            Seen::New => {
-                c.dirty = true;
-                Applied::Folded
-            }
-            Seen::Copy => Applied::Duplicate,
-            Seen::Conflict => Applied::Conflict,
-        })
+        Some(fold_cached(c, event, self.ops))
     }
 
     /// Applies an on-time event whose turn has come (event-time order).
     pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
         self.ops += 1;
         if let Some(c) = self.cache.get_mut(&event.key) {
-            c.used = self.ops;
-            let outcome = match c.entry.fold(event) {
-                Seen::New => Applied::Folded,
-                Seen::Copy => Applied::Duplicate,
-                Seen::Conflict => Applied::Conflict,
-            };
-            if outcome == Applied::Folded {
-                c.dirty = true;
-            }
-            return Ok(outcome);
+            return Ok(fold_cached(c, event, self.ops));
         }
         if self.db_only > 0
             && let Some(entry) = self.load(event.key)?
         {
             self.db_only -= 1;
-            self.timers.insert((entry.timer, event.key));
-            self.cache.insert(
-                event.key,
-                Cached {
-                    entry,
-                    used: self.ops,
-                    in_db: true,
-                    dirty: false,
-                },
-            );
-            self.evict_over_capacity()?;
+            self.cache_put(event.key, entry, true)?;
             return self.apply(event);
         }
-        let entry = Entry::open(event, self.window_ms);
-        self.timers.insert((entry.timer, event.key));
+        self.cache_put(event.key, Entry::open(event, self.window_ms), false)?;
+        Ok(Applied::Opened)
+    }
+
+    /// Caches an open entry (fresh, or loaded from RocksDB) with its timer.
+    fn cache_put(&mut self, key: Key, entry: Entry, in_db: bool) -> Result<(), StateError> {
+        self.timers.insert((entry.timer, key));
         self.cache.insert(
-            event.key,
+            key,
             Cached {
                 entry,
                 used: self.ops,
-                in_db: false,
-                dirty: true,
+                in_db,
+                dirty: !in_db,
             },
         );
-        self.evict_over_capacity()?;
-        Ok(Applied::Opened)
+        self.evict_over_capacity()
     }
 
     fn load(&self, key: Key) -> Result<Option<Entry>, StateError> {

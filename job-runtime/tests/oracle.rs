@@ -9,7 +9,11 @@ use streamjoin_runtime::config::EngineConfig;
 use streamjoin_runtime::replay::{ReplayOptions, SUMMARY_FILE, replay};
 
 fn bench_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench");
+    // The runner's value: a test binary reused from a shared target directory
+    // may have been compiled in another checkout.
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let dir = Path::new(&manifest_dir).join("../../shared/bench");
     assert!(
         dir.join("oracle.py").exists(),
         "the reference generator and oracle are expected at {} (the shared/ folder beside the repository)",

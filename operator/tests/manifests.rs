@@ -8,9 +8,13 @@ use streamjoin_api::StreamJoinJob;
 use streamjoin_operator::crd;
 
 fn repo_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(rel)
+    // The runner's value: a test binary reused from a shared target directory
+    // may have been compiled in another checkout.
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
+    .join(rel)
 }
 
 fn read(rel: &str) -> String {
