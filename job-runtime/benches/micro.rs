@@ -4,7 +4,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use streamjoin_runtime::config::FieldNames;
-use streamjoin_runtime::entry::Entry;
+use streamjoin_runtime::entry::{Entry, OutputNames};
 use streamjoin_runtime::record::{Input, RecordParser};
 
 const IMP: &[u8] = br#"{"type":"impression","event_id":"d8951adf4231ed80a139ad17a6cb813e","event_time":1700000001428,"profile_id":32642,"title_id":19707,"row":5,"rank":20,"device":"android"}"#;
@@ -24,10 +24,11 @@ fn bench(c: &mut Criterion) {
     });
     let entry = Entry::open(&event, 14_400_000);
     let mut out = Vec::with_capacity(512);
+    let names = OutputNames::new("profile_id", "title_id");
     c.bench_function("write_entry_json", |b| {
         b.iter(|| {
             out.clear();
-            entry.write_json(event.key, ("profile_id", "title_id"), &mut out);
+            entry.write_json(event.key, &names, &mut out);
             out.len()
         })
     });

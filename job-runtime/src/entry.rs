@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -15,11 +14,23 @@ const INLINE_IDS: usize = 8;
 
 type IdHasher = foldhash::fast::FixedState;
 
+/// A 128-bit id hash stored as two words, so an id pair is 24 bytes aligned to 8
+/// (a `u128` would pad every entry to 16-byte alignment).
+type IdHash = [u64; 2];
+
+fn split(id: u128) -> IdHash {
+    [id as u64, (id >> 64) as u64]
+}
+
+fn join(id: IdHash) -> u128 {
+    u128::from(id[0]) | (u128::from(id[1]) << 64)
+}
+
 /// Event ids seen by one entry: id hash -> content fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DedupSet {
-    Inline(SmallVec<[(u128, u64); 2]>),
-    Map(HashMap<u128, u64, IdHasher>),
+    Inline(SmallVec<[(IdHash, u64); 2]>),
+    Map(Box<HashMap<IdHash, u64, IdHasher>>),
 }
 
 impl Default for DedupSet {
@@ -36,37 +47,36 @@ pub enum Seen {
     Conflict,
 }
 
+fn seen_again(stored: u64, content: u64) -> Seen {
+    if stored == content {
+        Seen::Copy
+    } else {
+        Seen::Conflict
+    }
+}
+
 impl DedupSet {
     /// Records `id` unless it was seen; tells whether it is new, a copy or a conflict.
     pub fn insert(&mut self, id: u128, content: u64) -> Seen {
+        let id = split(id);
         match self {
             DedupSet::Inline(list) => {
                 if let Some(&(_, c)) = list.iter().find(|(i, _)| *i == id) {
-                    return if c == content {
-                        Seen::Copy
-                    } else {
-                        Seen::Conflict
-                    };
+                    return seen_again(c, content);
                 }
                 if list.len() < INLINE_IDS {
                     list.push((id, content));
                 } else {
-                    let mut map: HashMap<u128, u64, IdHasher> =
+                    let mut map: HashMap<IdHash, u64, IdHasher> =
                         HashMap::with_capacity_and_hasher(INLINE_IDS * 4, IdHasher::default());
                     map.extend(list.drain(..));
                     map.insert(id, content);
-                    *self = DedupSet::Map(map);
+                    *self = DedupSet::Map(Box::new(map));
                 }
                 Seen::New
             }
             DedupSet::Map(map) => match map.entry(id) {
-                std::collections::hash_map::Entry::Occupied(o) => {
-                    if *o.get() == content {
-                        Seen::Copy
-                    } else {
-                        Seen::Conflict
-                    }
-                }
+                std::collections::hash_map::Entry::Occupied(o) => seen_again(*o.get(), content),
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(content);
                     Seen::New
@@ -88,23 +98,47 @@ impl DedupSet {
 
     fn to_vec(&self) -> Vec<(u128, u64)> {
         match self {
-            DedupSet::Inline(l) => l.to_vec(),
-            DedupSet::Map(m) => m.iter().map(|(k, v)| (*k, *v)).collect(),
+            DedupSet::Inline(l) => l.iter().map(|(k, v)| (join(*k), *v)).collect(),
+            DedupSet::Map(m) => m.iter().map(|(k, v)| (join(*k), *v)).collect(),
         }
     }
 
     fn from_vec(ids: Vec<(u128, u64)>) -> Self {
-        if ids.len() <= INLINE_IDS {
-            DedupSet::Inline(ids.into_iter().collect())
+        let pairs = ids.into_iter().map(|(k, v)| (split(k), v));
+        if pairs.len() <= INLINE_IDS {
+            DedupSet::Inline(pairs.collect())
         } else {
-            let mut map = HashMap::with_capacity_and_hasher(ids.len(), IdHasher::default());
-            map.extend(ids);
-            DedupSet::Map(map)
+            let mut map = HashMap::with_capacity_and_hasher(pairs.len(), IdHasher::default());
+            map.extend(pairs);
+            DedupSet::Map(Box::new(map))
         }
     }
 }
 
-/// An open entry.
+/// An exact sum of play durations kept as two words (an `i128` field would force
+/// 16-byte alignment on every cached entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct WideSum {
+    lo: u64,
+    hi: i64,
+}
+
+impl WideSum {
+    fn get(self) -> i128 {
+        (i128::from(self.hi) << 64) | i128::from(self.lo)
+    }
+
+    fn set(v: i128) -> Self {
+        WideSum {
+            lo: v as u64,
+            hi: (v >> 64) as i64,
+        }
+    }
+}
+
+/// An open entry. Optional aggregates are kept as plain words (presence follows
+/// from the impression and play counts) so a cached entry stays small: the cache
+/// holds hundreds of thousands of them and every probe is a cache miss.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub window_start: i64,
@@ -112,14 +146,14 @@ pub struct Entry {
     pub timer: i64,
     pub impressions: u64,
     pub plays: u64,
-    pub first_impression_time: Option<i64>,
-    pub last_impression_time: Option<i64>,
+    first_impression_time: i64,
+    last_impression_time: i64,
     /// Smallest (row, rank).
-    pub best: Option<(i64, i64)>,
+    best: (i64, i64),
+    first_play_time: i64,
+    play_duration_ms: WideSum,
     /// Bit i set: device DEVICES[i] seen.
     pub devices: u8,
-    pub first_play_time: Option<i64>,
-    pub play_duration_ms: i128,
     pub ids: DedupSet,
 }
 
@@ -131,12 +165,12 @@ impl Entry {
             timer: event.time.saturating_add(window_ms),
             impressions: 0,
             plays: 0,
-            first_impression_time: None,
-            last_impression_time: None,
-            best: None,
+            first_impression_time: i64::MAX,
+            last_impression_time: i64::MIN,
+            best: (i64::MAX, i64::MAX),
+            first_play_time: i64::MAX,
+            play_duration_ms: WideSum::default(),
             devices: 0,
-            first_play_time: None,
-            play_duration_ms: 0,
             ids: DedupSet::default(),
         };
         entry.ids.insert(event.id.hash128(), event.content_hash());
@@ -159,17 +193,15 @@ impl Entry {
         match e.input {
             Input::Impressions => {
                 self.impressions += 1;
-                self.first_impression_time =
-                    Some(self.first_impression_time.map_or(e.time, |t| t.min(e.time)));
-                self.last_impression_time =
-                    Some(self.last_impression_time.map_or(e.time, |t| t.max(e.time)));
-                let cand = (e.row, e.rank);
-                self.best = Some(self.best.map_or(cand, |b| b.min(cand)));
+                self.first_impression_time = self.first_impression_time.min(e.time);
+                self.last_impression_time = self.last_impression_time.max(e.time);
+                self.best = self.best.min((e.row, e.rank));
             }
             Input::Plays => {
                 self.plays += 1;
-                self.first_play_time = Some(self.first_play_time.map_or(e.time, |t| t.min(e.time)));
-                self.play_duration_ms += i128::from(e.duration_ms);
+                self.first_play_time = self.first_play_time.min(e.time);
+                self.play_duration_ms =
+                    WideSum::set(self.play_duration_ms.get() + i128::from(e.duration_ms));
             }
         }
     }
@@ -178,17 +210,85 @@ impl Entry {
         self.plays > 0
     }
 
+    fn if_impressions<T>(&self, v: T) -> Option<T> {
+        (self.impressions > 0).then_some(v)
+    }
+
+    pub fn first_impression_time(&self) -> Option<i64> {
+        self.if_impressions(self.first_impression_time)
+    }
+
+    pub fn last_impression_time(&self) -> Option<i64> {
+        self.if_impressions(self.last_impression_time)
+    }
+
+    /// Smallest (row, rank) among the impressions.
+    pub fn best(&self) -> Option<(i64, i64)> {
+        self.if_impressions(self.best)
+    }
+
+    pub fn first_play_time(&self) -> Option<i64> {
+        self.has_plays().then_some(self.first_play_time)
+    }
+
+    pub fn play_duration_ms(&self) -> i128 {
+        self.play_duration_ms.get()
+    }
+
     /// The canonical output record (fields in the contract's order, no whitespace).
-    pub fn write_json(&self, key: Key, names: (&str, &str), out: &mut Vec<u8>) {
-        let rec = OutputRecord {
-            key,
-            names,
-            entry: self,
+    pub fn write_json(&self, key: Key, names: &OutputNames, out: &mut Vec<u8>) {
+        let mut num = itoa::Buffer::new();
+        let mut int = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(num.format(v).as_bytes());
+        out.push(b'{');
+        out.extend_from_slice(&names.profile);
+        int(out, key.profile);
+        out.push(b',');
+        out.extend_from_slice(&names.title);
+        int(out, key.title);
+        out.extend_from_slice(b",\"window_start\":");
+        int(out, self.window_start);
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b",\"impressions\":");
+        out.extend_from_slice(num.format(self.impressions).as_bytes());
+        out.extend_from_slice(b",\"plays\":");
+        out.extend_from_slice(num.format(self.plays).as_bytes());
+        let mut opt = |out: &mut Vec<u8>, name: &[u8], v: Option<i64>| {
+            out.extend_from_slice(name);
+            match v {
+                Some(v) => out.extend_from_slice(num.format(v).as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
         };
-        // Writing into a Vec cannot fail and the record has no map keys that are not strings.
-        if let Err(e) = serde_json::to_writer(&mut *out, &rec) {
-            unreachable!("serialising an entry into memory failed: {e}");
+        opt(
+            out,
+            b",\"first_impression_time\":",
+            self.first_impression_time(),
+        );
+        opt(
+            out,
+            b",\"last_impression_time\":",
+            self.last_impression_time(),
+        );
+        opt(out, b",\"best_row\":", self.best().map(|b| b.0));
+        opt(out, b",\"best_rank\":", self.best().map(|b| b.1));
+        out.extend_from_slice(b",\"devices\":[");
+        let mut first = true;
+        for (i, d) in DEVICES.iter().enumerate() {
+            if self.devices & (1 << i) != 0 {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.push(b'"');
+                out.extend_from_slice(d.as_bytes());
+                out.push(b'"');
+            }
         }
+        out.push(b']');
+        opt(out, b",\"first_play_time\":", self.first_play_time());
+        out.extend_from_slice(b",\"play_duration_ms\":");
+        out.extend_from_slice(num.format(self.play_duration_ms()).as_bytes());
+        out.push(b'}');
     }
 
     /// State encoding: a version tag first, so a later release can read it.
@@ -198,12 +298,12 @@ impl Entry {
             timer: self.timer,
             impressions: self.impressions,
             plays: self.plays,
-            first_impression_time: self.first_impression_time,
-            last_impression_time: self.last_impression_time,
-            best: self.best,
+            first_impression_time: self.first_impression_time(),
+            last_impression_time: self.last_impression_time(),
+            best: self.best(),
             devices: self.devices,
-            first_play_time: self.first_play_time,
-            play_duration_ms: self.play_duration_ms,
+            first_play_time: self.first_play_time(),
+            play_duration_ms: self.play_duration_ms(),
             ids: self.ids.to_vec(),
         });
         postcard::to_stdvec(&stored).unwrap_or_else(|e| unreachable!("encoding to memory: {e}"))
@@ -216,15 +316,38 @@ impl Entry {
                 timer: v.timer,
                 impressions: v.impressions,
                 plays: v.plays,
-                first_impression_time: v.first_impression_time,
-                last_impression_time: v.last_impression_time,
-                best: v.best,
+                first_impression_time: v.first_impression_time.unwrap_or(i64::MAX),
+                last_impression_time: v.last_impression_time.unwrap_or(i64::MIN),
+                best: v.best.unwrap_or((i64::MAX, i64::MAX)),
                 devices: v.devices,
-                first_play_time: v.first_play_time,
-                play_duration_ms: v.play_duration_ms,
+                first_play_time: v.first_play_time.unwrap_or(i64::MAX),
+                play_duration_ms: WideSum::set(v.play_duration_ms),
                 ids: DedupSet::from_vec(v.ids),
             },
         })
+    }
+}
+
+/// The two key field names of the output, JSON-quoted with their colon, prepared
+/// once per shard.
+#[derive(Clone, Debug)]
+pub struct OutputNames {
+    profile: Vec<u8>,
+    title: Vec<u8>,
+}
+
+impl OutputNames {
+    pub fn new(profile: &str, title: &str) -> Self {
+        let quoted = |name: &str| {
+            let mut out = serde_json::to_vec(name)
+                .unwrap_or_else(|e| unreachable!("a string always serialises: {e}"));
+            out.push(b':');
+            out
+        };
+        OutputNames {
+            profile: quoted(profile),
+            title: quoted(title),
+        }
     }
 }
 
@@ -248,46 +371,6 @@ struct EntryV1 {
     first_play_time: Option<i64>,
     play_duration_ms: i128,
     ids: Vec<(u128, u64)>,
-}
-
-struct OutputRecord<'a> {
-    key: Key,
-    names: (&'a str, &'a str),
-    entry: &'a Entry,
-}
-
-struct DeviceList(u8);
-
-impl Serialize for DeviceList {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            DEVICES
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| self.0 & (1 << i) != 0)
-                .map(|(_, d)| d),
-        )
-    }
-}
-
-impl Serialize for OutputRecord<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = self.entry;
-        let mut m = s.serialize_map(Some(12))?;
-        m.serialize_entry(self.names.0, &self.key.profile)?;
-        m.serialize_entry(self.names.1, &self.key.title)?;
-        m.serialize_entry("window_start", &e.window_start)?;
-        m.serialize_entry("impressions", &e.impressions)?;
-        m.serialize_entry("plays", &e.plays)?;
-        m.serialize_entry("first_impression_time", &e.first_impression_time)?;
-        m.serialize_entry("last_impression_time", &e.last_impression_time)?;
-        m.serialize_entry("best_row", &e.best.map(|b| b.0))?;
-        m.serialize_entry("best_rank", &e.best.map(|b| b.1))?;
-        m.serialize_entry("devices", &DeviceList(e.devices))?;
-        m.serialize_entry("first_play_time", &e.first_play_time)?;
-        m.serialize_entry("play_duration_ms", &e.play_duration_ms)?;
-        m.end()
-    }
 }
 
 #[cfg(test)]
@@ -320,7 +403,7 @@ mod tests {
                 profile: 7,
                 title: 9,
             },
-            ("profile_id", "title_id"),
+            &OutputNames::new("profile_id", "title_id"),
             &mut out,
         );
         assert_eq!(
@@ -335,7 +418,11 @@ mod tests {
         e.fold(&ev(Input::Impressions, 2, "b", 0));
         e.fold(&ev(Input::Impressions, 3, "c", 3));
         let mut out = Vec::new();
-        e.write_json(Key::default(), ("profile_id", "title_id"), &mut out);
+        e.write_json(
+            Key::default(),
+            &OutputNames::new("profile_id", "title_id"),
+            &mut out,
+        );
         let text = String::from_utf8(out).expect("utf8");
         assert!(
             text.contains(r#""devices":["android","tv","web"]"#),
@@ -352,7 +439,7 @@ mod tests {
         changed.row = 1;
         assert_eq!(e.fold(&changed), Seen::Conflict);
         assert_eq!(e.impressions, 1);
-        assert_eq!(e.best, Some((3, 2)));
+        assert_eq!(e.best(), Some((3, 2)));
     }
 
     #[test]

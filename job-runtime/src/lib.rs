@@ -15,5 +15,6 @@ pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod timers;
 pub mod watermark;
 pub mod worker;

@@ -9,6 +9,10 @@ use streamjoin_runtime::config::EngineConfig;
 use streamjoin_runtime::metrics::Metrics;
 use streamjoin_runtime::{demo, replay};
 
+// The join allocates small, short-lived objects at a high rate on every worker thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "streamjoin-runtime",

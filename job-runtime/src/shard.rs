@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
-use crate::entry::Entry;
+use crate::entry::{Entry, OutputNames};
 use crate::metrics::ShardMetrics;
 use crate::pending::{Pending, PendingBuffer};
 use crate::record::{DEVICES, Event, Input, Key, Malformed, RecordParser};
@@ -123,6 +123,7 @@ pub struct Shard {
     cfg: Arc<EngineConfig>,
     board: Arc<WatermarkBoard>,
     out: Vec<u8>,
+    names: OutputNames,
 }
 
 impl Shard {
@@ -145,6 +146,7 @@ impl Shard {
             slot,
             ended: false,
         };
+        let names = OutputNames::new(&cfg.fields.profile, &cfg.fields.title);
         Self {
             partition,
             inputs: [
@@ -161,6 +163,7 @@ impl Shard {
             cfg,
             board,
             out: Vec::with_capacity(512),
+            names,
         }
     }
 
@@ -392,11 +395,7 @@ impl Shard {
             s.1 += u64::from(entry.has_plays());
         }
         self.out.clear();
-        let names = (
-            self.cfg.fields.profile.as_str(),
-            self.cfg.fields.title.as_str(),
-        );
-        entry.write_json(key, names, &mut self.out);
+        entry.write_json(key, &self.names, &mut self.out);
         self.sinks
             .entries
             .emit(key, &self.out)

@@ -9,7 +9,6 @@
 //!   indexes agree on a key that is in both;
 //! - firing is a merge of two ordered scans, never a scan of all entries.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
@@ -20,6 +19,7 @@ use std::collections::HashMap;
 
 use crate::entry::{Entry, Seen};
 use crate::record::{Event, Key, from_order_bytes, order_bytes};
+use crate::timers::{Timer, TimerQueue};
 
 pub const CF_ENTRIES: &str = "entries";
 pub const CF_TIMERS: &str = "timers";
@@ -221,6 +221,9 @@ struct Cached {
 
 type FastState = foldhash::fast::FixedState;
 
+/// The most entries a hash table of 2^18 buckets holds before it grows (7/8 load).
+const INITIAL_CACHE_ENTRIES: usize = (1 << 18) / 8 * 7;
+
 fn fold_cached(c: &mut Cached, event: &Event, ops: u64) -> Applied {
     c.used = ops;
     match c.entry.fold(event) {
@@ -248,7 +251,7 @@ pub struct ShardStore {
     cache: HashMap<Key, Cached, FastState>,
     ops: u64,
     capacity: usize,
-    timers: BTreeSet<(i64, Key)>,
+    timers: TimerQueue,
     /// Entries with a copy in RocksDB (each also has a timer there).
     db_entries: u64,
     /// Entries that are in RocksDB only.
@@ -263,10 +266,16 @@ impl ShardStore {
     pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
         Self {
             db,
-            cache: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), FastState::default()),
+            // Sized up front for a busy shard's window (a table of 2^18 buckets): growing
+            // copies the whole table into fresh memory, and first-touching fresh memory
+            // costs more than all the probes of a run.
+            cache: HashMap::with_capacity_and_hasher(
+                capacity.min(INITIAL_CACHE_ENTRIES),
+                FastState::default(),
+            ),
             ops: 0,
             capacity,
-            timers: BTreeSet::new(),
+            timers: TimerQueue::default(),
             db_entries: 0,
             db_only: 0,
             db_timer_floor: i64::MIN,
@@ -365,16 +374,23 @@ impl ShardStore {
         let mut by_age: Vec<(u64, Key)> = self.cache.iter().map(|(k, c)| (c.used, *k)).collect();
         by_age.select_nth_unstable(count - 1);
         by_age.truncate(count);
-        for (_, key) in by_age {
+        self.write_back_all(by_age.into_iter().map(|(_, key)| key))
+    }
+
+    /// Moves these cached entries to RocksDB and drops their in-memory timers.
+    fn write_back_all(&mut self, keys: impl Iterator<Item = Key>) -> Result<(), StateError> {
+        let mut timers: Vec<Timer> = Vec::new();
+        for key in keys {
             if let Some(c) = self.cache.remove(&key) {
+                timers.push((c.entry.timer, key));
                 self.write_back(key, c)?;
             }
         }
+        self.timers.remove_all(timers);
         Ok(())
     }
 
     fn write_back(&mut self, key: Key, c: Cached) -> Result<(), StateError> {
-        self.timers.remove(&(c.entry.timer, key));
         if c.dirty || !c.in_db {
             let mut batch = WriteBatch::default();
             batch.put_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes(), c.entry.encode());
@@ -396,11 +412,7 @@ impl ShardStore {
     pub fn settle(&mut self) -> Result<(), StateError> {
         if self.capacity == 0 {
             let all: Vec<Key> = self.cache.keys().copied().collect();
-            for key in all {
-                if let Some(c) = self.cache.remove(&key) {
-                    self.write_back(key, c)?;
-                }
-            }
+            self.write_back_all(all.into_iter())?;
         }
         Ok(())
     }
@@ -428,7 +440,7 @@ impl ShardStore {
 
     /// The earliest timer, from either index.
     pub fn next_timer(&self) -> Result<Option<(i64, Key)>, StateError> {
-        let mem = self.timers.first().copied();
+        let mem = self.timers.first();
         let db = self.first_db_timer()?;
         Ok(match (mem, db) {
             (Some(m), Some(d)) => Some(m.min(d)),
@@ -439,7 +451,7 @@ impl ShardStore {
     /// Removes and returns the entry whose timer `(fire, key)` is due.
     pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
         let entry = if let Some(c) = self.cache.remove(&key) {
-            self.timers.remove(&(fire, key));
+            self.timers.remove((fire, key));
             if c.in_db {
                 self.delete_from_db(fire, key)?;
             }
@@ -489,6 +501,6 @@ impl ShardStore {
     /// Approximate bytes held in memory by the cache and timer index.
     pub fn memory_bytes(&self) -> u64 {
         // Key + entry + LRU node + timer index slot; ids beyond the inline two are extra.
-        (self.cache.len() * 200 + self.timers.len() * 40) as u64
+        (self.cache.len() * 208 + self.timers.len() * 24) as u64
     }
 }
