@@ -2,15 +2,18 @@
 //! plays on RocksDB state, per `JOIN_SEMANTICS.md`.
 
 pub mod admin;
+pub mod assignment;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod entry;
 pub mod generator;
+pub mod kafka;
 pub mod metrics;
 pub mod pending;
 pub mod record;
 pub mod replay;
+pub mod run;
 pub mod shard;
 pub mod sink;
 pub mod source;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use streamjoin_runtime::admin::AdminServer;
@@ -35,6 +37,27 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs this process's shards of a Kafka job until SIGTERM.
+    Run {
+        /// The StreamJoinJob manifest.
+        #[arg(long)]
+        job: PathBuf,
+        /// This process's ordinal (default: the suffix of POD_NAME).
+        #[arg(long)]
+        ordinal: Option<u32>,
+        /// Number of processes (default: STREAMJOIN_REPLICAS, else spec.parallelism).
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// Local state and checkpoints.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Serve the admin API (/metrics, /healthz, /readyz) on this address.
+        #[arg(long)]
+        admin_addr: Option<String>,
+        /// Worker threads (default: the number of cores, at most the owned shards).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Bounded replay of a generator-layout directory (impressions-<p>.jsonl, plays-<p>.jsonl).
     Replay {
         /// Input directory.
@@ -134,6 +157,7 @@ fn start_admin(addr: Option<&str>, metrics: &Metrics) -> Option<AdminServer> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     match cli.command {
+        Command::Run { .. } => unreachable!("handled in main"),
         Command::Replay {
             input,
             output,
@@ -202,9 +226,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_job(command: Command) -> ExitCode {
+    let Command::Run {
+        job,
+        ordinal,
+        replicas,
+        data_dir,
+        admin_addr,
+        threads,
+    } = command
+    else {
+        return ExitCode::FAILURE;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            tracing::warn!("cannot watch signal {signal}: {e}");
+        }
+    }
+    let opts = streamjoin_runtime::run::RunOptions {
+        job,
+        ordinal,
+        replicas,
+        data_dir,
+        admin_addr,
+        threads,
+    };
+    match streamjoin_runtime::run::run(opts, Metrics::new(), stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    if matches!(cli.command, Command::Run { .. }) {
+        return run_job(cli.command);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

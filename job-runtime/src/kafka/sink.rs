@@ -1,0 +1,248 @@
+//! Kafka sinks: entries keyed `"<profile_id>:<title_id>"`, dead letters and late
+//! records with their reason in headers. One idempotent producer per process;
+//! when its queue is full the sending shard waits (back-pressure, bounded memory).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::record::Key;
+use crate::sink::{EntrySink, SideKind, SideRecord, SideSink, SinkError};
+
+/// Counts deliveries; a failed delivery fails the next flush, so a checkpoint is
+/// never taken over lost output.
+#[derive(Default)]
+pub struct DeliveryTracker {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Relaxed);
+                if let Ok(mut first) = self.first_error.lock()
+                    && first.is_none()
+                {
+                    *first = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+pub struct KafkaProducer {
+    inner: ThreadedProducer<DeliveryTracker>,
+    flush_timeout: Duration,
+}
+
+impl KafkaProducer {
+    /// `config` carries the connection settings; throughput and safety settings
+    /// are added here unless the job overrides them.
+    pub fn new(
+        mut config: ClientConfig,
+        overrides: &[(String, String)],
+    ) -> Result<Arc<Self>, KafkaError> {
+        for (k, v) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "20"),
+            ("batch.size", "1000000"),
+            ("compression.type", "lz4"),
+            ("queue.buffering.max.messages", "200000"),
+            ("queue.buffering.max.kbytes", "262144"),
+            // Same partition for the same key as Java clients.
+            ("partitioner", "murmur2_random"),
+        ] {
+            config.set(k, v);
+        }
+        for (k, v) in overrides {
+            config.set(k, v);
+        }
+        let inner: ThreadedProducer<DeliveryTracker> =
+            config.create_with_context(DeliveryTracker::default())?;
+        Ok(Arc::new(Self {
+            inner,
+            flush_timeout: Duration::from_secs(120),
+        }))
+    }
+
+    pub fn tracker(&self) -> &DeliveryTracker {
+        self.inner.context()
+    }
+
+    /// Sends, waiting while the producer queue is full.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], ()>) -> Result<(), KafkaError> {
+        loop {
+            match self.inner.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // The producer thread drains the queue; give it a moment.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for every sent record to be acknowledged; fails if any was lost.
+    pub fn flush(&self) -> Result<(), ProduceError> {
+        self.inner.flush(self.flush_timeout)?;
+        let t = self.tracker();
+        let failed = t.failed.load(Relaxed);
+        if failed > 0 {
+            let first = t
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|g| g.clone())
+                .unwrap_or_default();
+            return Err(ProduceError::Undelivered { failed, first });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("{failed} records could not be delivered; first error: {first}")]
+    Undelivered { failed: u64, first: String },
+}
+
+fn sink_err(topic: &str, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Other {
+        name: format!("kafka topic {topic}"),
+        reason: e.to_string(),
+    }
+}
+
+/// Emitted entries of one shard.
+pub struct KafkaEntrySink {
+    producer: Arc<KafkaProducer>,
+    topic: String,
+    key: Vec<u8>,
+}
+
+impl KafkaEntrySink {
+    pub fn new(producer: Arc<KafkaProducer>, topic: &str) -> Self {
+        Self {
+            producer,
+            topic: topic.to_owned(),
+            key: Vec::with_capacity(48),
+        }
+    }
+}
+
+impl EntrySink for KafkaEntrySink {
+    fn emit(&mut self, key: Key, record: &[u8]) -> Result<(), SinkError> {
+        let mut num = itoa::Buffer::new();
+        self.key.clear();
+        self.key
+            .extend_from_slice(num.format(key.profile).as_bytes());
+        self.key.push(b':');
+        self.key.extend_from_slice(num.format(key.title).as_bytes());
+        let rec = BaseRecord::to(&self.topic)
+            .key(&self.key[..])
+            .payload(record);
+        self.producer
+            .send(rec)
+            .map_err(|e| sink_err(&self.topic, e))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.producer.flush().map_err(|e| sink_err(&self.topic, e))
+    }
+}
+
+/// Dead letters or late records: the record as read, the reason in headers.
+pub struct KafkaSideSink {
+    producer: Arc<KafkaProducer>,
+    topic: String,
+}
+
+impl KafkaSideSink {
+    pub fn new(producer: Arc<KafkaProducer>, topic: &str) -> Self {
+        Self {
+            producer,
+            topic: topic.to_owned(),
+        }
+    }
+}
+
+pub fn side_headers(rec: &SideRecord<'_>) -> OwnedHeaders {
+    let partition = rec.partition.to_string();
+    let offset = rec.offset.to_string();
+    let h = OwnedHeaders::new()
+        .insert(Header {
+            key: "streamjoin.input",
+            value: Some(rec.input.name()),
+        })
+        .insert(Header {
+            key: "streamjoin.partition",
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: "streamjoin.offset",
+            value: Some(&offset),
+        });
+    match rec.kind {
+        SideKind::DeadLetter { reason, detail } => h
+            .insert(Header {
+                key: "streamjoin.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "streamjoin.detail",
+                value: Some(detail),
+            }),
+        SideKind::Late {
+            event_time,
+            watermark,
+        } => h
+            .insert(Header {
+                key: "streamjoin.reason",
+                value: Some("late"),
+            })
+            .insert(Header {
+                key: "streamjoin.event_time",
+                value: Some(&event_time.to_string()),
+            })
+            .insert(Header {
+                key: "streamjoin.watermark",
+                value: Some(&watermark.to_string()),
+            }),
+    }
+}
+
+impl SideSink for KafkaSideSink {
+    fn send(&mut self, rec: &SideRecord<'_>) -> Result<(), SinkError> {
+        let record = BaseRecord::to(&self.topic)
+            .payload(rec.payload)
+            .headers(side_headers(rec));
+        self.producer
+            .send(record)
+            .map_err(|e| sink_err(&self.topic, e))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.producer.flush().map_err(|e| sink_err(&self.topic, e))
+    }
+}

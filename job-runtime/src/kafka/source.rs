@@ -1,0 +1,116 @@
+//! One input partition read from Kafka. The process's consumer is assigned its
+//! shards' partitions statically; each partition gets its own queue, so the
+//! worker that owns a shard polls only that shard's partitions and no lock is
+//! taken on the per-record path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::kafka::{QuietEof, RuntimeConsumer};
+use rdkafka::Message;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::error::KafkaError;
+
+use crate::source::{Next, PartitionSource, RecordRef, SourceError};
+
+/// Where a partition is, shared with the monitor (status, lag, offset commits).
+#[derive(Debug, Default)]
+pub struct PartitionPosition {
+    /// The next offset to read (-1 until the first record).
+    pub next_offset: AtomicI64,
+    /// Records skipped because their Kafka timestamp is before the recovery time.
+    pub skipped: AtomicU64,
+}
+
+pub struct KafkaSource {
+    queue: PartitionQueue<QuietEof>,
+    // Keeps the consumer alive while the queue is used.
+    _consumer: Arc<RuntimeConsumer>,
+    topic: String,
+    partition: i32,
+    buf: Vec<u8>,
+    position: Arc<PartitionPosition>,
+    /// Recovery by timestamp on a broker without offset lookup: skip older records.
+    skip_before_ms: Option<i64>,
+    last_warning: Option<Instant>,
+}
+
+impl KafkaSource {
+    pub fn new(
+        consumer: Arc<RuntimeConsumer>,
+        topic: &str,
+        partition: i32,
+        skip_before_ms: Option<i64>,
+    ) -> Result<(Self, Arc<PartitionPosition>), SourceError> {
+        let queue = consumer
+            .split_partition_queue(topic, partition)
+            .ok_or_else(|| SourceError::Other {
+                name: format!("{topic}/{partition}"),
+                reason: "the consumer has no queue for this partition".into(),
+            })?;
+        let position = Arc::new(PartitionPosition {
+            next_offset: AtomicI64::new(-1),
+            skipped: AtomicU64::new(0),
+        });
+        Ok((
+            Self {
+                queue,
+                _consumer: consumer,
+                topic: topic.to_owned(),
+                partition,
+                buf: Vec::with_capacity(1024),
+                position: position.clone(),
+                skip_before_ms,
+                last_warning: None,
+            },
+            position,
+        ))
+    }
+
+    fn warn(&mut self, e: &KafkaError) {
+        // librdkafka retries by itself; say so once in a while, not per poll.
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(topic = %self.topic, partition = self.partition, "consumer: {e}; retrying");
+            self.last_warning = Some(Instant::now());
+        }
+    }
+}
+
+impl PartitionSource for KafkaSource {
+    fn next(&mut self) -> Result<Next<'_>, SourceError> {
+        loop {
+            let offset = match self.queue.poll(Duration::ZERO) {
+                None | Some(Err(KafkaError::PartitionEOF(_))) => return Ok(Next::CaughtUp),
+                Some(Err(e)) => {
+                    self.warn(&e);
+                    return Ok(Next::CaughtUp);
+                }
+                Some(Ok(m)) => {
+                    self.position.next_offset.store(m.offset() + 1, Relaxed);
+                    if let (Some(min), Some(ts)) = (self.skip_before_ms, m.timestamp().to_millis())
+                        && ts < min
+                    {
+                        self.position.skipped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    self.buf.clear();
+                    // A record without a payload reaches the dead letters as invalid JSON.
+                    self.buf.extend_from_slice(m.payload().unwrap_or_default());
+                    m.offset()
+                }
+            };
+            return Ok(Next::Record(RecordRef {
+                payload: &self.buf,
+                offset,
+            }));
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka topic {} partition {}", self.topic, self.partition)
+    }
+}

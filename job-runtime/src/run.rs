@@ -1,0 +1,429 @@
+//! `streamjoin-runtime run`: one process of a Kafka job. It owns the shards the
+//! static assignment gives its ordinal, reads their partitions of both input
+//! topics, and writes entries, dead letters and late records to Kafka.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use streamjoin_api::{OnMissingCheckpoint, StreamJoinJob};
+
+use crate::admin::AdminServer;
+use crate::assignment::{AssignmentError, ordinal_from_pod_name, owned_shards};
+use crate::config::{ConfigError, EngineConfig};
+use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
+use crate::kafka::sink::{KafkaEntrySink, KafkaProducer, KafkaSideSink};
+use crate::kafka::source::{KafkaSource, PartitionPosition};
+use crate::kafka::{KafkaSetupError, QuietEof, RuntimeConsumer, Topics, base_config, check_topics};
+use crate::metrics::Metrics;
+use crate::shard::ShardSinks;
+use crate::sink::{NullSink, SideSink};
+use crate::source::PartitionSource;
+
+pub struct RunOptions {
+    pub job: PathBuf,
+    pub ordinal: Option<u32>,
+    pub replicas: Option<u32>,
+    pub data_dir: PathBuf,
+    pub admin_addr: Option<String>,
+    pub threads: Option<usize>,
+}
+
+/// Exit codes the operator maps to `Degraded` reasons.
+pub mod exit_code {
+    /// The manifest or the process layout is invalid.
+    pub const INVALID_CONFIG: u8 = 2;
+    /// An input or output topic is missing, or the inputs are not co-partitioned.
+    pub const TOPICS: u8 = 3;
+    /// No checkpoint to restore and `recovery.onMissingCheckpoint: fail`.
+    pub const NO_CHECKPOINT: u8 = 4;
+    /// The state or checkpoint volume cannot be used.
+    pub const STATE: u8 = 5;
+    /// Anything else (a broker error that outlived its retries, a sink failure).
+    pub const OTHER: u8 = 1;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("job manifest {path}: {reason}")]
+    Manifest { path: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "cannot tell this process's ordinal: pass --ordinal or set POD_NAME to <statefulset>-<ordinal>"
+    )]
+    NoOrdinal,
+    #[error("process layout: {0}")]
+    Assignment(#[from] AssignmentError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    #[error(
+        "no checkpoint to restore and recovery.onMissingCheckpoint is fail; set it to earliest, latest or timestamp to start anyway"
+    )]
+    NoCheckpoint,
+    #[error("recovery.fromTimestamp {value:?} is not an RFC 3339 time: {reason}")]
+    Timestamp { value: String, reason: String },
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Manifest { .. }
+            | RunError::Config(_)
+            | RunError::NoOrdinal
+            | RunError::Assignment(_)
+            | RunError::Timestamp { .. } => exit_code::INVALID_CONFIG,
+            RunError::Kafka(
+                KafkaSetupError::MissingTopic { .. } | KafkaSetupError::PartitionMismatch { .. },
+            ) => exit_code::TOPICS,
+            RunError::Kafka(KafkaSetupError::MissingCredential { .. }) => exit_code::INVALID_CONFIG,
+            RunError::NoCheckpoint => exit_code::NO_CHECKPOINT,
+            RunError::StateDir { .. } | RunError::Engine(EngineError::State(_)) => exit_code::STATE,
+            _ => exit_code::OTHER,
+        }
+    }
+}
+
+fn load_job(path: &Path) -> Result<StreamJoinJob, RunError> {
+    let err = |reason: String| RunError::Manifest {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let job = StreamJoinJob::from_yaml(&text).map_err(|e| err(e.to_string()))?;
+    if let Err(v) = job.spec.validate() {
+        return Err(err(v.to_string()));
+    }
+    Ok(job)
+}
+
+/// Where to start reading when there is no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    /// Milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+pub fn start_at(job: &StreamJoinJob) -> Result<StartAt, RunError> {
+    let r = &job.spec.recovery;
+    Ok(match r.on_missing_checkpoint {
+        OnMissingCheckpoint::Fail => return Err(RunError::NoCheckpoint),
+        OnMissingCheckpoint::Earliest => StartAt::Earliest,
+        OnMissingCheckpoint::Latest => StartAt::Latest,
+        OnMissingCheckpoint::Timestamp => {
+            let value = r.from_timestamp.clone().unwrap_or_default();
+            let t = humantime::parse_rfc3339_weak(&value).map_err(|e| RunError::Timestamp {
+                value: value.clone(),
+                reason: e.to_string(),
+            })?;
+            let ms = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| RunError::Timestamp {
+                    value,
+                    reason: e.to_string(),
+                })?
+                .as_millis();
+            StartAt::Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+        }
+    })
+}
+
+/// Start offsets for the owned partitions, and the Kafka-timestamp filter to
+/// apply when the broker cannot look offsets up by time.
+fn start_offsets(
+    consumer: &RuntimeConsumer,
+    topics: [&str; 2],
+    shards: &[u32],
+    start: StartAt,
+    timeout: Duration,
+) -> Result<(TopicPartitionList, Option<i64>), RunError> {
+    let mut tpl = TopicPartitionList::new();
+    let fixed = |tpl: &mut TopicPartitionList, offset: Offset| -> Result<(), RunError> {
+        for topic in topics {
+            for &p in shards {
+                tpl.add_partition_offset(topic, p as i32, offset)
+                    .map_err(KafkaSetupError::from)?;
+            }
+        }
+        Ok(())
+    };
+    match start {
+        StartAt::Earliest => fixed(&mut tpl, Offset::Beginning)?,
+        StartAt::Latest => fixed(&mut tpl, Offset::End)?,
+        StartAt::Timestamp(ms) => {
+            let mut query = TopicPartitionList::new();
+            fixed(&mut query, Offset::Offset(ms))?;
+            match consumer.offsets_for_times(query, timeout) {
+                Ok(found) if found.elements().iter().all(|e| e.error().is_ok()) => {
+                    tracing::info!(
+                        timestamp_ms = ms,
+                        "recovery by timestamp: the broker looked the offsets up"
+                    );
+                    // Records before the time may still follow in a partition whose
+                    // timestamps are not monotonic: the filter drops those too.
+                    return Ok((found, Some(ms)));
+                }
+                Ok(_) | Err(_) => {
+                    tracing::warn!(
+                        timestamp_ms = ms,
+                        "recovery by timestamp: the broker cannot look offsets up by time; reading from the earliest offset and skipping older records"
+                    );
+                    fixed(&mut tpl, Offset::Beginning)?;
+                    return Ok((tpl, Some(ms)));
+                }
+            }
+        }
+    }
+    Ok((tpl, None))
+}
+
+fn consumer_config(job: &StreamJoinJob) -> Result<rdkafka::ClientConfig, KafkaSetupError> {
+    let mut c = base_config(&job.spec.kafka)?;
+    let group = format!(
+        "streamjoin-{}",
+        job.metadata.name.as_deref().unwrap_or("job")
+    );
+    for (k, v) in [
+        ("group.id", group.as_str()),
+        // Offsets live in checkpoints; commits to the group only feed lag monitoring.
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("enable.partition.eof", "true"),
+        ("auto.offset.reset", "earliest"),
+        ("isolation.level", "read_committed"),
+        // Throughput: large fetches, a deep local queue per partition.
+        ("fetch.wait.max.ms", "100"),
+        ("fetch.max.bytes", "52428800"),
+        ("max.partition.fetch.bytes", "4194304"),
+        ("queued.min.messages", "200000"),
+        ("queued.max.messages.kbytes", "262144"),
+    ] {
+        c.set(k, v);
+    }
+    for (k, v) in &job.spec.kafka.consumer_properties {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// Fetches metadata until the brokers answer (a broker may start after us);
+/// topic problems are final, connection problems are retried.
+fn check_topics_with_retry(
+    consumer: &RuntimeConsumer,
+    topics: &Topics<'_>,
+    stop: &AtomicBool,
+) -> Result<Option<u32>, RunError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match check_topics(consumer, topics, Duration::from_secs(10)) {
+            Ok(n) => return Ok(Some(n)),
+            Err(KafkaSetupError::Client(e)) => {
+                tracing::warn!("kafka brokers not reachable yet ({e}); retrying in {backoff:?}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if stop.load(Relaxed) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Runs until `stop` is set (SIGTERM) or a fatal error.
+pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+    let job = load_job(&opts.job)?;
+    let cfg = EngineConfig::from_spec(&job.spec)?;
+    let ordinal = match opts.ordinal {
+        Some(o) => o,
+        None => std::env::var("POD_NAME")
+            .ok()
+            .as_deref()
+            .and_then(ordinal_from_pod_name)
+            .ok_or(RunError::NoOrdinal)?,
+    };
+    let replicas = opts
+        .replicas
+        .or_else(|| std::env::var("STREAMJOIN_REPLICAS").ok()?.parse().ok())
+        .unwrap_or(u32::try_from(job.spec.parallelism).unwrap_or(1));
+    let spec = &job.spec;
+    let admin = match &opts.admin_addr {
+        Some(addr) => {
+            Some(
+                AdminServer::start(addr, metrics.clone()).map_err(|e| RunError::Manifest {
+                    path: "--admin-addr".into(),
+                    reason: e.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+
+    let consumer: Arc<RuntimeConsumer> = Arc::new(
+        consumer_config(&job)?
+            .create_with_context(QuietEof)
+            .map_err(KafkaSetupError::from)?,
+    );
+    let late_topic = spec.late_output.as_ref().map(|t| t.topic.as_str());
+    let mut outputs = vec![
+        (spec.output.topic.as_str(), "output.topic"),
+        (spec.dead_letter.topic.as_str(), "deadLetter.topic"),
+    ];
+    if let Some(t) = late_topic {
+        outputs.push((t, "lateOutput.topic"));
+    }
+    let topics = Topics {
+        impressions: &spec.inputs.impressions.topic,
+        plays: &spec.inputs.plays.topic,
+        outputs,
+    };
+    let Some(partitions) = check_topics_with_retry(&consumer, &topics, &stop)? else {
+        return Ok(());
+    };
+    let shards = owned_shards(ordinal, replicas, partitions)?;
+    tracing::info!(ordinal, replicas, partitions, ?shards, "static assignment");
+
+    let start = start_at(&job)?;
+    let input_topics = [topics.impressions, topics.plays];
+    let (assignment, skip_before) = start_offsets(
+        &consumer,
+        input_topics,
+        &shards,
+        start,
+        Duration::from_secs(30),
+    )?;
+    consumer
+        .assign(&assignment)
+        .map_err(KafkaSetupError::from)?;
+
+    let producer = KafkaProducer::new(
+        base_config(&spec.kafka)?,
+        &spec
+            .kafka
+            .producer_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(KafkaSetupError::from)?;
+
+    let mut io = Vec::with_capacity(shards.len());
+    let mut positions: Vec<(String, i32, Arc<PartitionPosition>)> = Vec::new();
+    for &p in &shards {
+        let mut source = |topic: &str| -> Result<Box<dyn PartitionSource>, RunError> {
+            let (source, position) =
+                KafkaSource::new(consumer.clone(), topic, p as i32, skip_before).map_err(|e| {
+                    KafkaSetupError::Metadata {
+                        topic: topic.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            positions.push((topic.to_owned(), p as i32, position));
+            Ok(Box::new(source))
+        };
+        let imp = source(input_topics[0])?;
+        let play = source(input_topics[1])?;
+        let late: Box<dyn SideSink> = match late_topic {
+            Some(t) => Box::new(KafkaSideSink::new(producer.clone(), t)),
+            None => Box::new(NullSink),
+        };
+        io.push(ShardIo {
+            partition: p,
+            sources: [imp, play],
+            sinks: ShardSinks {
+                entries: Box::new(KafkaEntrySink::new(producer.clone(), &spec.output.topic)),
+                late,
+                dead_letter: Box::new(KafkaSideSink::new(
+                    producer.clone(),
+                    &spec.dead_letter.topic,
+                )),
+            },
+        });
+    }
+
+    // Without checkpoints to restore, state from an earlier process is meaningless.
+    let state_dir = opts.data_dir.join("state");
+    if state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir).map_err(|source| RunError::StateDir {
+            path: state_dir.clone(),
+            source,
+        })?;
+    }
+    std::fs::create_dir_all(&state_dir).map_err(|source| RunError::StateDir {
+        path: state_dir.clone(),
+        source,
+    })?;
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, shards.len());
+    let mut engine = Engine::new(
+        cfg,
+        io,
+        EngineOptions {
+            threads,
+            metrics: Some(metrics),
+            ..EngineOptions::new(state_dir)
+        },
+    )?;
+
+    // The main queue still carries client events (errors, statistics): serve it.
+    let poller = {
+        let consumer = consumer.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Relaxed) {
+                if let Some(Err(e)) = consumer.poll(Duration::from_millis(200)) {
+                    tracing::warn!("consumer: {e}");
+                }
+            }
+        })
+    };
+    if let Some(a) = &admin {
+        a.ready.store(true, Relaxed);
+    }
+    let mut last_commit = Instant::now();
+    let commit = |positions: &[(String, i32, Arc<PartitionPosition>)]| {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p, pos) in positions {
+            let next = pos.next_offset.load(Relaxed);
+            if next >= 0 {
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(next));
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!("offset commit for lag monitoring failed: {e}");
+        }
+    };
+    let result = engine.run(&stop, Duration::from_secs(1), |_| {
+        if last_commit.elapsed() >= Duration::from_secs(5) {
+            last_commit = Instant::now();
+            commit(&positions);
+        }
+    });
+    stop.store(true, Relaxed);
+    commit(&positions);
+    if poller.join().is_err() {
+        tracing::error!("the consumer event thread panicked");
+    }
+    result?;
+    tracing::info!("stopped");
+    Ok(())
+}
