@@ -158,7 +158,7 @@ fn section(path: &str, s: &Value, out: &mut String) {
         }
         if !extra.is_empty() {
             if !desc.is_empty() {
-                desc.push_str(" ");
+                desc.push(' ');
             }
             desc.push_str(&format!("({})", extra.join("; ")));
         }
