@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# helm, lua5.1 and promtool for the packaging tests (chart, Argo CD health check, alerts).
+source scripts/tools.sh
 
 if [ ! -f ../shared/bench/oracle.py ]; then
   echo "warning: ../shared/bench (reference generator and oracle) not found; the oracle tests will fail" >&2

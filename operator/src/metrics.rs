@@ -2,8 +2,8 @@
 //! with `streamjoin_operator_`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -22,6 +22,9 @@ pub struct Metrics {
     pub malformed: IntCounter,
     /// 1 while this replica holds the leader lease.
     pub leader: IntGauge,
+    /// Conditions of each job, 1 when "True", by `job_namespace`, `streamjoinjob`
+    /// and `condition`. Only the leader, which reconciles, reports them.
+    pub job_condition: IntGaugeVec,
 }
 
 impl Metrics {
@@ -76,7 +79,15 @@ impl Metrics {
         registry.register(Box::new(applied.clone()))?;
         registry.register(Box::new(status_writes.clone()))?;
         registry.register(Box::new(malformed.clone()))?;
+        let job_condition = IntGaugeVec::new(
+            Opts::new(
+                "streamjoin_operator_job_condition",
+                "Conditions of each StreamJoinJob (1 when True), as last written to its status.",
+            ),
+            &["job_namespace", "streamjoinjob", "condition"],
+        )?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(job_condition.clone()))?;
         Ok(Self {
             registry,
             reconciles,
@@ -86,7 +97,35 @@ impl Metrics {
             status_writes,
             malformed,
             leader,
+            job_condition,
         })
+    }
+
+    /// Publishes the conditions of one job.
+    pub fn set_job_conditions(
+        &self,
+        namespace: &str,
+        name: &str,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) {
+        for c in conditions {
+            self.job_condition
+                .with_label_values(&[namespace, name, c.type_.as_str()])
+                .set(i64::from(c.status == "True"));
+        }
+    }
+
+    /// Forgets the conditions of a deleted job.
+    pub fn forget_job(&self, namespace: &str, name: &str) {
+        for c in [
+            streamjoin_api::CONDITION_READY,
+            streamjoin_api::CONDITION_PROGRESSING,
+            streamjoin_api::CONDITION_DEGRADED,
+        ] {
+            let _ = self
+                .job_condition
+                .remove_label_values(&[namespace, name, c]);
+        }
     }
 
     /// The registry in the Prometheus text format.
@@ -113,12 +152,27 @@ mod tests {
         m.duration.with_label_values(&["ok"]).observe(0.002);
         m.errors.with_label_values(&["apply"]).inc();
         m.applied.with_label_values(&["StatefulSet"]).inc();
+        m.set_job_conditions(
+            "streams",
+            "clicks",
+            &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Degraded".into(),
+                status: "True".into(),
+                reason: "PodFailing".into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }],
+        );
         let text = m.render();
         for name in [
             "streamjoin_operator_reconcile_total",
             "streamjoin_operator_reconcile_duration_seconds_bucket",
             "streamjoin_operator_reconcile_errors_total",
             "streamjoin_operator_children_applied_total",
+            "streamjoin_operator_job_condition",
         ] {
             assert!(text.contains(name), "{name} missing");
         }
@@ -128,5 +182,10 @@ mod tests {
         {
             assert!(line.starts_with("streamjoin_operator_"), "{line}");
         }
+        assert!(text.contains(
+            r#"streamjoin_operator_job_condition{condition="Degraded",job_namespace="streams",streamjoinjob="clicks"} 1"#
+        ));
+        m.forget_job("streams", "clicks");
+        assert!(!m.render().contains("streamjoin_operator_job_condition{"));
     }
 }

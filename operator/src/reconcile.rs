@@ -258,6 +258,8 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         status::write(&ctx.client, r.namespace, r.name, &new).await?;
         ctx.metrics.status_writes.inc();
     }
+    ctx.metrics
+        .set_job_conditions(r.namespace, r.name, &new.conditions);
 
     // 5. events
     if !written.is_empty() {
@@ -299,6 +301,10 @@ pub async fn cleanup(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
             built.remove(&uid);
         }
     }
+    ctx.metrics.forget_job(
+        job.namespace().as_deref().unwrap_or_default(),
+        &job.name_any(),
+    );
     publish(
         ctx,
         job,
@@ -362,6 +368,7 @@ async fn report_malformed(invalid: &InvalidObject, ctx: &Context) -> Result<Acti
         ..StreamJoinJobStatus::default()
     };
     status::write(&ctx.client, ns, name, &status).await?;
+    ctx.metrics.set_job_conditions(ns, name, &status.conditions);
     let mut stub = StreamJoinJob::new(name, streamjoin_api::StreamJoinJobSpec::local_default());
     stub.metadata = meta.clone();
     publish(

@@ -1,0 +1,102 @@
+{{/* Chart name. */}}
+{{- define "streamjoin.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects. */}}
+{{- define "streamjoin.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels that select the operator pods. */}}
+{{- define "streamjoin.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "streamjoin.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of every object of the chart. */}}
+{{- define "streamjoin.labels" -}}
+{{ include "streamjoin.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: streamjoin
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "streamjoin.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "streamjoin.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamjoin.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of the runtime pods the operator creates (operator/src/build/mod.rs). */}}
+{{- define "streamjoin.runtimeSelectorLabels" -}}
+app.kubernetes.io/name: streamjoin
+app.kubernetes.io/managed-by: streamjoin-operator
+{{- end -}}
+
+{{/*
+What the operator does in a namespace where it runs jobs, one rule per API group
+and set of verbs. Children are written with server-side apply, which is
+authorised as patch, and as create when the object does not exist yet. Nothing
+is deleted: children go through their owner references.
+*/}}
+{{- define "streamjoin.namespacedRules" -}}
+- apiGroups: ["streamjoin.dev"]
+  resources: ["streamjoinjobs"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["streamjoin.dev"]
+  resources: ["streamjoinjobs/status"]
+  verbs: ["get", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* Cluster-scoped reads: whether a StorageClass allows volume expansion. */}}
+{{- define "streamjoin.clusterRules" -}}
+- apiGroups: ["storage.k8s.io"]
+  resources: ["storageclasses"]
+  verbs: ["get"]
+{{- end -}}
+
+{{/* Namespaces that get a NetworkPolicy. */}}
+{{- define "streamjoin.networkPolicyNamespaces" -}}
+{{- $ns := .Values.networkPolicy.namespaces | default .Values.watch.namespaces -}}
+{{- if not $ns -}}
+{{- fail "networkPolicy.enabled needs networkPolicy.namespaces or watch.namespaces: NetworkPolicies are namespaced and the runtime pods run in the jobs' namespaces" -}}
+{{- end -}}
+{{- toJson $ns -}}
+{{- end -}}
