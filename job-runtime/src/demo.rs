@@ -72,6 +72,7 @@ pub fn run(cfg: EngineConfig, opts: DemoOptions) -> Result<DemoResult, DemoError
             partition: p,
             sources: [Box::new(imp), Box::new(play)],
             sinks: file_sinks(&opts.output, p, &late, &dead)?,
+            restore: None,
         });
     }
     let state_dir = opts.output.join(".state");

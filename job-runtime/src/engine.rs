@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::{self, CheckpointManifest};
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
 use crate::shard::{Shard, ShardCounters, ShardError, ShardSinks, TitleStats};
 use crate::source::PartitionSource;
 use crate::store::{ShardStore, StateEnv, StateError};
 use crate::watermark::{Clock, MAX_WM, MIN_WM, SystemClock, WatermarkBoard};
-use crate::worker::{Progress, Worker};
+use crate::worker::{CheckpointPlan, Progress, Worker};
 
 /// Sources and sinks of one shard (input partition `partition` of both streams).
 pub struct ShardIo {
@@ -21,6 +22,8 @@ pub struct ShardIo {
     /// Impressions, then plays.
     pub sources: [Box<dyn PartitionSource>; 2],
     pub sinks: ShardSinks,
+    /// A checkpoint to restore the shard from.
+    pub restore: Option<(PathBuf, CheckpointManifest)>,
 }
 
 pub struct EngineOptions {
@@ -30,6 +33,8 @@ pub struct EngineOptions {
     pub metrics: Option<Metrics>,
     /// Keep per-title statistics of emitted entries.
     pub title_stats: bool,
+    /// Periodic checkpoints, and the id the last restored one had.
+    pub checkpoints: Option<(CheckpointPlan, u64)>,
 }
 
 impl EngineOptions {
@@ -40,6 +45,7 @@ impl EngineOptions {
             clock: Arc::new(SystemClock),
             metrics: None,
             title_stats: false,
+            checkpoints: None,
         }
     }
 }
@@ -106,10 +112,33 @@ impl Engine {
                 board.set_ended(partitions + p as usize);
             }
         }
+        // Shards of a process may restore checkpoints of different rounds, or none:
+        // the job watermark starts at the oldest of theirs (−∞ for a shard starting
+        // afresh), so no shard sees a watermark ahead of its own restored inputs.
+        let restored_wm = io
+            .iter()
+            .map(|s| s.restore.as_ref().map_or(MIN_WM, |r| r.1.job_watermark))
+            .min()
+            .unwrap_or(MIN_WM);
+        if restored_wm != MIN_WM {
+            board.restore_job_watermark(restored_wm);
+        }
         let mut shards = Vec::with_capacity(io.len());
         for s in io {
-            let db = env.open_shard(s.partition)?;
-            let store = ShardStore::new(db, per_shard_cache, cfg.window_ms);
+            let store = match &s.restore {
+                Some((dir, manifest)) => {
+                    checkpoint::materialise(
+                        dir,
+                        &env.root().join(format!("shard-{}", s.partition)),
+                    )
+                    .map_err(ShardError::from)?;
+                    let db = env.open_shard(s.partition)?;
+                    ShardStore::restored(db, per_shard_cache, cfg.window_ms, manifest.live_entries)
+                }
+                None => {
+                    ShardStore::new(env.open_shard(s.partition)?, per_shard_cache, cfg.window_ms)
+                }
+            };
             let p = s.partition as usize;
             let mut shard = Shard::new(
                 s.partition,
@@ -124,6 +153,9 @@ impl Engine {
             if opts.title_stats {
                 shard.title_stats = Some(TitleStats::default());
             }
+            if let Some((dir, manifest)) = &s.restore {
+                shard.restore(dir, manifest)?;
+            }
             shards.push(shard);
         }
         let threads = opts.threads.clamp(1, shards.len());
@@ -133,7 +165,13 @@ impl Engine {
         }
         let workers = groups
             .into_iter()
-            .map(|g| Worker::new(g, board.clone(), opts.clock.clone(), cfg.clone()))
+            .map(|g| {
+                let mut w = Worker::new(g, board.clone(), opts.clock.clone(), cfg.clone());
+                if let Some((plan, last_id)) = &opts.checkpoints {
+                    w.set_checkpoints(plan.clone(), *last_id);
+                }
+                w
+            })
             .collect();
         Ok(Self {
             workers,

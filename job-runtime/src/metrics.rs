@@ -30,6 +30,102 @@ pub struct Metrics {
     pub paused_partitions: IntGauge,
     pub forced_advances: IntCounter,
     pub batch_seconds: Histogram,
+    pub checkpoints: CheckpointMetrics,
+}
+
+/// Checkpoints, restores, consumer lag and audits.
+#[derive(Clone)]
+pub struct CheckpointMetrics {
+    pub duration: Histogram,
+    pub stall: Histogram,
+    pub size_bytes: IntGaugeVec,
+    pub completed: IntCounter,
+    pub failures: IntCounter,
+    pub last_completed: Gauge,
+    pub restore_fallbacks: IntCounter,
+    pub consumer_lag: IntGaugeVec,
+    pub audit_ratio: GaugeVec,
+    pub audit_breached: IntGaugeVec,
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    register(r, Box::new(h.clone()));
+    h
+}
+
+impl CheckpointMetrics {
+    fn new(r: &Registry) -> Self {
+        let seconds = prometheus::exponential_buckets(0.001, 2.0, 16).unwrap_or_default();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help)
+                .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+            register(r, Box::new(c.clone()));
+            c
+        };
+        let last = Gauge::new(
+            "streamjoin_last_checkpoint_timestamp_seconds",
+            "Completion time of the last checkpoint (Unix seconds)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        register(r, Box::new(last.clone()));
+        let ratio = GaugeVec::new(
+            Opts::new(
+                "streamjoin_audit_ratio",
+                "Audited ratio over the last interval: malformed or late records per record, entries with plays per entry",
+            ),
+            &["check"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        register(r, Box::new(ratio.clone()));
+        Self {
+            duration: histogram(
+                r,
+                "streamjoin_checkpoint_duration_seconds",
+                "Time to write one shard's checkpoint",
+                seconds.clone(),
+            ),
+            stall: histogram(
+                r,
+                "streamjoin_checkpoint_stall_seconds",
+                "Time a worker stopped processing records for a checkpoint round",
+                seconds,
+            ),
+            size_bytes: gauge_vec(
+                r,
+                "streamjoin_checkpoint_size_bytes",
+                "Size of the last checkpoint of a shard",
+                &["partition"],
+            ),
+            completed: counter(
+                "streamjoin_checkpoints_total",
+                "Shard checkpoints completed",
+            ),
+            failures: counter(
+                "streamjoin_checkpoint_failures_total",
+                "Shard checkpoints that failed (the previous one stays in use)",
+            ),
+            last_completed: last,
+            restore_fallbacks: counter(
+                "streamjoin_checkpoint_restore_fallbacks_total",
+                "Corrupt checkpoints skipped at restore in favour of an older one",
+            ),
+            consumer_lag: gauge_vec(
+                r,
+                "streamjoin_consumer_lag_records",
+                "Records between the high watermark and the next offset to read",
+                &["topic", "partition"],
+            ),
+            audit_ratio: ratio,
+            audit_breached: gauge_vec(
+                r,
+                "streamjoin_audit_breached",
+                "1 when the audited ratio of the last interval is outside the job's bounds",
+                &["check"],
+            ),
+        }
+    }
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -104,7 +200,9 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         register(&r, Box::new(batch.clone()));
+        let checkpoints = CheckpointMetrics::new(&r);
         Self {
+            checkpoints,
             records_in: counter_vec(
                 &r,
                 "streamjoin_records_in_total",

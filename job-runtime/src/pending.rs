@@ -9,6 +9,7 @@ use std::collections::BinaryHeap;
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::PendingState;
 use crate::record::{Event, from_order_bytes, order_bytes};
 use crate::store::{CF_PENDING, ShardDb, StateError};
 
@@ -96,6 +97,29 @@ impl PendingBuffer {
 
     pub fn spilled(&self) -> u64 {
         self.spilled
+    }
+
+    /// The in-memory events (in no particular order) and the spill bookkeeping,
+    /// for a checkpoint; spilled events are in the shard's RocksDB already.
+    pub fn snapshot(&self) -> (Vec<Pending>, PendingState) {
+        let events: Vec<Pending> = self.heap.iter().map(|Reverse(s)| (*s.p).clone()).collect();
+        let state = PendingState {
+            in_memory: events.len() as u64,
+            spilled: self.spilled,
+            spill_floor: self.spill_floor,
+            seq: self.seq,
+        };
+        (events, state)
+    }
+
+    /// The buffer as a checkpoint left it.
+    pub fn restore(budget: usize, events: Vec<Pending>, state: PendingState) -> Self {
+        let mut b = Self::new(budget);
+        b.heap = events.into_iter().map(|p| Reverse(p.into())).collect();
+        b.spilled = state.spilled;
+        b.spill_floor = state.spill_floor;
+        b.seq = state.seq;
+        b
     }
 
     pub fn push(&mut self, p: Pending, db: &ShardDb) -> Result<(), StateError> {

@@ -219,6 +219,7 @@ pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayE
             partition: p,
             sources: [open(Input::Impressions)?, open(Input::Plays)?],
             sinks: file_sinks(&opts.output, p, &late, &dead)?,
+            restore: None,
         });
     }
     let threads = opts.threads.max(1);

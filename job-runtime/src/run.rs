@@ -13,6 +13,7 @@ use streamjoin_api::{OnMissingCheckpoint, StreamJoinJob};
 
 use crate::admin::AdminServer;
 use crate::assignment::{AssignmentError, ordinal_from_pod_name, owned_shards};
+use crate::checkpoint::{self, CheckpointManifest};
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::kafka::sink::{KafkaEntrySink, KafkaProducer, KafkaSideSink};
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::shard::ShardSinks;
 use crate::sink::{NullSink, SideSink};
 use crate::source::PartitionSource;
+use crate::worker::CheckpointPlan;
 
 pub struct RunOptions {
     pub job: PathBuf,
@@ -298,18 +300,63 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     let shards = owned_shards(ordinal, replicas, partitions)?;
     tracing::info!(ordinal, replicas, partitions, ?shards, "static assignment");
 
-    let start = start_at(&job)?;
+    // Restore each owned shard from its newest valid checkpoint; shards without
+    // one start as recovery.onMissingCheckpoint says.
+    let checkpoint_root = opts.data_dir.join("checkpoints");
+    let mut restored: Vec<(u32, PathBuf, CheckpointManifest)> = Vec::new();
+    let mut fresh: Vec<u32> = Vec::new();
+    for &p in &shards {
+        let (found, skipped) =
+            checkpoint::newest_valid(&checkpoint_root, p).map_err(|e| RunError::StateDir {
+                path: checkpoint_root.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        metrics
+            .checkpoints
+            .restore_fallbacks
+            .inc_by(u64::from(skipped));
+        match found {
+            Some((dir, manifest)) => {
+                tracing::info!(
+                    shard = p,
+                    id = manifest.id,
+                    "restoring from {}",
+                    dir.display()
+                );
+                restored.push((p, dir, manifest));
+            }
+            None => fresh.push(p),
+        }
+    }
     let input_topics = [topics.impressions, topics.plays];
-    let (assignment, skip_before) = start_offsets(
-        &consumer,
-        input_topics,
-        &shards,
-        start,
-        Duration::from_secs(30),
-    )?;
+    let (mut assignment, skip_before) = if fresh.is_empty() {
+        (TopicPartitionList::new(), None)
+    } else {
+        let start = start_at(&job)?;
+        tracing::info!(shards = ?fresh, ?start, "no checkpoint to restore");
+        start_offsets(
+            &consumer,
+            input_topics,
+            &fresh,
+            start,
+            Duration::from_secs(30),
+        )?
+    };
+    for (p, _, manifest) in &restored {
+        for (topic, input) in input_topics.iter().zip(manifest.inputs.iter()) {
+            let offset = match input.next_offset {
+                Some(n) => Offset::Offset(n),
+                None => Offset::Beginning,
+            };
+            assignment
+                .add_partition_offset(topic, *p as i32, offset)
+                .map_err(KafkaSetupError::from)?;
+        }
+    }
     consumer
         .assign(&assignment)
         .map_err(KafkaSetupError::from)?;
+    let last_id = restored.iter().map(|r| r.2.id).max().unwrap_or(0);
 
     let producer = KafkaProducer::new(
         base_config(&spec.kafka)?,
@@ -325,13 +372,16 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     let mut io = Vec::with_capacity(shards.len());
     let mut positions: Vec<(String, i32, Arc<PartitionPosition>)> = Vec::new();
     for &p in &shards {
+        let restore = restored
+            .iter()
+            .find(|r| r.0 == p)
+            .map(|r| (r.1.clone(), r.2.clone()));
+        let skip = if restore.is_some() { None } else { skip_before };
         let mut source = |topic: &str| -> Result<Box<dyn PartitionSource>, RunError> {
-            let (source, position) =
-                KafkaSource::new(consumer.clone(), topic, p as i32, skip_before).map_err(|e| {
-                    KafkaSetupError::Metadata {
-                        topic: topic.to_owned(),
-                        reason: e.to_string(),
-                    }
+            let (source, position) = KafkaSource::new(consumer.clone(), topic, p as i32, skip)
+                .map_err(|e| KafkaSetupError::Metadata {
+                    topic: topic.to_owned(),
+                    reason: e.to_string(),
                 })?;
             positions.push((topic.to_owned(), p as i32, position));
             Ok(Box::new(source))
@@ -353,10 +403,11 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
                     &spec.dead_letter.topic,
                 )),
             },
+            restore,
         });
     }
 
-    // Without checkpoints to restore, state from an earlier process is meaningless.
+    // The working state is rebuilt from the checkpoints at every start.
     let state_dir = opts.data_dir.join("state");
     if state_dir.exists() {
         std::fs::remove_dir_all(&state_dir).map_err(|source| RunError::StateDir {
@@ -372,12 +423,19 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, shards.len());
+    let plan = CheckpointPlan {
+        root: checkpoint_root,
+        interval_ms: spec.checkpoints.interval.as_millis_i64().max(1),
+        retained: spec.checkpoints.retained as usize,
+        metrics: Some(metrics.checkpoints.clone()),
+    };
     let mut engine = Engine::new(
         cfg,
         io,
         EngineOptions {
             threads,
             metrics: Some(metrics),
+            checkpoints: Some((plan, last_id)),
             ..EngineOptions::new(state_dir)
         },
     )?;

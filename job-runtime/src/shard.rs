@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::checkpoint::{
+    self, CheckpointError, CheckpointManifest, DB_DIR, FORMAT_VERSION, InputState, PENDING,
+};
 use crate::config::EngineConfig;
 use crate::entry::{Entry, OutputNames};
 use crate::metrics::ShardMetrics;
@@ -31,6 +34,8 @@ pub enum ShardError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 fn sink_error(shard: u32, output: &'static str) -> impl FnOnce(SinkError) -> ShardError {
@@ -42,7 +47,7 @@ fn sink_error(shard: u32, output: &'static str) -> impl FnOnce(SinkError) -> Sha
 }
 
 /// Counters of one shard, summed into the run summary.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardCounters {
     pub records: [u64; 2],
     pub malformed: [[u64; 5]; 2],
@@ -455,6 +460,77 @@ impl Shard {
                 .set(i64::try_from(self.store.memory_bytes()).unwrap_or(i64::MAX));
         }
         self.published = self.counters.clone();
+    }
+
+    /// Writes a checkpoint of this shard as it is now (between two records):
+    /// outputs so far acknowledged, every entry in RocksDB, a RocksDB checkpoint,
+    /// the reorder buffer, offsets, watermarks and counters. Returns the
+    /// checkpoint's directory and size.
+    pub fn checkpoint(
+        &mut self,
+        root: &std::path::Path,
+        id: u64,
+        now_ms: i64,
+        job_wm: i64,
+    ) -> Result<(std::path::PathBuf, u64), ShardError> {
+        self.flush()?;
+        self.store.persist_all()?;
+        let tmp = checkpoint::prepare(root, self.partition, id)?;
+        let db = self.store.db();
+        rocksdb::checkpoint::Checkpoint::new(&db.db)
+            .and_then(|c| c.create_checkpoint(tmp.join(DB_DIR)))
+            .map_err(|e| db.err(e))?;
+        let (events, pending) = self.pending.snapshot();
+        let bytes = postcard::to_stdvec(&events)
+            .unwrap_or_else(|e| unreachable!("encoding pending events to memory: {e}"));
+        let path = tmp.join(PENDING);
+        std::fs::write(&path, bytes).map_err(|source| CheckpointError::Io { path, source })?;
+        let input = |i: usize| InputState {
+            next_offset: self.inputs[i].source.position(),
+            max_event_time: self.board.max_event_time(self.inputs[i].slot),
+        };
+        let manifest = CheckpointManifest {
+            format_version: FORMAT_VERSION,
+            shard: self.partition,
+            id,
+            created_ms: now_ms,
+            inputs: [input(0), input(1)],
+            job_watermark: job_wm,
+            live_entries: self.store.live_entries(),
+            pending,
+            counters: self.counters.clone(),
+            files: Vec::new(),
+        };
+        Ok(checkpoint::publish(&tmp, manifest)?)
+    }
+
+    /// Takes up a checkpoint's reorder buffer, watermarks and counters (the
+    /// state store was built from its RocksDB files).
+    pub fn restore(
+        &mut self,
+        checkpoint_dir: &std::path::Path,
+        manifest: &CheckpointManifest,
+    ) -> Result<(), ShardError> {
+        let path = checkpoint_dir.join(PENDING);
+        let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let events: Vec<Pending> =
+            postcard::from_bytes(&bytes).map_err(|e| CheckpointError::Invalid {
+                path,
+                reason: e.to_string(),
+            })?;
+        self.pending = PendingBuffer::restore(self.cfg.pending_in_memory, events, manifest.pending);
+        for (i, state) in manifest.inputs.iter().enumerate() {
+            if state.max_event_time != crate::watermark::MIN_WM {
+                self.board
+                    .observe(self.inputs[i].slot, state.max_event_time);
+            }
+        }
+        self.counters = manifest.counters.clone();
+        self.published = manifest.counters.clone();
+        Ok(())
     }
 
     /// After the end of input: compacts the shard's RocksDB so tombstones of emitted

@@ -41,6 +41,10 @@ pub trait PartitionSource: Send {
     fn next(&mut self) -> Result<Next<'_>, SourceError>;
     /// For logs and errors.
     fn describe(&self) -> String;
+    /// The next offset to read, for checkpoints (`None`: not resumable or nothing read).
+    fn position(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A generator-layout file (`impressions-<p>.jsonl`), one record per line.

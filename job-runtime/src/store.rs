@@ -284,8 +284,39 @@ impl ShardStore {
         }
     }
 
+    /// A store over a RocksDB instance restored from a checkpoint: every entry is
+    /// in RocksDB only (the checkpoint wrote the cache through).
+    pub fn restored(db: ShardDb, capacity: usize, window_ms: i64, entries: u64) -> Self {
+        let mut s = Self::new(db, capacity, window_ms);
+        s.db_entries = entries;
+        s.db_only = entries;
+        s
+    }
+
     pub fn db(&self) -> &ShardDb {
         &self.db
+    }
+
+    /// Writes every cached entry RocksDB lacks or holds an older copy of, so that
+    /// RocksDB alone holds the state (the consistent point of a checkpoint). The
+    /// entries stay cached.
+    pub fn persist_all(&mut self) -> Result<(), StateError> {
+        let entries_cf = self.db.cf(CF_ENTRIES)?;
+        let timers_cf = self.db.cf(CF_TIMERS)?;
+        let mut batch = WriteBatch::default();
+        for (key, c) in self.cache.iter_mut() {
+            if c.dirty || !c.in_db {
+                batch.put_cf(entries_cf, key.to_bytes(), c.entry.encode());
+            }
+            if !c.in_db {
+                batch.put_cf(timers_cf, timer_key(c.entry.timer, *key), []);
+                self.db_timer_floor = self.db_timer_floor.min(c.entry.timer);
+                self.db_entries += 1;
+                c.in_db = true;
+            }
+            c.dirty = false;
+        }
+        self.db.write(batch)
     }
 
     /// Open entries, wherever they are held.

@@ -123,6 +123,17 @@ impl WatermarkBoard {
         }
     }
 
+    /// The largest event time read from slot `i` (−∞ before the first record).
+    pub fn max_event_time(&self, i: usize) -> i64 {
+        self.slots[i].max_time.load(Relaxed)
+    }
+
+    /// Takes up a job watermark restored from a checkpoint (it may have been
+    /// force-advanced beyond the partitions').
+    pub fn restore_job_watermark(&self, wm: i64) {
+        self.job.fetch_max(wm, Relaxed);
+    }
+
     /// Slot `i` received a record (valid or not) at `now`: it is not idle.
     #[inline]
     pub fn touch(&self, i: usize, now: i64) {

@@ -21,8 +21,20 @@ pub enum Progress {
     Done,
 }
 
+/// When and where a worker checkpoints its shards.
+#[derive(Clone)]
+pub struct CheckpointPlan {
+    pub root: std::path::PathBuf,
+    pub interval_ms: i64,
+    pub retained: usize,
+    pub metrics: Option<crate::metrics::CheckpointMetrics>,
+}
+
 pub struct Worker {
     pub shards: Vec<Shard>,
+    checkpoints: Option<CheckpointPlan>,
+    last_checkpoint_ms: i64,
+    last_checkpoint_id: u64,
     board: Arc<WatermarkBoard>,
     clock: Arc<dyn Clock>,
     cfg: Arc<EngineConfig>,
@@ -41,8 +53,12 @@ impl Worker {
         clock: Arc<dyn Clock>,
         cfg: Arc<EngineConfig>,
     ) -> Self {
+        let now = clock.now_ms();
         Self {
             shards,
+            checkpoints: None,
+            last_checkpoint_ms: now,
+            last_checkpoint_id: 0,
             board,
             clock,
             cfg,
@@ -56,6 +72,61 @@ impl Worker {
 
     pub fn job_watermark(&self) -> i64 {
         self.job_wm
+    }
+
+    /// Checkpoints every shard each `plan.interval_ms`; ids continue after `last_id`.
+    pub fn set_checkpoints(&mut self, plan: CheckpointPlan, last_id: u64) {
+        self.checkpoints = Some(plan);
+        self.last_checkpoint_id = last_id;
+    }
+
+    /// Checkpoints every owned shard now. A failed shard checkpoint is logged and
+    /// counted; the previous one stays the one a restart uses.
+    pub fn checkpoint_now(&mut self) -> Result<(), ShardError> {
+        let Some(plan) = self.checkpoints.clone() else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        let started = std::time::Instant::now();
+        // Ids are increasing and readable as the time they were taken.
+        let id = u64::try_from(now)
+            .unwrap_or(0)
+            .max(self.last_checkpoint_id + 1);
+        for s in &mut self.shards {
+            let t = std::time::Instant::now();
+            match s.checkpoint(&plan.root, id, now, self.job_wm) {
+                Ok((dir, size)) => {
+                    if let Err(e) =
+                        crate::checkpoint::retain(&plan.root, s.partition, plan.retained)
+                    {
+                        tracing::warn!(shard = s.partition, "checkpoint retention: {e}");
+                    }
+                    tracing::debug!(shard = s.partition, id, size, dir = %dir.display(), "checkpoint");
+                    if let Some(m) = &plan.metrics {
+                        m.duration.observe(t.elapsed().as_secs_f64());
+                        m.size_bytes
+                            .with_label_values(&[&s.partition.to_string()])
+                            .set(i64::try_from(size).unwrap_or(i64::MAX));
+                        m.completed.inc();
+                        m.last_completed.set(now as f64 / 1000.0);
+                    }
+                }
+                // Output that could not be delivered must not be skipped: fail the process.
+                Err(e @ ShardError::Sink { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::error!(shard = s.partition, id, "checkpoint failed: {e}");
+                    if let Some(m) = &plan.metrics {
+                        m.failures.inc();
+                    }
+                }
+            }
+        }
+        if let Some(m) = &plan.metrics {
+            m.stall.observe(started.elapsed().as_secs_f64());
+        }
+        self.last_checkpoint_id = id;
+        self.last_checkpoint_ms = now;
+        Ok(())
     }
 
     /// Takes up a newer job watermark and drains every shard up to it.
@@ -77,6 +148,11 @@ impl Worker {
         self.steps += 1;
         let now = self.clock.now_ms();
         self.refresh()?;
+        if let Some(plan) = &self.checkpoints
+            && now - self.last_checkpoint_ms >= plan.interval_ms
+        {
+            self.checkpoint_now()?;
+        }
         let mut candidates: Vec<(i64, usize, usize)> = Vec::with_capacity(self.shards.len() * 2);
         for (si, s) in self.shards.iter().enumerate() {
             for (ii, input) in s.inputs.iter().enumerate() {

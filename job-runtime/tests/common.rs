@@ -54,6 +54,7 @@ pub fn harness(partitions: u32, cfg: EngineConfig) -> Harness {
                 late: Box::new(late.clone()),
                 dead_letter: Box::new(dead.clone()),
             },
+            restore: None,
         });
         feeds.push(pair);
     }

@@ -52,7 +52,10 @@ pub struct QuietEof;
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => tracing::trace!("{reason}"),
+            KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!("{reason}")
+            }
             other => tracing::warn!("kafka client: {other}: {reason}"),
         }
     }
@@ -131,8 +134,7 @@ pub fn partition_count(
             field,
         });
     };
-    if let Some(err) = t.error() {
-        let code = rdkafka::types::RDKafkaRespErr::from(err);
+    if let Some(code) = t.error() {
         if code == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
             || t.partitions().is_empty()
         {

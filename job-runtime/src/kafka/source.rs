@@ -113,4 +113,9 @@ impl PartitionSource for KafkaSource {
     fn describe(&self) -> String {
         format!("kafka topic {} partition {}", self.topic, self.partition)
     }
+
+    fn position(&self) -> Option<i64> {
+        let next = self.position.next_offset.load(Relaxed);
+        (next >= 0).then_some(next)
+    }
 }
