@@ -131,8 +131,7 @@ pub fn partition_count(
             field,
         });
     };
-    if let Some(err) = t.error() {
-        let code = rdkafka::types::RDKafkaRespErr::from(err);
+    if let Some(code) = t.error() {
         if code == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
             || t.partitions().is_empty()
         {
