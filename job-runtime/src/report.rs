@@ -870,7 +870,7 @@ mod tests {
             summary: &s,
             samples: &xs,
         });
-        assert_eq!(values(&html, "evicted").split(',').last(), Some("100000"));
+        assert_eq!(values(&html, "evicted").rsplit(',').next(), Some("100000"));
         assert!(html.contains("entries/s over each interval · axis cut, peaks labelled"));
         assert!(html.contains("style=\"fill:#ea580c\">↑ 100k</text>"));
         // Steady series keep an uncut axis.
