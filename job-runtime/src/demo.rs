@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::replay::{
     DEAD_LETTER_FILE, LATE_FILE, SUMMARY_FILE, Summary, file_sinks, write_summary,
 };
+use crate::report::{self, Recorder, Report, ReportError};
 use crate::shard::TitleStats;
 use crate::sink::SharedFile;
 
@@ -42,12 +43,16 @@ pub enum DemoError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
 }
 
 pub struct DemoResult {
     pub summary: Summary,
     pub titles: TitleStats,
     pub output: PathBuf,
+    /// The HTML report with plots, in the output directory.
+    pub report: PathBuf,
 }
 
 pub fn run(cfg: EngineConfig, opts: DemoOptions) -> Result<DemoResult, DemoError> {
@@ -79,7 +84,8 @@ pub fn run(cfg: EngineConfig, opts: DemoOptions) -> Result<DemoResult, DemoError
     let _ = std::fs::remove_dir_all(&state_dir);
     let mut eo = EngineOptions::new(state_dir.clone());
     eo.threads = opts.threads;
-    eo.metrics = opts.metrics.clone();
+    // The report's state plots read what the shards publish to the metrics.
+    eo.metrics = Some(opts.metrics.clone().unwrap_or_default());
     eo.title_stats = true;
     let bar = if opts.progress {
         let bar = ProgressBar::new(opts.events);
@@ -94,9 +100,11 @@ pub fn run(cfg: EngineConfig, opts: DemoOptions) -> Result<DemoResult, DemoError
         ProgressBar::hidden()
     };
     let started = Instant::now();
+    let mut recorder = Recorder::since(started);
     let mut engine = Engine::new(cfg, io, eo)?;
     let stop = AtomicBool::new(false);
     engine.run(&stop, Duration::from_millis(100), |p| {
+        recorder.record(&p);
         bar.set_position(p.records_read);
         if p.job_watermark > 0 && p.job_watermark < i64::MAX {
             bar.set_message(format!("watermark {}", format_ms(p.job_watermark)));
@@ -114,10 +122,20 @@ pub fn run(cfg: EngineConfig, opts: DemoOptions) -> Result<DemoResult, DemoError
     drop(engine);
     let _ = std::fs::remove_dir_all(&state_dir);
     write_summary(&opts.output.join(SUMMARY_FILE), &summary)?;
+    let report = report::write(
+        &opts.output,
+        &Report {
+            verb: "demo",
+            output: &opts.output,
+            summary: &summary,
+            samples: recorder.samples(),
+        },
+    )?;
     Ok(DemoResult {
         summary,
         titles,
         output: opts.output,
+        report,
     })
 }
 
@@ -191,5 +209,6 @@ pub fn render(result: &DemoResult, top: usize) -> String {
         s.records_per_second, s.elapsed_seconds, s.threads
     );
     let _ = writeln!(out, "  output              {}", result.output.display());
+    let _ = writeln!(out, "  report with plots   {}", result.report.display());
     out
 }

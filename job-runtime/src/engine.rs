@@ -68,6 +68,13 @@ pub struct EngineProgress {
     pub records_read: u64,
     pub job_watermark: i64,
     pub idle_partitions: usize,
+    /// Open state entries. While running, as the shards last published them to
+    /// the metrics (0 without metrics); exact in the final snapshot.
+    pub live_entries: u64,
+    /// State entries opened so far (cumulative, same source as `live_entries`).
+    pub entries_inserted: u64,
+    /// State entries emitted and removed so far (cumulative).
+    pub entries_evicted: u64,
 }
 
 pub struct Engine {
@@ -191,6 +198,9 @@ impl Engine {
                 .sum(),
             job_watermark: self.board.job_watermark(),
             idle_partitions: self.board.idle_partitions(),
+            live_entries: self.live_entries(),
+            entries_inserted: self.shards().map(|s| s.counters.entries_opened).sum(),
+            entries_evicted: self.shards().map(|s| s.counters.entries_emitted).sum(),
         }
     }
 
@@ -235,10 +245,27 @@ impl Engine {
             .iter()
             .map(|w| w.records_read.clone())
             .collect();
+        // The state metrics of the owned shards, as the shards publish them.
+        let state: Vec<_> = metrics
+            .iter()
+            .flat_map(|m| {
+                self.shards().map(|s| {
+                    let p = s.partition.to_string();
+                    (
+                        m.live_entries.with_label_values(&[&p]),
+                        m.entries_inserted.with_label_values(&[&p]),
+                        m.entries_evicted.with_label_values(&[&p]),
+                    )
+                })
+            })
+            .collect();
         let snapshot = |board: &WatermarkBoard| EngineProgress {
             records_read: counters.iter().map(|c| c.load(Relaxed)).sum(),
             job_watermark: board.job_watermark(),
             idle_partitions: board.idle_partitions(),
+            live_entries: state.iter().map(|s| s.0.get().max(0) as u64).sum(),
+            entries_inserted: state.iter().map(|s| s.1.get()).sum(),
+            entries_evicted: state.iter().map(|s| s.2.get()).sum(),
         };
         let results: Vec<Result<Progress, EngineError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self

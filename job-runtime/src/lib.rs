@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pending;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod shard;
 pub mod sink;

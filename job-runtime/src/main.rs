@@ -63,7 +63,7 @@ enum Command {
         /// Input directory.
         #[arg(long)]
         input: PathBuf,
-        /// Output directory: entries-<p>.jsonl, _late.jsonl, _dead-letter.jsonl, _summary.json.
+        /// Output directory: entries-<p>.jsonl, _late.jsonl, _dead-letter.jsonl, _summary.json, _report.html.
         #[arg(long)]
         output: PathBuf,
         /// StreamJoinJob manifest whose join and watermark settings apply.
@@ -191,8 +191,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 duplicates = summary.duplicates,
                 seconds = summary.elapsed_seconds,
                 records_per_second = summary.records_per_second as u64,
-                "replay finished; summary in {}",
-                output.join(replay::SUMMARY_FILE).display()
+                "replay finished; summary in {}, report with plots in {}",
+                output.join(replay::SUMMARY_FILE).display(),
+                output
+                    .join(streamjoin_runtime::report::REPORT_FILE)
+                    .display()
             );
         }
         Command::Demo {

@@ -2,7 +2,7 @@
 //!
 //! Output layout: `entries-<p>.jsonl` per shard; side outputs and the summary
 //! carry a leading underscore (`_late.jsonl`, `_dead-letter.jsonl`,
-//! `_summary.json`) so that tools reading "every file of the directory" as
+//! `_summary.json`, `_report.html`) so that tools reading "every file of the directory" as
 //! entries (such as the oracle's `compare`) skip them.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ use crate::config::EngineConfig;
 use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::metrics::Metrics;
 use crate::record::{Input, Malformed};
+use crate::report::{self, Recorder, Report, ReportError};
 use crate::shard::{ShardCounters, ShardSinks};
 use crate::sink::{FileEntrySink, SharedFile, SinkError};
 use crate::source::{FileSource, PartitionSource, SourceError};
@@ -41,6 +42,8 @@ pub enum ReplayError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
     #[error("cannot write summary {path}: {source}")]
     Summary {
         path: PathBuf,
@@ -225,11 +228,13 @@ pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayE
     let threads = opts.threads.max(1);
     let mut eo = EngineOptions::new(state_dir.clone());
     eo.threads = threads;
-    eo.metrics = opts.metrics.clone();
+    // The report's state plots read what the shards publish to the metrics.
+    eo.metrics = Some(opts.metrics.clone().unwrap_or_default());
     let started = Instant::now();
+    let mut recorder = Recorder::since(started);
     let mut engine = Engine::new(cfg, io, eo)?;
     let stop = AtomicBool::new(false);
-    engine.run(&stop, Duration::from_millis(500), |_| {})?;
+    engine.run(&stop, Duration::from_millis(100), |p| recorder.record(&p))?;
     let elapsed = started.elapsed();
     let summary = Summary::new(
         &engine.counters(),
@@ -243,6 +248,15 @@ pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayE
         let _ = std::fs::remove_dir_all(&state_dir);
     }
     write_summary(&opts.output.join(SUMMARY_FILE), &summary)?;
+    report::write(
+        &opts.output,
+        &Report {
+            verb: "replay",
+            output: &opts.output,
+            summary: &summary,
+            samples: recorder.samples(),
+        },
+    )?;
     Ok(summary)
 }
 

@@ -48,6 +48,94 @@ fn demo_runs_and_prints_a_readable_summary() {
     assert!(late <= 30_000 / 500, "{late} late records");
 }
 
+/// The `data-values` of every plotted series, by series name.
+fn plotted_series(html: &str) -> Vec<(String, Vec<f64>)> {
+    html.split("data-series=\"")
+        .skip(1)
+        .map(|rest| {
+            let name = rest.split('"').next().unwrap_or_default().to_string();
+            let values = rest
+                .split("data-values=\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap_or_default()
+                .split(',')
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse().expect("numeric value"))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+#[test]
+fn demo_writes_an_html_report_with_four_plots_next_to_its_output() {
+    let out = tempfile::tempdir().expect("tempdir");
+    // Rate-limited to about a second, so the run spans several engine ticks.
+    let res = Command::new(BIN)
+        .args([
+            "demo",
+            "--events",
+            "60000",
+            "--rate",
+            "60000",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--output",
+        ])
+        .arg(out.path())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let report = out.path().join("_report.html");
+    assert!(
+        stdout.contains(&format!("report with plots   {}", report.display())),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(&report).expect("report written");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<svg ").count(), 4, "one svg per plot");
+    for title in [
+        "Watermark progression",
+        "Live entries",
+        "Entries inserted vs evicted per interval",
+        "Throughput",
+    ] {
+        assert!(html.contains(&format!("<figcaption>{title}</figcaption>")));
+    }
+    let series = plotted_series(&html);
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "job watermark",
+            "live entries",
+            "inserted",
+            "evicted",
+            "records read",
+            "run average"
+        ]
+    );
+    for (name, values) in &series {
+        assert!(values.len() >= 2, "{name}: {values:?}");
+    }
+    let get = |name: &str| &series.iter().find(|(n, _)| n == name).expect(name).1;
+    // Event time only moves forward; the state filled up and was emptied at the end.
+    let wm = get("job watermark");
+    assert!(wm.windows(2).all(|w| w[0] <= w[1]), "{wm:?}");
+    assert!(wm.iter().all(|t| *t > 1.0e12), "{wm:?}");
+    assert!(get("live entries").iter().any(|n| *n > 0.0));
+    assert_eq!(get("live entries").last(), Some(&0.0));
+    assert!(get("inserted").iter().any(|n| *n > 0.0));
+    assert!(get("evicted").iter().any(|n| *n > 0.0));
+    assert!(get("records read").iter().any(|n| *n > 0.0));
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
@@ -102,6 +190,8 @@ fn replay_reads_the_job_manifest_and_writes_all_outputs() {
     assert!(dead.contains("invalid_json"));
     assert!(out.path().join("_late.jsonl").exists());
     assert!(out.path().join("_summary.json").exists());
+    let report = std::fs::read_to_string(out.path().join("_report.html")).expect("report");
+    assert_eq!(report.matches("<svg ").count(), 4);
 }
 
 #[test]
