@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod assignment;
+pub mod audit;
 pub mod checkpoint;
 pub mod config;
 pub mod demo;

@@ -46,6 +46,7 @@ pub struct CheckpointMetrics {
     pub consumer_lag: IntGaugeVec,
     pub audit_ratio: GaugeVec,
     pub audit_breached: IntGaugeVec,
+    pub entries_with_plays: IntCounter,
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
@@ -118,6 +119,10 @@ impl CheckpointMetrics {
                 &["topic", "partition"],
             ),
             audit_ratio: ratio,
+            entries_with_plays: counter(
+                "streamjoin_entries_with_plays_total",
+                "Emitted entries that have at least one play (the join ratio's numerator)",
+            ),
             audit_breached: gauge_vec(
                 r,
                 "streamjoin_audit_breached",
@@ -303,6 +308,7 @@ impl Metrics {
             out_entries: self.output_records.with_label_values(&["entries"]),
             out_late: self.output_records.with_label_values(&["late"]),
             out_dead: self.output_records.with_label_values(&["dead_letter"]),
+            with_plays: self.checkpoints.entries_with_plays.clone(),
             watermark: Input::ALL
                 .map(|i| self.partition_watermark.with_label_values(&[i.name(), &p])),
         }
@@ -338,6 +344,7 @@ pub struct ShardMetrics {
     pub out_entries: IntCounter,
     pub out_late: IntCounter,
     pub out_dead: IntCounter,
+    pub with_plays: IntCounter,
     pub watermark: [Gauge; 2],
 }
 

@@ -13,6 +13,7 @@ use streamjoin_api::{OnMissingCheckpoint, StreamJoinJob};
 
 use crate::admin::AdminServer;
 use crate::assignment::{AssignmentError, ordinal_from_pod_name, owned_shards};
+use crate::audit;
 use crate::checkpoint::{self, CheckpointManifest};
 use crate::config::{ConfigError, EngineConfig};
 use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
@@ -247,6 +248,35 @@ fn check_topics_with_retry(
     }
 }
 
+/// How often the output is audited against `spec.audit`.
+const AUDIT_INTERVAL: Duration = Duration::from_secs(60);
+
+fn metric_sum(m: &Metrics, name: &str, filter: impl Fn(&prometheus::proto::Metric) -> bool) -> f64 {
+    m.registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|x| filter(x))
+        .map(|x| x.get_counter().get_value())
+        .sum()
+}
+
+fn audit_totals(m: &Metrics) -> audit::AuditTotals {
+    let all = |_: &prometheus::proto::Metric| true;
+    audit::AuditTotals {
+        records: metric_sum(m, "streamjoin_records_in_total", all),
+        malformed: metric_sum(m, "streamjoin_malformed_records_total", all),
+        late: metric_sum(m, "streamjoin_late_records_total", all),
+        entries: metric_sum(m, "streamjoin_output_records_total", |x| {
+            x.get_label()
+                .iter()
+                .any(|l| l.name() == "output" && l.value() == "entries")
+        }),
+        entries_with_plays: metric_sum(m, "streamjoin_entries_with_plays_total", all),
+    }
+}
+
 /// Runs until `stop` is set (SIGTERM) or a fatal error.
 pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     let job = load_job(&opts.job)?;
@@ -429,6 +459,8 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         retained: spec.checkpoints.retained as usize,
         metrics: Some(metrics.checkpoints.clone()),
     };
+    let monitor_metrics = metrics.clone();
+    let audit_spec = spec.audit.clone();
     let mut engine = Engine::new(
         cfg,
         io,
@@ -470,10 +502,44 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             tracing::debug!("offset commit for lag monitoring failed: {e}");
         }
     };
+    let lag = |positions: &[(String, i32, Arc<PartitionPosition>)]| {
+        for (topic, p, pos) in positions {
+            if let Ok((low, high)) =
+                consumer.fetch_watermarks(topic, *p, Duration::from_millis(500))
+            {
+                let next = pos.next_offset.load(Relaxed).max(low);
+                monitor_metrics
+                    .checkpoints
+                    .consumer_lag
+                    .with_label_values(&[topic.as_str(), &p.to_string()])
+                    .set((high - next).max(0));
+            }
+        }
+    };
+    let mut last_audit = Instant::now();
+    let mut audit_base = audit_totals(&monitor_metrics);
     let result = engine.run(&stop, Duration::from_secs(1), |_| {
         if last_commit.elapsed() >= Duration::from_secs(5) {
             last_commit = Instant::now();
             commit(&positions);
+            lag(&positions);
+        }
+        if last_audit.elapsed() >= AUDIT_INTERVAL {
+            last_audit = Instant::now();
+            let now = audit_totals(&monitor_metrics);
+            for c in audit::audit(&audit_base, &now, &audit_spec) {
+                let m = &monitor_metrics.checkpoints;
+                if let Some(r) = c.ratio {
+                    m.audit_ratio.with_label_values(&[c.name]).set(r);
+                }
+                m.audit_breached
+                    .with_label_values(&[c.name])
+                    .set(i64::from(c.breached));
+                if c.breached {
+                    tracing::warn!(check = c.name, ratio = c.ratio, "audit bound breached");
+                }
+            }
+            audit_base = now;
         }
     });
     stop.store(true, Relaxed);

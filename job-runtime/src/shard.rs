@@ -447,6 +447,8 @@ impl Shard {
         m.out_late
             .inc_by(c.late.iter().sum::<u64>() - p.late.iter().sum::<u64>());
         m.out_dead.inc_by(c.malformed_total() - p.malformed_total());
+        m.with_plays
+            .inc_by(c.entries_with_plays - p.entries_with_plays);
         let spilled = self.store.spilled_total();
         m.spilled.inc_by(spilled.saturating_sub(m.spilled.get()));
         m.live
