@@ -3,6 +3,7 @@
 //! would start them, the output topic read back and compared with the oracle.
 
 mod broker;
+mod data;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,33 +11,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use broker::{Broker, Kind};
-
-fn bench_dir() -> PathBuf {
-    let manifest_dir =
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
-    Path::new(&manifest_dir).join("../../shared/bench")
-}
-
-fn dataset(events: u64, partitions: u32, seed: u64) -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join(format!("gen-{events}-{partitions}-{seed}"));
-    if dir.join("manifest.json").exists() {
-        return dir;
-    }
-    let tmp = tempfile::tempdir_in(root).expect("tempdir");
-    let status = Command::new("python3")
-        .arg(bench_dir().join("gen_events.py"))
-        .arg("--out")
-        .arg(tmp.path())
-        .args(["--events", &events.to_string()])
-        .args(["--partitions", &partitions.to_string()])
-        .args(["--seed", &seed.to_string()])
-        .status()
-        .expect("python3 runs the generator");
-    assert!(status.success(), "gen_events.py failed");
-    let _ = std::fs::rename(tmp.keep(), &dir);
-    dir
-}
+use data::{bench_dir, dataset};
 
 fn expected_entries(data: &Path) -> usize {
     let m: serde_json::Value = serde_json::from_str(
@@ -177,6 +152,26 @@ fn until_distinct(n: usize) -> impl FnMut(&[u8]) -> bool {
     }
 }
 
+/// Reads the output topic until every expected entry arrived (repeats allowed).
+fn read_entries(broker: &Broker, data: &Path, partitions: u32) -> Vec<Vec<u8>> {
+    broker.consume_until(
+        "entries",
+        partitions,
+        false,
+        Duration::from_secs(300),
+        until_distinct(expected_entries(data)),
+    )
+}
+
+/// At least once: 0 missing and 0 differing, identical repeats allowed.
+fn assert_matches_at_least_once(data: &Path, records: &[Vec<u8>]) {
+    let report = oracle_compare(data, records, &["--at-least-once"]);
+    assert!(
+        report.contains(" 0 missing") && report.contains(" 0 differing"),
+        "{report}"
+    );
+}
+
 fn oracle_compare(data: &Path, records: &[Vec<u8>], extra: &[&str]) -> String {
     let out = tempfile::tempdir().expect("out dir");
     let mut text = Vec::new();
@@ -207,21 +202,10 @@ fn two_processes_through_tansu_match_the_oracle() {
     let job = job(&broker, "");
     let a = runtime(&job, 0, 2);
     let b = runtime(&job, 1, 2);
-    let expected = expected_entries(&data);
-    let records = broker.consume_until(
-        "entries",
-        4,
-        false,
-        Duration::from_secs(300),
-        until_distinct(expected),
-    );
+    let records = read_entries(&broker, &data, 4);
     stop(a);
     stop(b);
-    let report = oracle_compare(&data, &records, &["--at-least-once"]);
-    assert!(
-        report.contains(" 0 missing") && report.contains(" 0 differing"),
-        "{report}"
-    );
+    assert_matches_at_least_once(&data, &records);
 }
 
 /// Produces the data set in the background, a slice at a time, so that the
@@ -324,14 +308,7 @@ fn processes_killed_ten_times_and_restarted_lose_nothing() {
         kills += 1;
     }
     loader.join().expect("loader");
-    let expected = expected_entries(&data);
-    let records = broker.consume_until(
-        "entries",
-        4,
-        false,
-        Duration::from_secs(300),
-        until_distinct(expected),
-    );
+    let records = read_entries(&broker, &data, 4);
     let [a, b] = pods;
     stop(a);
     stop(b);
@@ -342,11 +319,7 @@ fn processes_killed_ten_times_and_restarted_lose_nothing() {
         "no restart restored a checkpoint:\n{log0}"
     );
     assert_repeats_identical(&records);
-    let report = oracle_compare(&data, &records, &["--at-least-once"]);
-    assert!(
-        report.contains(" 0 missing") && report.contains(" 0 differing"),
-        "{report}"
-    );
+    assert_matches_at_least_once(&data, &records);
 }
 
 #[test]
@@ -405,23 +378,12 @@ fn a_truncated_newest_checkpoint_falls_back_to_the_previous_one() {
     f.set_len(size / 2).expect("truncate");
     let pod = runtime(&job, 0, 1);
     loader.join().expect("loader");
-    let expected = expected_entries(&data);
-    let records = broker.consume_until(
-        "entries",
-        2,
-        false,
-        Duration::from_secs(300),
-        until_distinct(expected),
-    );
+    let records = read_entries(&broker, &data, 2);
     stop(pod);
     let log = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
     assert!(
         log.contains("falling back to the previous checkpoint"),
         "{log}"
     );
-    let report = oracle_compare(&data, &records, &["--at-least-once"]);
-    assert!(
-        report.contains(" 0 missing") && report.contains(" 0 differing"),
-        "{report}"
-    );
+    assert_matches_at_least_once(&data, &records);
 }

@@ -2,52 +2,14 @@
 //! oracle (`../shared/bench`): the streaming output must equal the batch truth,
 //! whatever the thread count, read batch size or state-cache pressure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+mod data;
+
+use data::{bench_dir, dataset};
 use streamjoin_runtime::config::EngineConfig;
 use streamjoin_runtime::replay::{ReplayOptions, SUMMARY_FILE, replay};
-
-fn bench_dir() -> PathBuf {
-    // The runner's value: a test binary reused from a shared target directory
-    // may have been compiled in another checkout.
-    let manifest_dir =
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
-    let dir = Path::new(&manifest_dir).join("../../shared/bench");
-    assert!(
-        dir.join("oracle.py").exists(),
-        "the reference generator and oracle are expected at {} (the shared/ folder beside the repository)",
-        dir.display()
-    );
-    dir
-}
-
-/// Generates (once per machine and parameters) a data set with the reference generator.
-fn dataset(events: u64, partitions: u32, seed: u64) -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join(format!("gen-{events}-{partitions}-{seed}"));
-    if dir.join("manifest.json").exists() {
-        return dir;
-    }
-    let tmp = tempfile::tempdir_in(root).expect("tempdir");
-    let status = Command::new("python3")
-        .arg(bench_dir().join("gen_events.py"))
-        .args(["--out"])
-        .arg(tmp.path())
-        .args([
-            "--events",
-            &events.to_string(),
-            "--partitions",
-            &partitions.to_string(),
-        ])
-        .args(["--seed", &seed.to_string()])
-        .status()
-        .expect("python3 runs the generator");
-    assert!(status.success(), "gen_events.py failed");
-    // Another test process may have won the race; either copy is identical.
-    let _ = std::fs::rename(tmp.keep(), &dir);
-    dir
-}
 
 fn oracle(args: &[&str]) -> (bool, String) {
     let out = Command::new("python3")
