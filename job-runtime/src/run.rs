@@ -396,6 +396,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Vec<_>>(),
+        stop.clone(),
     )
     .map_err(KafkaSetupError::from)?;
 

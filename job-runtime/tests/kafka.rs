@@ -140,6 +140,16 @@ fn runtime(job: &Job, ordinal: u32, replicas: u32) -> Pod {
         .arg("--data-dir")
         .arg(&data_dir)
         .args(["--threads", "1"])
+        .args(match std::env::var("STREAMJOIN_TEST_ADMIN_BASE") {
+            Ok(base) => vec![
+                "--admin-addr".to_owned(),
+                format!(
+                    "127.0.0.1:{}",
+                    base.parse::<u32>().unwrap_or(19700) + ordinal
+                ),
+            ],
+            Err(_) => Vec::new(),
+        })
         .env("RUST_LOG", "info")
         .stderr(log)
         .spawn()

@@ -2,7 +2,7 @@
 //! records with their reason in headers. One idempotent producer per process;
 //! when its queue is full the sending shard waits (back-pressure, bounded memory).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +49,9 @@ impl ProducerContext for DeliveryTracker {
 pub struct KafkaProducer {
     inner: ThreadedProducer<DeliveryTracker>,
     flush_timeout: Duration,
+    /// Set on SIGTERM: a shard waiting for room in a full queue gives up then
+    /// (its output is re-emitted after the restart from the last checkpoint).
+    stop: Arc<AtomicBool>,
 }
 
 impl KafkaProducer {
@@ -57,6 +60,7 @@ impl KafkaProducer {
     pub fn new(
         mut config: ClientConfig,
         overrides: &[(String, String)],
+        stop: Arc<AtomicBool>,
     ) -> Result<Arc<Self>, KafkaError> {
         for (k, v) in [
             ("enable.idempotence", "true"),
@@ -79,6 +83,7 @@ impl KafkaProducer {
         Ok(Arc::new(Self {
             inner,
             flush_timeout: Duration::from_secs(120),
+            stop,
         }))
     }
 
@@ -91,6 +96,11 @@ impl KafkaProducer {
         loop {
             match self.inner.send(record) {
                 Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if self.stop.load(Relaxed) =>
+                {
+                    return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     // The producer thread drains the queue; give it a moment.
