@@ -132,7 +132,7 @@ pub fn partition_count(
         });
     };
     if let Some(err) = t.error() {
-        let code = rdkafka::types::RDKafkaRespErr::from(err);
+        let code = err;
         if code == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
             || t.partitions().is_empty()
         {
