@@ -7,6 +7,7 @@
 
 pub mod configmap;
 pub mod pdb;
+pub mod secret;
 pub mod service;
 pub mod statefulset;
 
@@ -65,6 +66,8 @@ pub struct JobRef<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
     pub owner: OwnerReference,
+    /// Savepoint the pods restore from (`--restore-from`), decided by the lifecycle.
+    pub restore_from: Option<String>,
 }
 
 impl<'a> JobRef<'a> {
@@ -93,6 +96,7 @@ impl<'a> JobRef<'a> {
             name,
             namespace,
             owner,
+            restore_from: None,
         })
     }
 
@@ -113,6 +117,10 @@ pub fn stateful_set_name(job: &str) -> String {
 }
 pub fn pdb_name(job: &str) -> String {
     job.to_owned()
+}
+/// The Secret holding the job's admin API token.
+pub fn admin_secret_name(job: &str) -> String {
+    format!("{job}-admin-token")
 }
 
 /// The labels that select a job's pods.
