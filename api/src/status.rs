@@ -377,6 +377,10 @@ pub struct LifecycleStatus {
     /// `watermarks.forceAdvanceNonce` already acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_force_advance_nonce: Option<i64>,
+    /// Set when pods stopped by a failed stop-with-savepoint must consume again: put on
+    /// the pod template, so the pods restart from their checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_marker: Option<String>,
     /// Input partitions per topic, as reported by the runtime pods (the shards they own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_partitions: Option<i32>,

@@ -408,6 +408,11 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
             j.spec = spec.clone();
             let mut jr = JobRef::new(&j).ok()?;
             jr.restore_from = restore.map(str::to_owned);
+            jr.restart_marker = job
+                .status
+                .as_ref()
+                .and_then(|s| s.lifecycle.as_ref())
+                .and_then(|l| l.restart_marker.clone());
             let (c, _) = desired_children(&jr, &observed).ok()?;
             build::applied_hash(&c.stateful_set).map(str::to_owned)
         };
@@ -421,15 +426,17 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         deployed_job.spec = o.deployed.clone();
         let mut dr = JobRef::new(&deployed_job)?;
         dr.restore_from = o.restore_from.clone();
+        dr.restart_marker = o.restart_marker.clone();
         let key = format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{}",
             job.metadata.generation.unwrap_or_default(),
             build::stable_hash(
                 serde_json::to_string(&o.deployed)
                     .unwrap_or_default()
                     .as_bytes()
             ),
-            o.restore_from.as_deref().unwrap_or_default()
+            o.restore_from.as_deref().unwrap_or_default(),
+            o.restart_marker.as_deref().unwrap_or_default()
         );
         let memo = ctx
             .built

@@ -68,6 +68,8 @@ pub struct JobRef<'a> {
     pub owner: OwnerReference,
     /// Savepoint the pods restore from (`--restore-from`), decided by the lifecycle.
     pub restore_from: Option<String>,
+    /// Changing it restarts every pod (after a failed stop-with-savepoint).
+    pub restart_marker: Option<String>,
 }
 
 impl<'a> JobRef<'a> {
@@ -97,6 +99,7 @@ impl<'a> JobRef<'a> {
             namespace,
             owner,
             restore_from: None,
+            restart_marker: None,
         })
     }
 

@@ -322,6 +322,12 @@ fn pod_template(job: &JobRef<'_>, config_hash: &str) -> PodTemplateSpec {
     if let Some(nonce) = spec.restart_nonce {
         annotations.insert(RESTART_NONCE.to_owned(), nonce.to_string());
     }
+    if let Some(marker) = &job.restart_marker {
+        annotations.insert(
+            "streamjoin.dev/restarted-after-savepoint".to_owned(),
+            marker.clone(),
+        );
+    }
     let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
 
     PodTemplateSpec {

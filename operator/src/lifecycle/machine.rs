@@ -150,6 +150,7 @@ fn empty(state: LifecycleState) -> LifecycleStatus {
         rejected_generation: None,
         handled_trigger_nonce: None,
         handled_force_advance_nonce: None,
+        restart_marker: None,
         input_partitions: None,
     }
 }
@@ -177,6 +178,7 @@ pub fn deployed(
     r: &LifecycleStatus,
     desired: &StreamJoinJobSpec,
 ) -> Option<(StreamJoinJobSpec, Option<String>)> {
+    // (the restart marker travels separately: `LifecycleStatus::restart_marker`)
     let mut spec = match r.state {
         LifecycleState::Deploying => desired.clone(),
         _ => stable_spec(r)?,
@@ -669,6 +671,8 @@ impl Savepointing {
         let action = if stopped.is_empty() {
             Action::None
         } else {
+            // Rolling the pod template restarts them (the operator deletes no pod).
+            r.restart_marker = Some(p.id.clone());
             Action::RestartPods(stopped)
         };
         let mut d = decision(r, action);
@@ -871,4 +875,362 @@ pub fn with_requests(mut r: LifecycleStatus, requests: Vec<SavepointRequest>) ->
         p.requests = requests;
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("time")
+    }
+
+    fn spec(image: &str, parallelism: i32) -> StreamJoinJobSpec {
+        let mut s = StreamJoinJobSpec::local_default();
+        s.image = image.into();
+        s.parallelism = parallelism;
+        s
+    }
+
+    fn facts<'a>(generation: i64, spec: &'a StreamJoinJobSpec) -> Facts<'a> {
+        Facts {
+            generation,
+            spec,
+            now: now(),
+            rollout_complete: false,
+            pod_problem: None,
+            checkpointed_since_deploy: false,
+            savepoints: Vec::new(),
+            last_savepoint_at: None,
+            deleting: false,
+        }
+    }
+
+    fn running(stable: &StreamJoinJobSpec) -> LifecycleStatus {
+        let mut r = empty(LifecycleState::Running);
+        r.stable_spec = spec_json(stable);
+        r.stable_generation = Some(1);
+        r.target_generation = Some(1);
+        r
+    }
+
+    fn info(state: SavepointState) -> SavepointInfo {
+        SavepointInfo {
+            id: "sp".into(),
+            state,
+            path: Some("/sp/sp".into()),
+            error: (state == SavepointState::Failed).then(|| "disk full".into()),
+        }
+    }
+
+    fn savepointing(stable: &StreamJoinJobSpec, stop: bool) -> LifecycleStatus {
+        let v2 = spec("v2", stable.parallelism);
+        let d = Lifecycle::decide(Some(&running(stable)), &facts(2, &v2), &Timing::default());
+        let requests = (0..stable.parallelism)
+            .map(|o| SavepointRequest {
+                ordinal: o,
+                id: "sp".into(),
+                path: None,
+            })
+            .collect();
+        let mut r = with_requests(d.record, requests);
+        if let Some(p) = r.savepoint.as_mut() {
+            p.stop = stop;
+        }
+        r
+    }
+
+    #[test]
+    fn a_new_job_deploys_from_its_initial_savepoint() {
+        let mut s = spec("v1", 2);
+        s.initial_savepoint = Some("/sp/start".into());
+        let d = Lifecycle::decide(None, &facts(1, &s), &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+        assert_eq!(d.record.restore_from.as_deref(), Some("/sp/start"));
+        assert_eq!(
+            deployed(&d.record, &s).map(|(x, _)| x.image),
+            Some("v1".into())
+        );
+    }
+
+    #[test]
+    fn an_upgrade_in_savepoint_mode_writes_the_savepoint_ahead_and_keeps_the_old_spec_deployed() {
+        let v1 = spec("v1", 2);
+        let v2 = spec("v2", 2);
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.action, Action::TriggerSavepoint);
+        assert_eq!(d.record.state, LifecycleState::Savepointing);
+        let p = d.record.savepoint.clone().expect("pending");
+        assert!(p.stop && p.requests.is_empty() && p.trigger == SavepointTrigger::Upgrade);
+        assert_eq!(
+            deployed(&d.record, &v2).map(|(x, _)| x.image),
+            Some("v1".into())
+        );
+        // Resumed with no ids recorded: asks again with the same id.
+        let again = Lifecycle::decide(Some(&d.record), &facts(2, &v2), &Timing::default());
+        assert_eq!(again.action, Action::TriggerSavepoint);
+        assert_eq!(again.record.savepoint.map(|p| p.id), Some(p.id));
+    }
+
+    #[test]
+    fn last_state_restarts_from_checkpoints_unless_parallelism_changes_and_stateless_needs_no_savepoint()
+     {
+        let v1 = spec("v1", 2);
+        let mut v2 = spec("v2", 2);
+        v2.upgrade_mode = UpgradeMode::LastState;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(
+            (d.record.state, d.record.restore_from.clone()),
+            (LifecycleState::Deploying, None)
+        );
+        v2.parallelism = 3;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Savepointing);
+        let mut v3 = spec("v2", 3);
+        v3.upgrade_mode = UpgradeMode::Stateless;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v3), &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+    }
+
+    #[test]
+    fn a_redeploy_class_change_is_refused_unless_stateless_is_chosen() {
+        let v1 = spec("v1", 2);
+        let mut v2 = v1.clone();
+        v2.inputs.plays.topic = "plays-eu".into();
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Running);
+        assert_eq!(
+            d.record.failure.map(|f| f.reason),
+            Some("StatelessRedeployRequired".into())
+        );
+        v2.upgrade_mode = UpgradeMode::Stateless;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(3, &v2), &Timing::default());
+        assert_eq!(
+            d.record.state,
+            LifecycleState::Savepointing,
+            "a final savepoint first"
+        );
+    }
+
+    #[test]
+    fn a_completed_upgrade_savepoint_deploys_the_new_spec_from_it() {
+        let v1 = spec("v1", 2);
+        let v2 = spec("v2", 2);
+        let r = savepointing(&v1, true);
+        let mut f = facts(2, &v2);
+        f.savepoints = vec![
+            (0, info(SavepointState::Completed)),
+            (1, info(SavepointState::Completed)),
+        ];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+        assert_eq!(d.record.restore_from.as_deref(), Some("/sp/sp"));
+        assert!(d.completed.is_some());
+        // Half done: keep polling.
+        f.savepoints.pop();
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.action, Action::PollSavepoint);
+    }
+
+    #[test]
+    fn a_failed_stop_savepoint_restarts_the_stopped_pods_and_backs_off_exponentially() {
+        let v1 = spec("v1", 2);
+        let v2 = spec("v2", 2);
+        let t = Timing::default();
+        let r = savepointing(&v1, true);
+        let mut f = facts(2, &v2);
+        f.savepoints = vec![
+            (0, info(SavepointState::Completed)),
+            (1, info(SavepointState::Failed)),
+        ];
+        let d = Lifecycle::decide(Some(&r), &f, &t);
+        assert_eq!(d.action, Action::RestartPods(vec![0]));
+        assert_eq!(
+            d.record.restart_marker.as_deref(),
+            Some("sp-2-1800000000-upgrade")
+        );
+        assert_eq!(d.record.state, LifecycleState::Running);
+        let fail = d.record.failure.clone().expect("failure");
+        assert_eq!(
+            (fail.reason.as_str(), fail.attempts),
+            ("SavepointFailed", 1)
+        );
+        assert_eq!(
+            fail.retry_at,
+            Some(ts(now() + SignedDuration::from_secs(30)))
+        );
+        // Waiting out the back-off, then retrying: the second failure waits twice as long.
+        let wait = Lifecycle::decide(Some(&d.record), &facts(2, &v2), &t);
+        assert_eq!(wait.action, Action::None);
+        let mut later = facts(2, &v2);
+        later.now = now() + SignedDuration::from_secs(31);
+        let retry = Lifecycle::decide(Some(&d.record), &later, &t);
+        assert_eq!(retry.action, Action::TriggerSavepoint);
+        let mut r2 = with_requests(
+            retry.record,
+            vec![SavepointRequest {
+                ordinal: 0,
+                id: "sp".into(),
+                path: None,
+            }],
+        );
+        if let Some(p) = r2.savepoint.as_mut() {
+            p.started_at = ts(later.now);
+        }
+        let mut f2 = facts(2, &v2);
+        f2.now = later.now;
+        f2.savepoints = vec![(0, info(SavepointState::Failed))];
+        let d2 = Lifecycle::decide(Some(&r2), &f2, &t);
+        let fail2 = d2.record.failure.expect("failure");
+        assert_eq!(fail2.attempts, 2);
+        assert_eq!(
+            fail2.retry_at,
+            Some(ts(later.now + SignedDuration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn a_savepoint_that_never_completes_times_out() {
+        let v1 = spec("v1", 1);
+        let v2 = spec("v2", 1);
+        let r = savepointing(&v1, false);
+        let mut f = facts(2, &v2);
+        f.now = now() + SignedDuration::from_mins(11);
+        f.savepoints = vec![(0, info(SavepointState::Pending))];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(
+            d.record.failure.map(|f| f.reason),
+            Some("SavepointTimedOut".into())
+        );
+        assert_eq!(d.action, Action::None, "no stop: nothing to restart");
+    }
+
+    #[test]
+    fn failing_new_pods_roll_back_once_and_a_failing_first_deployment_just_degrades() {
+        let v1 = spec("v1", 2);
+        let v2 = spec("v2", 2);
+        let mut r = running(&v1);
+        r.state = LifecycleState::Deploying;
+        r.target_generation = Some(2);
+        r.restore_from = Some("/sp/a".into());
+        r.deploy_started_at = Some(ts(now()));
+        let mut f = facts(2, &v2);
+        f.pod_problem = Some("CrashLoopBackOff".into());
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::RollingBack);
+        assert_eq!(d.record.rejected_generation, Some(2));
+        let (spec_back, restore) = deployed(&d.record, &v2).expect("deployed");
+        assert_eq!(
+            (spec_back.image.as_str(), restore.as_deref()),
+            ("v1", Some("/sp/a"))
+        );
+        // Not Ready in time counts as failing too.
+        let mut slow = facts(2, &v2);
+        slow.now = now() + SignedDuration::from_mins(11);
+        assert_eq!(
+            Lifecycle::decide(Some(&r), &slow, &Timing::default())
+                .record
+                .state,
+            LifecycleState::RollingBack
+        );
+        // A first deployment has nothing to roll back to.
+        let mut first = empty(LifecycleState::Deploying);
+        first.target_generation = Some(2);
+        first.deploy_started_at = Some(ts(now()));
+        let d = Lifecycle::decide(Some(&first), &f, &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+        assert_eq!(
+            d.record.failure.map(|f| f.reason),
+            Some("DeployFailed".into())
+        );
+    }
+
+    #[test]
+    fn a_deployment_is_stable_only_when_ready_and_checkpointed_and_a_newer_generation_supersedes_it()
+     {
+        let v2 = spec("v2", 2);
+        let mut r = running(&spec("v1", 2));
+        r.state = LifecycleState::Deploying;
+        r.target_generation = Some(2);
+        r.deploy_started_at = Some(ts(now()));
+        let mut f = facts(2, &v2);
+        f.rollout_complete = true;
+        assert_eq!(
+            Lifecycle::decide(Some(&r), &f, &Timing::default())
+                .record
+                .state,
+            LifecycleState::Deploying
+        );
+        f.checkpointed_since_deploy = true;
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(
+            (d.record.state, d.record.stable_generation),
+            (LifecycleState::Running, Some(2))
+        );
+        let v3 = spec("v3", 2);
+        let d = Lifecycle::decide(Some(&r), &facts(3, &v3), &Timing::default());
+        assert_eq!(
+            (d.record.state, d.record.target_generation),
+            (LifecycleState::Deploying, Some(3))
+        );
+    }
+
+    #[test]
+    fn suspend_savepoints_then_suspends_and_resume_restores_from_that_savepoint() {
+        let v1 = spec("v1", 2);
+        let mut sus = v1.clone();
+        sus.state = JobState::Suspended;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &sus), &Timing::default());
+        let p = d.record.savepoint.clone().expect("pending");
+        assert_eq!((p.trigger, p.stop), (SavepointTrigger::Suspend, true));
+        let r = with_requests(
+            d.record,
+            vec![
+                SavepointRequest {
+                    ordinal: 0,
+                    id: "sp".into(),
+                    path: None,
+                },
+                SavepointRequest {
+                    ordinal: 1,
+                    id: "sp".into(),
+                    path: None,
+                },
+            ],
+        );
+        let mut f = facts(2, &sus);
+        f.savepoints = vec![
+            (0, info(SavepointState::Completed)),
+            (1, info(SavepointState::Completed)),
+        ];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Suspended);
+        assert_eq!(
+            deployed(&d.record, &sus).map(|(s, _)| s.state),
+            Some(JobState::Suspended)
+        );
+        let d = Lifecycle::decide(Some(&d.record), &facts(3, &v1), &Timing::default());
+        assert_eq!(
+            (d.record.state, d.record.restore_from.as_deref()),
+            (LifecycleState::Deploying, Some("/sp/sp"))
+        );
+    }
+
+    #[test]
+    fn periodic_and_manual_savepoints_do_not_stop_the_pods() {
+        let mut v1 = spec("v1", 2);
+        v1.savepoints.interval = Some(streamjoin_api::HumanDuration::from_secs(3600));
+        let mut r = running(&v1);
+        r.deploy_started_at = Some(ts(now()));
+        let mut f = facts(1, &v1);
+        f.last_savepoint_at = Some(now() - SignedDuration::from_mins(30));
+        assert_eq!(
+            Lifecycle::decide(Some(&r), &f, &Timing::default()).action,
+            Action::None
+        );
+        f.last_savepoint_at = Some(now() - SignedDuration::from_mins(61));
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        let p = d.record.savepoint.expect("periodic");
+        assert_eq!((p.trigger, p.stop), (SavepointTrigger::Periodic, false));
+    }
 }

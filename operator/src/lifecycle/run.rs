@@ -6,9 +6,9 @@
 
 use std::collections::VecDeque;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 use streamjoin_api::{
     AutoscalerStatus, CheckpointStatus, JobState, LifecycleState, LifecycleStatus,
     SAVEPOINT_HISTORY_LIMIT, SavepointRequest, SavepointStatus, SavepointTrigger, StreamJoinJob,
@@ -31,6 +31,8 @@ pub struct LifecycleOutcome {
     /// The spec the children are built from (the record's, not always the job's).
     pub deployed: StreamJoinJobSpec,
     pub restore_from: Option<String>,
+    /// Pod-template marker that restarts the pods (see `LifecycleStatus::restart_marker`).
+    pub restart_marker: Option<String>,
     /// Status fields owned by the lifecycle (record, savepoints, watermark, ...).
     pub status: StreamJoinJobStatus,
     pub notes: Vec<Note>,
@@ -80,16 +82,17 @@ async fn token(ctx: &Context, r: &JobRef<'_>) -> Result<String> {
         source: Box::new(source),
     };
     let found = api.get_opt(&name).await.map_err(err)?;
-    let t = match found.as_ref().and_then(secret::token_of) {
-        Some(t) => t,
-        None => {
+    let t = match (found.as_ref().map(secret::token_of), found.is_some()) {
+        (Some(Some(t)), _) => t,
+        (_, true) => {
+            // Never overwritten (the pods read it): a person must delete it.
+            return Err(Error::Build {
+                object,
+                reason: "the admin token Secret has no `token` key; delete it and the operator creates a new one".into(),
+            });
+        }
+        (_, false) => {
             let t = secret::new_token();
-            if found.is_some() {
-                // An unreadable Secret of ours: replace it (the pods restart with the new one).
-                api.delete(&name, &DeleteParams::default())
-                    .await
-                    .map_err(err)?;
-            }
             api.create(&PostParams::default(), &secret::build(r, &t))
                 .await
                 .map_err(err)?;
@@ -408,7 +411,7 @@ pub async fn run(
                     rec = d2.record;
                     notes.append(&mut d2.notes);
                     if let Action::RestartPods(ords) = d2.action {
-                        restart_pods(ctx, r, &ords).await;
+                        restart_note(&mut notes, &ords);
                     }
                 }
                 d.record = rec;
@@ -416,7 +419,7 @@ pub async fn run(
                 crate::status::write(&ctx.client, r.namespace, r.name, &status).await?;
             }
         }
-        Action::RestartPods(ords) => restart_pods(ctx, r, &ords).await,
+        Action::RestartPods(ords) => restart_note(&mut notes, &ords),
     }
     if advance {
         for i in 0..running_pods {
@@ -541,6 +544,7 @@ pub async fn run(
     Ok(LifecycleOutcome {
         deployed,
         restore_from,
+        restart_marker: d.record.restart_marker.clone(),
         status,
         notes,
         inputs_inactive,
@@ -554,14 +558,15 @@ fn machine_backoff(ctx: &Context, attempts: i32) -> SignedDuration {
     d.min(ctx.timing.backoff_max)
 }
 
-async fn restart_pods(ctx: &Context, r: &JobRef<'_>, ordinals: &[i32]) {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), r.namespace);
-    for o in ordinals {
-        let name = format!("{}-{o}", build::stateful_set_name(r.name));
-        if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
-            tracing::warn!(pod = %name, error = %e, "could not restart a stopped pod");
-        }
-    }
+/// Stopped pods restart through the pod template (`restart_marker`), not by deletion.
+fn restart_note(notes: &mut Vec<Note>, ordinals: &[i32]) {
+    notes.push(Note {
+        warning: false,
+        reason: "RestartingStoppedPods",
+        message: format!(
+            "pods {ordinals:?} stopped after their part of the failed savepoint; the pods restart from their checkpoints"
+        ),
+    });
 }
 
 fn record_savepoint(status: &mut StreamJoinJobStatus, done: &machine::Completed, now: Timestamp) {
