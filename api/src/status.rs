@@ -92,6 +92,10 @@ pub struct StreamJoinJobStatus {
     /// Outcome of the last output audit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditStatus>,
+    /// The lifecycle record: where the job is in its upgrade/savepoint/suspend flow,
+    /// written before each action so that a restarted operator resumes the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<LifecycleStatus>,
 }
 
 impl StreamJoinJobStatus {
@@ -159,6 +163,9 @@ pub enum SavepointTrigger {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SavepointStatus {
+    /// Savepoint id (the runtime's, shared by all pods of one savepoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Where it is stored (path or URL).
     pub location: String,
     /// When it completed (RFC 3339).
@@ -226,4 +233,155 @@ pub struct AuditStatus {
     /// Bounds of `spec.audit` that were breached, e.g. "maxLateRatio".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaches: Vec<String>,
+}
+
+/// Condition type: every input went inactive and the watermark was force-advanced
+/// (traffic moved to another region).
+pub const CONDITION_INPUTS_INACTIVE: &str = "InputsInactive";
+
+/// How much of the job an edit touches; the largest class among the changed fields
+/// decides the action.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeClass {
+    /// Read by the operator only (savepoint schedule, autoscaler bounds, nonces): no pod changes.
+    Ignore,
+    /// Parallelism only: a rescale (savepoint, then the new replica count restores from it).
+    Scale,
+    /// Runtime image or configuration: an upgrade in `spec.upgradeMode`.
+    Upgrade,
+    /// Inputs, keys, window or cluster: the old state does not fit the new job; only an
+    /// explicit `upgradeMode: stateless` starts it (after a final savepoint).
+    Redeploy,
+}
+
+/// Step of the lifecycle state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum LifecycleState {
+    /// Pods of `targetGeneration` are rolling out; done when all are ready and have
+    /// completed a checkpoint.
+    Deploying,
+    /// The last stable spec runs; nothing under way.
+    Running,
+    /// A savepoint is being taken (`savepoint` says why and of which pods).
+    Savepointing,
+    /// New pods failed; the last stable spec is being restored from the same savepoint.
+    RollingBack,
+    /// Scaled to zero after a savepoint; volumes are kept.
+    Suspended,
+}
+
+/// One pod's part of a savepoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointRequest {
+    /// Pod ordinal.
+    pub ordinal: i32,
+    /// Savepoint id returned by the pod.
+    pub id: String,
+    /// Where the pod wrote it, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A savepoint under way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSavepoint {
+    /// Job-wide savepoint id (each pod writes `<location>/<id>`).
+    pub id: String,
+    /// Why it is taken.
+    pub trigger: SavepointTrigger,
+    /// Whether the pods stop consuming after it (upgrade, suspend, delete).
+    pub stop: bool,
+    /// When it was requested (RFC 3339).
+    pub started_at: String,
+    /// Parallelism of the pods taking it.
+    pub parallelism: i32,
+    /// Ids per pod; empty until the pods accepted the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<SavepointRequest>,
+}
+
+/// The last spec edit the operator looked at and what it caused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeStatus {
+    /// Generation of the edit.
+    pub generation: i64,
+    /// The largest class among the changed fields.
+    pub class: ChangeClass,
+    /// Changed fields (spec paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// The action taken, in words.
+    pub action: String,
+}
+
+/// A failed step, kept until a retry succeeds or a newer generation supersedes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleFailure {
+    /// Machine-readable reason (SavepointFailed, SavepointTimedOut, RolledBack, ...).
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// Generation the failure belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Earliest time of the next attempt (RFC 3339); none when not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+}
+
+/// The lifecycle record (write-ahead: written before each action).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleStatus {
+    /// Current step.
+    pub state: LifecycleState,
+    /// Generation the pods run (Running) or are moved to (Deploying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_generation: Option<i64>,
+    /// When the current deployment started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_started_at: Option<String>,
+    /// Savepoint the current pods were started from; kept by retention (a rollback needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
+    /// Generation of the last spec that reached Ready with a completed checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_generation: Option<i64>,
+    /// That spec (JSON), the rollback target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_spec: Option<String>,
+    /// The savepoint under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<PendingSavepoint>,
+    /// The last edit and the action it caused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<ChangeStatus>,
+    /// The last failure, while it matters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<LifecycleFailure>,
+    /// A generation that was rolled back or refused; not tried again until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_generation: Option<i64>,
+    /// `savepoints.triggerNonce` already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_trigger_nonce: Option<i64>,
+    /// `watermarks.forceAdvanceNonce` already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_force_advance_nonce: Option<i64>,
+    /// Set when pods stopped by a failed stop-with-savepoint must consume again: put on
+    /// the pod template, so the pods restart from their checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_marker: Option<String>,
+    /// Input partitions per topic, as reported by the runtime pods (the shards they own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_partitions: Option<i32>,
 }

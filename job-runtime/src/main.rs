@@ -57,6 +57,12 @@ enum Command {
         /// Worker threads (default: the number of cores, at most the owned shards).
         #[arg(long)]
         threads: Option<usize>,
+        /// File holding the bearer token that mutating admin calls must carry.
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        /// A savepoint to restore the owned shards from.
+        #[arg(long)]
+        restore_from: Option<String>,
     },
     /// Bounded replay of a generator-layout directory (impressions-<p>.jsonl, plays-<p>.jsonl).
     Replay {
@@ -237,6 +243,8 @@ fn run_job(command: Command) -> ExitCode {
         data_dir,
         admin_addr,
         threads,
+        admin_token_file,
+        restore_from,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -254,6 +262,8 @@ fn run_job(command: Command) -> ExitCode {
         data_dir,
         admin_addr,
         threads,
+        admin_token_file,
+        restore_from,
     };
     match streamjoin_runtime::run::run(opts, Metrics::new(), stop) {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     pub admin_addr: Option<String>,
     pub threads: Option<usize>,
+    pub admin_token_file: Option<PathBuf>,
+    pub restore_from: Option<String>,
 }
 
 /// Exit codes the operator maps to `Degraded` reasons.
@@ -76,6 +78,12 @@ pub enum RunError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("admin token file {path}: {reason}")]
+    AdminToken { path: PathBuf, reason: String },
+    #[error(
+        "--restore-from {0}: restoring from savepoints is not supported by this runtime release"
+    )]
+    SavepointsUnsupported(String),
 }
 
 impl RunError {
@@ -85,7 +93,9 @@ impl RunError {
             | RunError::Config(_)
             | RunError::NoOrdinal
             | RunError::Assignment(_)
-            | RunError::Timestamp { .. } => exit_code::INVALID_CONFIG,
+            | RunError::Timestamp { .. }
+            | RunError::AdminToken { .. }
+            | RunError::SavepointsUnsupported(_) => exit_code::INVALID_CONFIG,
             RunError::Kafka(
                 KafkaSetupError::MissingTopic { .. } | KafkaSetupError::PartitionMismatch { .. },
             ) => exit_code::TOPICS,
@@ -281,6 +291,22 @@ fn audit_totals(m: &Metrics) -> audit::AuditTotals {
 pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     let job = load_job(&opts.job)?;
     let cfg = EngineConfig::from_spec(&job.spec)?;
+    if let Some(sp) = &opts.restore_from {
+        return Err(RunError::SavepointsUnsupported(sp.clone()));
+    }
+    if let Some(path) = &opts.admin_token_file {
+        // Checked at start so a missing Secret is reported, not discovered later.
+        let token = std::fs::read_to_string(path).map_err(|e| RunError::AdminToken {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if token.trim().is_empty() {
+            return Err(RunError::AdminToken {
+                path: path.clone(),
+                reason: "the file is empty".into(),
+            });
+        }
+    }
     let ordinal = match opts.ordinal {
         Some(o) => o,
         None => std::env::var("POD_NAME")

@@ -5,6 +5,7 @@
 //! (with [`conditions`]), driven by [`reconcile`] and wired in [`controller`].
 //! Observed state comes from caches ([`observe`]).
 
+pub mod admin;
 pub mod apply;
 pub mod build;
 pub mod conditions;
@@ -12,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod leader;
+pub mod lifecycle;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;

@@ -25,12 +25,19 @@ use streamjoin_api::{
     StreamJoinJobStatus,
 };
 
+use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
 use crate::build::{self, JobRef, statefulset};
 use crate::conditions::{Want, merge, transitions};
 use crate::error::{Error, ObjectName, Result};
+use crate::lifecycle::machine::Timing;
+use crate::lifecycle::retention::{FsSavepointStore, SavepointStore};
+use crate::lifecycle::{self, LifecycleOutcome};
 use crate::metrics::Metrics;
 use crate::observe::{ObservedChildren, Stores};
 use crate::{apply, status, validate};
+use streamjoin_api::{
+    CONDITION_INPUTS_INACTIVE, LifecycleState, SavepointOnDelete, SavepointTrigger,
+};
 
 /// The finalizer the operator puts on every job.
 pub const FINALIZER: &str = "streamjoin.dev/cleanup";
@@ -66,11 +73,22 @@ pub struct Context {
     /// generation they were built from: when the observed children carry exactly these,
     /// nothing needs building, and a reconcile costs a cache lookup.
     built: Mutex<HashMap<String, Built>>,
+    /// The runtime admin API.
+    pub admin: Arc<dyn RuntimeAdmin>,
+    /// Deletes expired savepoints.
+    pub savepoint_store: Arc<dyn SavepointStore>,
+    /// Time limits of the lifecycle flows.
+    pub timing: Timing,
+    /// Admin tokens by job uid (read from or written to the job's Secret once).
+    tokens: Mutex<HashMap<String, String>>,
+    /// Per-job memory that need not survive a restart (autoscaler samples).
+    memory: Mutex<HashMap<String, lifecycle::run_memory::Memory>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 struct Built {
-    generation: i64,
+    /// The generation and the deployment (spec + restore point) the children were built from.
+    key: String,
     hashes: [String; 4],
     not_applied: Option<String>,
 }
@@ -124,8 +142,140 @@ impl Context {
             now: Timestamp::now,
             malformed_seen: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
+            admin: Arc::new(HttpAdmin::new(dns_resolver())),
+            savepoint_store: Arc::new(FsSavepointStore),
+            timing: Timing::default(),
+            tokens: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
         }
     }
+
+    pub(crate) fn token(&self, uid: &str) -> Option<String> {
+        self.tokens.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(crate) fn remember_token(&self, uid: &str, token: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(uid.to_owned(), token.to_owned());
+        }
+    }
+
+    pub(crate) fn with_memory<T>(
+        &self,
+        uid: &str,
+        f: impl FnOnce(&mut lifecycle::run_memory::Memory) -> T,
+    ) -> T {
+        match self.memory.lock() {
+            Ok(mut m) => f(m.entry(uid.to_owned()).or_default()),
+            Err(_) => f(&mut lifecycle::run_memory::Memory::default()),
+        }
+    }
+}
+
+/// The children of a deployment, with existing volume claims kept (they cannot change).
+fn desired_children(
+    r: &JobRef<'_>,
+    observed: &ObservedChildren,
+) -> Result<(build::Children, Option<String>)> {
+    let mut desired = build::children(r)?;
+    let mut note = None;
+    if let Some(obs) = observed.stateful_set.as_deref()
+        && let Some(n) = statefulset::keep_existing_claims(&mut desired.stateful_set, obs)
+    {
+        let object = r.object("StatefulSet", r.name);
+        desired.stateful_set = build::stamp(desired.stateful_set, &object)?;
+        note = Some(n);
+    }
+    Ok((desired, note))
+}
+
+/// Static reasons for the Degraded condition, from the lifecycle record's failure.
+fn failure_reason(reason: &str) -> &'static str {
+    match reason {
+        "SavepointFailed" => "SavepointFailed",
+        "SavepointTimedOut" => "SavepointTimedOut",
+        "RolledBack" => "RolledBack",
+        "RollbackFailed" => "RollbackFailed",
+        "DeployFailed" => "DeployFailed",
+        "ParallelismAbovePartitions" => "ParallelismAbovePartitions",
+        "StatelessRedeployRequired" => "StatelessRedeployRequired",
+        _ => "LifecycleFailed",
+    }
+}
+
+fn lifecycle_conditions(o: &LifecycleOutcome) -> (Option<Want>, Option<Want>, Vec<Want>) {
+    let Some(rec) = o.status.lifecycle.as_ref() else {
+        return (None, None, Vec::new());
+    };
+    let degraded = rec
+        .failure
+        .as_ref()
+        // A DeployFailed is shown by the pod problem itself when one exists.
+        .filter(|f| f.reason != "DeployFailed")
+        .map(|f| {
+            Want::new(
+                CONDITION_DEGRADED,
+                true,
+                failure_reason(&f.reason),
+                f.message.clone(),
+            )
+        });
+    let progressing = match rec.state {
+        LifecycleState::Savepointing => rec.savepoint.as_ref().map(|p| {
+            let reason = match p.trigger {
+                SavepointTrigger::Upgrade => "SavepointForUpgrade",
+                SavepointTrigger::Suspend => "SavepointForSuspend",
+                SavepointTrigger::Delete => "SavepointForDelete",
+                SavepointTrigger::Manual | SavepointTrigger::Periodic => "Savepointing",
+            };
+            Want::new(
+                CONDITION_PROGRESSING,
+                true,
+                reason,
+                format!("savepoint {} of {} pods under way", p.id, p.parallelism),
+            )
+        }),
+        LifecycleState::Deploying => Some(Want::new(
+            CONDITION_PROGRESSING,
+            true,
+            "Deploying",
+            format!(
+                "generation {} is rolling out{}; stable when every pod is ready and has completed a checkpoint",
+                rec.target_generation.unwrap_or_default(),
+                rec.restore_from
+                    .as_deref()
+                    .map(|s| format!(" from savepoint {s}"))
+                    .unwrap_or_default()
+            ),
+        )),
+        LifecycleState::RollingBack => Some(Want::new(
+            CONDITION_PROGRESSING,
+            true,
+            "RollingBack",
+            format!(
+                "rolling back to generation {}",
+                rec.stable_generation.unwrap_or_default()
+            ),
+        )),
+        LifecycleState::Running | LifecycleState::Suspended => None,
+    };
+    let extra = o
+        .inputs_inactive
+        .as_ref()
+        .map(|(b, m)| {
+            vec![Want::new(
+                CONDITION_INPUTS_INACTIVE,
+                *b,
+                if *b {
+                    "AllInputsInactive"
+                } else {
+                    "InputsActive"
+                },
+                m.clone(),
+            )]
+        })
+        .unwrap_or_default();
+    (degraded, progressing, extra)
 }
 
 /// The controller's reconcile entry point: times the work and counts the outcome.
@@ -170,6 +320,9 @@ pub fn error_policy(
 async fn reconcile_job(job: Arc<StreamJoinJob>, ctx: &Context) -> Result<Action> {
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
+    if wants_final_savepoint(&job) {
+        return final_savepoint(&job, ctx).await;
+    }
     let api: Api<StreamJoinJob> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, job, |event| async move {
         match event {
@@ -182,6 +335,54 @@ async fn reconcile_job(job: Arc<StreamJoinJob>, ctx: &Context) -> Result<Action>
         object: ObjectName::new("StreamJoinJob", &ns, &name),
         source: Box::new(e),
     })
+}
+
+/// A job being deleted with `savepoints.onDelete: take` whose pods run and whose
+/// final savepoint is neither done nor failed: the finalizer waits for it.
+fn wants_final_savepoint(job: &StreamJoinJob) -> bool {
+    if job.metadata.deletion_timestamp.is_none()
+        || job.spec.savepoints.on_delete != SavepointOnDelete::Take
+        || !job.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        return false;
+    }
+    let Some(st) = job.status.as_ref() else {
+        return false;
+    };
+    if st
+        .last_savepoint
+        .as_ref()
+        .is_some_and(|s| s.trigger == Some(SavepointTrigger::Delete))
+    {
+        return false;
+    }
+    let Some(rec) = st.lifecycle.as_ref() else {
+        return false;
+    };
+    match rec.state {
+        LifecycleState::Savepointing => true,
+        LifecycleState::Running => {
+            rec.failure.is_none()
+                && lifecycle::machine::stable_spec(rec).is_some_and(|s| s.parallelism > 0)
+        }
+        _ => false,
+    }
+}
+
+async fn final_savepoint(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
+    let r = JobRef::new(job)?;
+    let observed = ctx.stores.observe(r.namespace, r.name);
+    let now = (ctx.now)();
+    let outcome = lifecycle::run(job, ctx, &r, &observed, now, &|_, _| None).await?;
+    for n in &outcome.notes {
+        let t = if n.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, job, t, n.reason, "FinalSavepoint", n.message.clone()).await;
+    }
+    Ok(Action::requeue(Duration::from_secs(5)))
 }
 
 /// The pipeline for a job that exists (not being deleted).
@@ -199,62 +400,130 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
     let mut written = Vec::new();
     let mut not_applied = None;
     let uid = r.owner.uid.clone();
-    let memo = job.metadata.generation.and_then(|g| {
-        let built = ctx.built.lock().ok()?;
-        built.get(&uid).filter(|m| m.generation == g).cloned()
-    });
-    let up_to_date = memo
-        .as_ref()
-        .filter(|m| observed_matches(&observed, m, &uid));
-    if let Some(m) = up_to_date
-        && verdict.is_ok()
-    {
-        // Fast path: the children are exactly what this generation builds.
-        not_applied = m.not_applied.clone();
-    } else if let Ok(()) = &verdict {
-        // 2. build
-        let mut desired = build::children(&r)?;
-        if let Some(obs) = observed.stateful_set.as_deref()
-            && let Some(note) = statefulset::keep_existing_claims(&mut desired.stateful_set, obs)
+
+    // 2. lifecycle: decide which spec runs (write-ahead record), act on the runtime.
+    let outcome = if verdict.is_ok() {
+        let hash_of = |spec: &streamjoin_api::StreamJoinJobSpec, restore: Option<&str>| {
+            let mut j = job.clone();
+            j.spec = spec.clone();
+            let mut jr = JobRef::new(&j).ok()?;
+            jr.restore_from = restore.map(str::to_owned);
+            jr.restart_marker = job
+                .status
+                .as_ref()
+                .and_then(|s| s.lifecycle.as_ref())
+                .and_then(|l| l.restart_marker.clone());
+            let (c, _) = desired_children(&jr, &observed).ok()?;
+            build::applied_hash(&c.stateful_set).map(str::to_owned)
+        };
+        Some(lifecycle::run(job, ctx, &r, &observed, now, &hash_of).await?)
+    } else {
+        None
+    };
+
+    if let Some(o) = &outcome {
+        let mut deployed_job = job.clone();
+        deployed_job.spec = o.deployed.clone();
+        let mut dr = JobRef::new(&deployed_job)?;
+        dr.restore_from = o.restore_from.clone();
+        dr.restart_marker = o.restart_marker.clone();
+        let key = format!(
+            "{}|{}|{}|{}",
+            job.metadata.generation.unwrap_or_default(),
+            build::stable_hash(
+                serde_json::to_string(&o.deployed)
+                    .unwrap_or_default()
+                    .as_bytes()
+            ),
+            o.restore_from.as_deref().unwrap_or_default(),
+            o.restart_marker.as_deref().unwrap_or_default()
+        );
+        let memo = ctx
+            .built
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&uid).filter(|m| m.key == key).cloned());
+        if let Some(m) = memo
+            .as_ref()
+            .filter(|m| observed_matches(&observed, m, &uid))
         {
-            let object = r.object("StatefulSet", r.name);
-            desired.stateful_set = build::stamp(desired.stateful_set, &object)?;
-            not_applied = Some(note);
-        }
-        // 3. apply
-        written = apply::apply_children(&ctx.client, &r, &desired, &observed).await?;
-        for w in &written {
-            ctx.metrics.applied.with_label_values(&[w.kind]).inc();
-        }
-        if let (Some(generation), Ok(mut built)) = (job.metadata.generation, ctx.built.lock()) {
-            built.insert(
-                uid.clone(),
-                Built {
-                    generation,
-                    hashes: hashes(&desired),
-                    not_applied: not_applied.clone(),
-                },
-            );
+            // Fast path: the children are exactly what this deployment builds.
+            not_applied = m.not_applied.clone();
+        } else {
+            // 3. build
+            let (desired, note) = desired_children(&dr, &observed)?;
+            not_applied = note;
+            // 4. apply
+            written = apply::apply_children(&ctx.client, &dr, &desired, &observed).await?;
+            for w in &written {
+                ctx.metrics.applied.with_label_values(&[w.kind]).inc();
+            }
+            if let Ok(mut built) = ctx.built.lock() {
+                built.insert(
+                    uid.clone(),
+                    Built {
+                        key,
+                        hashes: hashes(&desired),
+                        not_applied: not_applied.clone(),
+                    },
+                );
+            }
         }
     }
+    let deployed_replicas = match &outcome {
+        Some(o) if o.deployed.state == streamjoin_api::JobState::Suspended => 0,
+        Some(o) => o.deployed.parallelism,
+        None => statefulset::desired_replicas(&r),
+    };
 
-    // 4. status
+    // 5. status
     let invalid = verdict.as_ref().err().map(|v| validate::message(v));
-    let new = status::compute(&status::Input {
+    let (lifecycle_degraded, lifecycle_progressing, extra) = outcome
+        .as_ref()
+        .map(lifecycle_conditions)
+        .unwrap_or_default();
+    let suspended = match &outcome {
+        Some(o) => o.deployed.state == streamjoin_api::JobState::Suspended,
+        None => job.spec.state == streamjoin_api::JobState::Suspended,
+    };
+    let mut new = status::compute(&status::Input {
         job,
         observed: &observed,
-        desired_replicas: statefulset::desired_replicas(&r),
+        desired_replicas: deployed_replicas,
         invalid,
         applied: !written.is_empty(),
         not_applied,
         now,
+        suspended,
+        lifecycle_degraded,
+        lifecycle_progressing,
+        extra,
     });
+    // Fields owned by the lifecycle: this reconcile's, or (invalid spec) the stored ones.
+    let owned = outcome
+        .as_ref()
+        .map(|o| o.status.clone())
+        .or_else(|| job.status.clone())
+        .unwrap_or_default();
+    new.lifecycle = owned.lifecycle;
+    new.last_savepoint = owned.last_savepoint;
+    new.savepoint_history = owned.savepoint_history;
+    new.upgrade = owned.upgrade;
+    new.autoscaler = owned.autoscaler;
+    new.watermark = owned.watermark;
+    new.last_checkpoint = owned.last_checkpoint;
+    // The write-ahead record may have been written already in this reconcile.
+    let stored = outcome.as_ref().map(|o| o.status.clone());
     let old_conditions = job
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    if status::needs_write(job, &new) {
+    let differs = match &stored {
+        Some(s) => status::owned_part(s) != new,
+        None => status::needs_write(job, &new),
+    };
+    if differs {
         status::write(&ctx.client, r.namespace, r.name, &new).await?;
         ctx.metrics.status_writes.inc();
     }
@@ -279,7 +548,23 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         .await;
     }
     publish_transitions(ctx, job, &old_conditions, &new.conditions).await;
+    let busy = outcome.as_ref().is_some_and(|o| o.busy);
+    if let Some(o) = &outcome {
+        for n in &o.notes {
+            let t = if n.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(ctx, job, t, n.reason, "Lifecycle", n.message.clone()).await;
+        }
+    }
 
+    if busy {
+        return Ok(Action::requeue(
+            ctx.requeue.unsettled.min(Duration::from_secs(10)),
+        ));
+    }
     let settled = new.phase == Some(JobPhase::Running) || new.phase == Some(JobPhase::Suspended);
     Ok(Action::requeue(if settled {
         ctx.requeue.settled
@@ -299,6 +584,12 @@ pub async fn cleanup(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         }
         if let Ok(mut built) = ctx.built.lock() {
             built.remove(&uid);
+        }
+        if let Ok(mut t) = ctx.tokens.lock() {
+            t.remove(&uid);
+        }
+        if let Ok(mut m) = ctx.memory.lock() {
+            m.remove(&uid);
         }
     }
     ctx.metrics.forget_job(

@@ -10,7 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use serde_json::json;
 use streamjoin_api::{
-    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, JobPhase, JobState, StreamJoinJob,
+    CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, JobPhase, StreamJoinJob,
     StreamJoinJobStatus,
 };
 
@@ -44,6 +44,14 @@ pub struct Input<'a> {
     /// Parts of the spec that could not be applied, with the reason.
     pub not_applied: Option<String>,
     pub now: Timestamp,
+    /// The deployed state is suspended (scaled to zero on purpose).
+    pub suspended: bool,
+    /// Degraded as the lifecycle sees it (a failed savepoint, a rollback, ...).
+    pub lifecycle_degraded: Option<Want>,
+    /// Progressing as the lifecycle sees it (savepointing, waiting for a checkpoint, ...).
+    pub lifecycle_progressing: Option<Want>,
+    /// Further conditions (InputsInactive).
+    pub extra: Vec<Want>,
 }
 
 /// A failing pod: the reason (a Kubernetes waiting/termination reason) and a message.
@@ -167,7 +175,7 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
     let job = input.job;
     let name = job.metadata.name.as_deref().unwrap_or_default();
     let generation = job.metadata.generation;
-    let suspended = job.spec.state == JobState::Suspended;
+    let suspended = input.suspended;
     let desired = input.desired_replicas;
     let r = rollout(
         input.observed.stateful_set.as_deref(),
@@ -190,6 +198,8 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             "InvalidSpec",
             format!("{msg}. The last valid spec keeps running; fix the spec to continue"),
         )
+    } else if let Some(w) = &input.lifecycle_degraded {
+        w.clone()
     } else if let Some(first) = problems.first() {
         let reason = FAILING_WAIT_REASONS
             .iter()
@@ -220,6 +230,8 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             "InvalidSpec",
             "waiting for a valid spec",
         )
+    } else if let Some(w) = &input.lifecycle_progressing {
+        w.clone()
     } else if let Some((reason, msg)) = &r.pending {
         Want::new(CONDITION_PROGRESSING, true, reason, msg.clone())
     } else if suspended {
@@ -259,7 +271,11 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             "ScaledToZero",
             "spec.parallelism is 0",
         )
-    } else if r.pending.is_none() && ready_n >= desired && problems.is_empty() {
+    } else if r.pending.is_none()
+        && ready_n >= desired
+        && problems.is_empty()
+        && input.lifecycle_progressing.is_none()
+    {
         Want::new(
             CONDITION_READY,
             true,
@@ -279,7 +295,7 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
         JobPhase::Deleting
     } else if degraded.status {
         JobPhase::Degraded
-    } else if suspended && r.pending.is_none() {
+    } else if suspended && r.pending.is_none() && input.lifecycle_progressing.is_none() {
         JobPhase::Suspended
     } else if ready.status {
         JobPhase::Running
@@ -299,7 +315,11 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
         phase: Some(phase),
         conditions: merge(
             existing,
-            &[ready, progressing, degraded],
+            &[
+                [ready, progressing, degraded].as_slice(),
+                input.extra.as_slice(),
+            ]
+            .concat(),
             generation,
             input.now,
         ),
@@ -314,13 +334,8 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
 /// other writers and are left out of the comparison.
 pub fn owned_part(s: &StreamJoinJobStatus) -> StreamJoinJobStatus {
     StreamJoinJobStatus {
-        observed_generation: s.observed_generation,
-        phase: s.phase,
-        conditions: s.conditions.clone(),
-        replicas: s.replicas,
-        ready_replicas: s.ready_replicas,
-        selector: s.selector.clone(),
-        ..StreamJoinJobStatus::default()
+        audit: None,
+        ..s.clone()
     }
 }
 
@@ -367,6 +382,7 @@ mod tests {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use std::sync::Arc;
+    use streamjoin_api::JobState;
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("valid")
@@ -431,6 +447,10 @@ mod tests {
             applied: false,
             not_applied: None,
             now: now(),
+            suspended: job.spec.state == JobState::Suspended,
+            lifecycle_degraded: None,
+            lifecycle_progressing: None,
+            extra: Vec::new(),
         })
     }
 
@@ -574,6 +594,10 @@ mod tests {
             applied: false,
             not_applied: None,
             now: now(),
+            suspended: job.spec.state == JobState::Suspended,
+            lifecycle_degraded: None,
+            lifecycle_progressing: None,
+            extra: Vec::new(),
         });
         assert_eq!(s.phase, Some(JobPhase::Suspended));
         assert_eq!(cond(&s, "Ready").reason, "Suspended");
@@ -594,6 +618,10 @@ mod tests {
             applied: false,
             not_applied: None,
             now: now(),
+            suspended: job.spec.state == JobState::Suspended,
+            lifecycle_degraded: None,
+            lifecycle_progressing: None,
+            extra: Vec::new(),
         });
         assert!(needs_write(&job, &first));
         job.status = Some(first);
@@ -606,6 +634,10 @@ mod tests {
             applied: false,
             not_applied: None,
             now: later,
+            suspended: false,
+            lifecycle_degraded: None,
+            lifecycle_progressing: None,
+            extra: Vec::new(),
         });
         assert!(!needs_write(&job, &second));
     }

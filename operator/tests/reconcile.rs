@@ -126,7 +126,8 @@ async fn create_applies_every_child_with_ssa_and_writes_status() {
         );
         assert!(c.query.contains("force=true"), "{}", c.query);
     }
-    assert_eq!(status_writes(&calls), 1);
+    // The lifecycle record first (write-ahead), then the status of what was applied.
+    assert_eq!(status_writes(&calls), 2);
     assert!(events(&calls).contains(&("Normal".into(), "Applied".into())));
 
     let sts: StatefulSet = h.fake.get_as(&sts_path(NS, "clicks")).expect("sts stored");
@@ -207,6 +208,10 @@ async fn spec_change_updates_the_children_and_advances_observed_generation() {
         spec["image"] = json!("ghcr.io/streamjoin/streamjoin-runtime:v2");
         spec["parallelism"] = json!(4);
     });
+    // Upgrade mode savepoint: the first reconcile asks the pods for a savepoint and
+    // touches no child; the next one finds it completed and applies the new spec.
+    h.reconcile("clicks").await.expect("reconciles");
+    assert!(child_applies(&h.fake.take_calls()).is_empty());
     h.reconcile("clicks").await.expect("reconciles");
     let calls = h.fake.take_calls();
     let mut applied = child_applies(&calls);
@@ -239,7 +244,7 @@ async fn spec_change_updates_the_children_and_advances_observed_generation() {
         Some(2)
     );
     let (status, reason, _) = condition(&job, "Progressing");
-    assert_eq!((status.as_str(), reason.as_str()), ("True", "Updating"));
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Deploying"));
     let ready = job
         .status
         .as_ref()
@@ -320,6 +325,8 @@ async fn invalid_spec_is_degraded_leaves_children_untouched_and_the_next_valid_s
     h.edit_spec("clicks", |spec| {
         spec["output"]["topic"] = json!("joined-v2");
     });
+    // An upgrade: savepoint first, then the children.
+    h.reconcile("clicks").await.expect("reconciles");
     h.reconcile("clicks").await.expect("reconciles");
     let calls = h.fake.take_calls();
     assert!(child_applies(&calls).contains(&cm_path(NS, "clicks-config")));
@@ -334,6 +341,8 @@ async fn suspend_scales_the_statefulset_to_zero() {
     h.create_job(job_json("clicks"));
     h.settle("clicks").await;
     h.edit_spec("clicks", |spec| spec["state"] = json!("suspended"));
+    // A savepoint first (the pods stop after it), then scale to zero.
+    h.reconcile("clicks").await.expect("reconciles");
     h.reconcile("clicks").await.expect("reconciles");
     let sts: StatefulSet = h.fake.get_as(&sts_path(NS, "clicks")).expect("sts");
     assert_eq!(sts.spec.replicas, Some(0));
@@ -357,6 +366,12 @@ async fn delete_runs_the_finalizer_and_writes_no_child() {
     job["metadata"]["deletionTimestamp"] = json!("2027-01-15T08:00:00Z");
     h.fake.put(&path, job);
 
+    // savepoints.onDelete: take (the default): a final savepoint, then the finalizer.
+    h.reconcile("clicks").await.expect("savepoint requested");
+    h.reconcile("clicks").await.expect("savepoint completed");
+    let final_sp = h.runtime.triggered();
+    assert_eq!(final_sp.len(), 3, "{final_sp:?}");
+    assert!(final_sp.iter().all(|t| t.stop && t.id.ends_with("-delete")));
     h.reconcile("clicks").await.expect("cleanup succeeds");
     let calls = h.fake.take_calls();
     assert!(child_applies(&calls).is_empty());

@@ -13,7 +13,11 @@ use crate::error::{Error, Result};
 /// The manifest as the runtime sees it: apiVersion, kind, name, namespace and spec;
 /// no status and no server-managed metadata, so it only changes when the spec does.
 pub fn runtime_manifest(job: &JobRef<'_>) -> Result<String> {
-    let mut clean = StreamJoinJob::new(job.name, job.job.spec.clone());
+    // Operator-only fields are left out, so editing them never rolls a pod.
+    let mut clean = StreamJoinJob::new(
+        job.name,
+        crate::lifecycle::classify::runtime_view(&job.job.spec),
+    );
     clean.metadata = ObjectMeta {
         name: Some(job.name.to_owned()),
         namespace: Some(job.namespace.to_owned()),

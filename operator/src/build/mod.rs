@@ -7,6 +7,7 @@
 
 pub mod configmap;
 pub mod pdb;
+pub mod secret;
 pub mod service;
 pub mod statefulset;
 
@@ -65,6 +66,10 @@ pub struct JobRef<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
     pub owner: OwnerReference,
+    /// Savepoint the pods restore from (`--restore-from`), decided by the lifecycle.
+    pub restore_from: Option<String>,
+    /// Changing it restarts every pod (after a failed stop-with-savepoint).
+    pub restart_marker: Option<String>,
 }
 
 impl<'a> JobRef<'a> {
@@ -93,6 +98,8 @@ impl<'a> JobRef<'a> {
             name,
             namespace,
             owner,
+            restore_from: None,
+            restart_marker: None,
         })
     }
 
@@ -113,6 +120,10 @@ pub fn stateful_set_name(job: &str) -> String {
 }
 pub fn pdb_name(job: &str) -> String {
     job.to_owned()
+}
+/// The Secret holding the job's admin API token.
+pub fn admin_secret_name(job: &str) -> String {
+    format!("{job}-admin-token")
 }
 
 /// The labels that select a job's pods.

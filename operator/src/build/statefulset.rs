@@ -50,8 +50,12 @@ pub fn desired_replicas(job: &JobRef<'_>) -> i32 {
     }
 }
 
-pub fn runtime_args() -> Vec<String> {
-    [
+/// Where the job's admin token Secret is mounted; the runtime reads `token` there.
+pub const ADMIN_TOKEN_DIR: &str = "/var/run/secrets/streamjoin/admin";
+pub const ADMIN_TOKEN_KEY: &str = "token";
+
+pub fn runtime_args(restore_from: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
         "run",
         "--job",
         &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
@@ -59,10 +63,17 @@ pub fn runtime_args() -> Vec<String> {
         DATA_DIR,
         "--admin-addr",
         &format!("0.0.0.0:{ADMIN_PORT}"),
+        "--admin-token-file",
+        &format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
     ]
     .iter()
     .map(|s| (*s).to_owned())
-    .collect()
+    .collect();
+    if let Some(sp) = restore_from {
+        args.push("--restore-from".to_owned());
+        args.push(sp.to_owned());
+    }
+    args
 }
 
 fn pull_policy(p: ImagePullPolicy) -> &'static str {
@@ -222,6 +233,7 @@ fn container(job: &JobRef<'_>) -> Container {
         mount(DATA_VOLUME, DATA_DIR, false),
         mount("config", CONFIG_DIR, true),
         mount("tmp", "/tmp", false),
+        mount("admin-token", ADMIN_TOKEN_DIR, true),
     ];
     if spec.kafka.tls.is_some() {
         env.push(env_value(
@@ -242,7 +254,7 @@ fn container(job: &JobRef<'_>) -> Container {
         name: CONTAINER.to_owned(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(pull_policy(spec.image_pull_policy).to_owned()),
-        args: Some(runtime_args()),
+        args: Some(runtime_args(job.restore_from.as_deref())),
         ports: Some(vec![ContainerPort {
             name: Some(ADMIN_PORT_NAME.to_owned()),
             container_port: ADMIN_PORT,
@@ -277,6 +289,15 @@ fn volumes(job: &JobRef<'_>) -> Vec<Volume> {
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
         },
+        Volume {
+            name: "admin-token".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(super::admin_secret_name(job.name)),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
     ];
     if let Some(tls) = &job.job.spec.kafka.tls {
         v.push(Volume {
@@ -300,6 +321,12 @@ fn pod_template(job: &JobRef<'_>, config_hash: &str) -> PodTemplateSpec {
     annotations.insert(CONFIG_HASH.to_owned(), config_hash.to_owned());
     if let Some(nonce) = spec.restart_nonce {
         annotations.insert(RESTART_NONCE.to_owned(), nonce.to_string());
+    }
+    if let Some(marker) = &job.restart_marker {
+        annotations.insert(
+            "streamjoin.dev/restarted-after-savepoint".to_owned(),
+            marker.clone(),
+        );
     }
     let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
 
@@ -537,6 +564,27 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_point_adds_restore_from_and_the_token_secret_is_mounted() {
+        let job = test_support::job("clicks");
+        let mut r = JobRef::new(&job).expect("meta");
+        r.restore_from = Some("/sp/sp-1".into());
+        let sts = build(&r, "h").expect("builds");
+        let pod = sts.spec.template.spec.as_ref().expect("pod");
+        let args = pod.containers[0].args.clone().expect("args");
+        assert_eq!(args[args.len() - 2..], ["--restore-from", "/sp/sp-1"]);
+        let vol = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "admin-token")
+            .expect("token volume");
+        assert_eq!(
+            vol.secret.as_ref().and_then(|s| s.secret_name.as_deref()),
+            Some("clicks-admin-token")
+        );
+    }
+
+    #[test]
     fn container_runs_the_runtime_with_probes_on_the_admin_port() {
         let c = runtime(&sts_for(&test_support::job("clicks")));
         assert_eq!(
@@ -548,7 +596,9 @@ mod tests {
                 "--data-dir",
                 "/var/lib/streamjoin",
                 "--admin-addr",
-                "0.0.0.0:9249"
+                "0.0.0.0:9249",
+                "--admin-token-file",
+                "/var/run/secrets/streamjoin/admin/token"
             ]
         );
         let port = &c.ports.expect("ports")[0];

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod fake_runtime;
 
 use std::sync::Arc;
 
@@ -32,6 +33,10 @@ pub struct Harness {
     pub fake: FakeApi,
     pub ctx: Arc<Context>,
     pub writers: Writers,
+    /// The runtime pods' admin API (one in-process HTTP server for all pods).
+    pub runtime: fake_runtime::FakeRuntime,
+    /// Where the fake runtime writes savepoints.
+    pub savepoints: tempfile::TempDir,
 }
 
 /// A complete, valid job manifest (what `kubectl apply` would send).
@@ -52,18 +57,47 @@ pub fn job_json(name: &str) -> Value {
 }
 
 impl Harness {
+    /// Must be called inside a tokio runtime (the fake runtime admin server is spawned).
     pub fn new() -> Self {
+        Self::with_clock(fixed_now)
+    }
+
+    pub fn with_clock(now: fn() -> Timestamp) -> Self {
         let (client, fake) = FakeApi::start();
         let (stores, mut writers) = Stores::new();
         writers.mark_ready();
         let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let savepoints = tempfile::tempdir().expect("tempdir");
+        let runtime =
+            fake_runtime::FakeRuntime::start(savepoints.path().to_str().expect("utf-8 path"));
         let mut ctx = Context::new(client, stores, metrics, Some("test".into()));
-        ctx.now = fixed_now;
+        ctx.now = now;
+        ctx.admin = Arc::new(runtime.admin());
         Harness {
             fake,
             ctx: Arc::new(ctx),
             writers,
+            runtime,
+            savepoints,
         }
+    }
+
+    /// Replaces the context (a restarted operator: same API, empty memory).
+    pub fn restart_operator(&mut self) {
+        let (stores, mut writers) = Stores::new();
+        writers.mark_ready();
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let mut ctx = Context::new(
+            self.ctx.client.clone(),
+            stores,
+            metrics,
+            Some("test".into()),
+        );
+        ctx.now = self.ctx.now;
+        ctx.admin = Arc::new(self.runtime.admin());
+        self.ctx = Arc::new(ctx);
+        self.writers = writers;
+        self.sync_caches();
     }
 
     /// Stores a job in the double, as if a user had applied it.

@@ -1,0 +1,318 @@
+//! The runtime's admin API (issue 4), as the operator uses it: one trait,
+//! [`RuntimeAdmin`], an HTTP implementation ([`HttpAdmin`]) and the types of the
+//! JSON it exchanges. Reads are open; mutating calls carry the job's admin token
+//! (`Authorization: Bearer`), from the per-job Secret the operator creates.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+use crate::build::ADMIN_PORT;
+
+/// One runtime pod of one job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodAddr {
+    pub namespace: String,
+    pub job: String,
+    /// The headless Service naming the pods.
+    pub service: String,
+    pub ordinal: i32,
+}
+
+/// `GET /v1/status`: one pod's view.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeStatus {
+    #[serde(default)]
+    pub ordinal: i32,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub shards: Vec<ShardStatus>,
+    #[serde(default)]
+    pub job_watermark_ms: Option<i64>,
+    #[serde(default)]
+    pub watermark_lag_seconds: Option<f64>,
+    #[serde(default)]
+    pub idle_partitions: Option<i32>,
+    #[serde(default)]
+    pub forced_advances: Option<i64>,
+    #[serde(default)]
+    pub last_checkpoint: Option<RuntimeCheckpoint>,
+    #[serde(default)]
+    pub records_in_per_second: Option<f64>,
+    #[serde(default)]
+    pub busy_ratio: Option<f64>,
+    #[serde(default)]
+    pub consumer_lag: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    pub shard: i32,
+    #[serde(default)]
+    pub offsets: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub lag: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub watermark_ms: Option<i64>,
+    #[serde(default)]
+    pub idle: Vec<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeCheckpoint {
+    pub id: i64,
+    pub completed_at_ms: i64,
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+}
+
+/// `GET /v1/savepoints/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointInfo {
+    pub id: String,
+    pub state: SavepointState,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SavepointState {
+    Pending,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("pod {pod}: {message}")]
+    Unreachable { pod: String, message: String },
+    #[error("pod {pod}: HTTP {status} on {what}: {body}")]
+    Status {
+        pod: String,
+        what: &'static str,
+        status: u16,
+        body: String,
+    },
+    #[error("pod {pod}: cannot read the answer to {what}: {message}")]
+    Decode {
+        pod: String,
+        what: &'static str,
+        message: String,
+    },
+}
+
+pub type AdminResult<T> = std::result::Result<T, AdminError>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The runtime admin API. Object-safe so that tests can put a double behind it.
+pub trait RuntimeAdmin: Send + Sync {
+    fn status<'a>(&'a self, pod: &'a PodAddr) -> BoxFuture<'a, AdminResult<RuntimeStatus>>;
+    /// `POST /v1/savepoints`; `id` names the savepoint job-wide (all pods write to
+    /// `<location>/<id>`; a runtime that picks its own id answers with it).
+    fn trigger_savepoint<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        token: &'a str,
+        id: &'a str,
+        stop: bool,
+    ) -> BoxFuture<'a, AdminResult<String>>;
+    fn savepoint<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        id: &'a str,
+    ) -> BoxFuture<'a, AdminResult<SavepointInfo>>;
+    fn advance_watermark<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        token: &'a str,
+    ) -> BoxFuture<'a, AdminResult<()>>;
+}
+
+/// Where a pod's admin API is: the headless Service's per-pod DNS name by default.
+pub type Resolver = Arc<dyn Fn(&PodAddr) -> String + Send + Sync>;
+
+pub fn dns_resolver() -> Resolver {
+    Arc::new(|p: &PodAddr| {
+        format!(
+            "http://{}-{}.{}.{}.svc:{ADMIN_PORT}",
+            p.job, p.ordinal, p.service, p.namespace
+        )
+    })
+}
+
+/// The admin API over HTTP/1.1 (hyper, already in the tree through kube).
+#[derive(Clone)]
+pub struct HttpAdmin {
+    client: Client<HttpConnector, Full<Bytes>>,
+    resolve: Resolver,
+    timeout: Duration,
+}
+
+impl HttpAdmin {
+    pub fn new(resolve: Resolver) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            resolve,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn call(
+        &self,
+        pod: &PodAddr,
+        what: &'static str,
+        method: hyper::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> AdminResult<Bytes> {
+        let name = format!("{}-{}", pod.job, pod.ordinal);
+        let url = format!("{}{path}", (self.resolve)(pod));
+        let unreachable = |message: String| AdminError::Unreachable {
+            pod: name.clone(),
+            message,
+        };
+        let mut req = hyper::Request::builder().method(method).uri(&url);
+        if let Some(t) = token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| unreachable(format!("bad request to {url}: {e}")))?;
+        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| unreachable(format!("{what}: no answer within {:?}", self.timeout)))?
+            .map_err(|e| unreachable(format!("{what}: {e}")))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("{what}: reading the body: {e}")))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(AdminError::Status {
+                pod: name,
+                what,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            });
+        }
+        Ok(body)
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    pod: &PodAddr,
+    what: &'static str,
+    bytes: &[u8],
+) -> AdminResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| AdminError::Decode {
+        pod: format!("{}-{}", pod.job, pod.ordinal),
+        what,
+        message: e.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    id: String,
+}
+
+impl RuntimeAdmin for HttpAdmin {
+    fn status<'a>(&'a self, pod: &'a PodAddr) -> BoxFuture<'a, AdminResult<RuntimeStatus>> {
+        Box::pin(async move {
+            let b = self
+                .call(
+                    pod,
+                    "GET /v1/status",
+                    hyper::Method::GET,
+                    "/v1/status",
+                    None,
+                    None,
+                )
+                .await?;
+            decode(pod, "GET /v1/status", &b)
+        })
+    }
+
+    fn trigger_savepoint<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        token: &'a str,
+        id: &'a str,
+        stop: bool,
+    ) -> BoxFuture<'a, AdminResult<String>> {
+        Box::pin(async move {
+            let what = "POST /v1/savepoints";
+            let body = serde_json::json!({ "stop": stop, "id": id });
+            let b = self
+                .call(
+                    pod,
+                    what,
+                    hyper::Method::POST,
+                    "/v1/savepoints",
+                    Some(token),
+                    Some(body),
+                )
+                .await?;
+            Ok(decode::<Accepted>(pod, what, &b)?.id)
+        })
+    }
+
+    fn savepoint<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        id: &'a str,
+    ) -> BoxFuture<'a, AdminResult<SavepointInfo>> {
+        Box::pin(async move {
+            let what = "GET /v1/savepoints/{id}";
+            let path = format!("/v1/savepoints/{id}");
+            let b = self
+                .call(pod, what, hyper::Method::GET, &path, None, None)
+                .await?;
+            decode(pod, what, &b)
+        })
+    }
+
+    fn advance_watermark<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        token: &'a str,
+    ) -> BoxFuture<'a, AdminResult<()>> {
+        Box::pin(async move {
+            self.call(
+                pod,
+                "POST /v1/watermark/advance",
+                hyper::Method::POST,
+                "/v1/watermark/advance",
+                Some(token),
+                None,
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! The job lifecycle (issue 5): spec-change classes, the state machine, the
+//! autoscaler's decision and savepoint retention — all pure — and [`run`], which
+//! carries the decisions out against the API and the runtime admin API.
+
+pub mod autoscaler;
+pub mod classify;
+pub mod machine;
+pub mod retention;
+mod run;
+
+pub use run::{LifecycleOutcome, run};
+
+/// Per-job in-memory state of the lifecycle.
+pub mod run_memory {
+    pub use super::run::Memory;
+}

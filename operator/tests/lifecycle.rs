@@ -1,0 +1,523 @@
+//! Lifecycle flows (issue 5) against the API double plus a fake runtime admin
+//! server (HTTP, in process, `support/fake_runtime.rs`). No test sleeps: the
+//! savepoints the fake reports complete (or fail) on the next poll, and the
+//! StatefulSet controller is played by `rollout_done`.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
+};
+use kube::api::ObjectMeta;
+use serde_json::json;
+use streamjoin_api::{
+    ChangeClass, JobPhase, LifecycleState, LifecycleStatus, SavepointTrigger, StreamJoinJob,
+};
+use streamjoin_operator::build::JOB_LABEL;
+use support::fake_api::{Call, sts_path};
+use support::fake_runtime::SavepointMode;
+use support::{Harness, NS, job_json};
+
+fn events(calls: &[Call]) -> Vec<(String, String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.is_event() && c.method == "POST")
+        .filter_map(|c| c.body.as_ref())
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap_or_default().to_owned(),
+                b["reason"].as_str().unwrap_or_default().to_owned(),
+                b["note"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn has_event(calls: &[Call], reason: &str) -> bool {
+    events(calls).iter().any(|(_, r, _)| r == reason)
+}
+
+fn record(h: &Harness, name: &str) -> LifecycleStatus {
+    h.job(name)
+        .status
+        .and_then(|s| s.lifecycle)
+        .expect("lifecycle record")
+}
+
+fn condition(job: &StreamJoinJob, type_: &str) -> (String, String, String) {
+    let c = job
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(type_))
+        .unwrap_or_else(|| panic!("condition {type_} missing"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn sts(h: &Harness, name: &str) -> StatefulSet {
+    h.fake.get_as(&sts_path(NS, name)).expect("sts")
+}
+
+fn image(s: &StatefulSet) -> String {
+    s.spec.template.spec.as_ref().expect("pod").containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn restore_from(s: &StatefulSet) -> Option<String> {
+    let args = s.spec.template.spec.as_ref().expect("pod").containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    args.iter()
+        .position(|a| a == "--restore-from")
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn crashing_pod(name: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-1")),
+            namespace: Some(NS.into()),
+            labels: Some(BTreeMap::from([(JOB_LABEL.to_owned(), name.to_owned())])),
+            ..ObjectMeta::default()
+        },
+        status: Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                name: "runtime".into(),
+                restart_count: 4,
+                state: Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("CrashLoopBackOff".into()),
+                        message: Some("back-off 40s restarting failed container".into()),
+                    }),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// Create → rollout of `replicas` pods → stable (Running).
+async fn running(h: &mut Harness, name: &str, replicas: i32) {
+    h.reconcile(name).await.expect("first reconcile");
+    h.sync_caches();
+    h.rollout_done(name, replicas);
+    h.reconcile(name).await.expect("settling reconcile");
+    assert_eq!(record(h, name).state, LifecycleState::Running);
+}
+
+/// The StatefulSet controller rolls out what was applied.
+async fn rolled_out(h: &mut Harness, name: &str, replicas: i32) {
+    h.sync_caches();
+    h.rollout_done(name, replicas);
+    h.reconcile(name).await.expect("reconciles");
+}
+
+#[tokio::test]
+async fn savepoint_upgrade_stops_with_a_savepoint_then_restores_the_new_spec_from_it() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    h.fake.take_calls();
+
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:v2"));
+    h.reconcile("clicks").await.expect("reconciles");
+    let calls = h.fake.take_calls();
+    let r = record(&h, "clicks");
+    assert_eq!(r.state, LifecycleState::Savepointing);
+    let change = r.last_change.expect("change recorded");
+    assert_eq!(change.class, ChangeClass::Upgrade);
+    assert_eq!(change.fields, vec!["image"]);
+    let triggered = h.runtime.triggered();
+    assert_eq!(triggered.len(), 3);
+    assert!(
+        triggered
+            .iter()
+            .all(|t| t.stop && t.token.as_deref().is_some_and(|t| t.len() == 64))
+    );
+    assert_eq!(
+        image(&sts(&h, "clicks")),
+        "ghcr.io/streamjoin/streamjoin-runtime:test"
+    );
+    assert!(has_event(&calls, "Upgrading"), "{:?}", events(&calls));
+    assert_eq!(
+        condition(&h.job("clicks"), "Progressing").1,
+        "SavepointForUpgrade"
+    );
+
+    // Completed: the new pods restore from it.
+    h.reconcile("clicks").await.expect("reconciles");
+    let s = sts(&h, "clicks");
+    assert_eq!(image(&s), "runtime:v2");
+    let sp = restore_from(&s).expect("restores from the savepoint");
+    assert!(sp.ends_with(&triggered[0].id), "{sp}");
+    let job = h.job("clicks");
+    let last = job
+        .status
+        .as_ref()
+        .and_then(|s| s.last_savepoint.clone())
+        .expect("recorded");
+    assert_eq!(
+        (last.location.as_str(), last.trigger),
+        (sp.as_str(), Some(SavepointTrigger::Upgrade))
+    );
+    assert_eq!(record(&h, "clicks").state, LifecycleState::Deploying);
+
+    // Ready with a completed checkpoint: stable.
+    rolled_out(&mut h, "clicks", 3).await;
+    let r = record(&h, "clicks");
+    assert_eq!(
+        (r.state, r.stable_generation),
+        (LifecycleState::Running, Some(2))
+    );
+    let job = h.job("clicks");
+    assert_eq!(condition(&job, "Ready").0, "True");
+    assert_eq!(
+        job.status
+            .and_then(|s| s.upgrade)
+            .and_then(|u| u.state)
+            .as_deref(),
+        Some("Done")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_savepoint_keeps_the_old_pods_backs_off_and_a_newer_spec_supersedes_it() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    h.runtime.set(|r| r.savepoint_mode = SavepointMode::Fail);
+
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:v2"));
+    h.reconcile("clicks").await.expect("trigger");
+    h.fake.take_calls();
+    h.reconcile("clicks").await.expect("poll");
+    let calls = h.fake.take_calls();
+    let job = h.job("clicks");
+    let (st, reason, msg) = condition(&job, "Degraded");
+    assert_eq!((st.as_str(), reason.as_str()), ("True", "SavepointFailed"));
+    assert!(
+        msg.contains("object store unreachable") && msg.contains("retrying"),
+        "{msg}"
+    );
+    assert!(has_event(&calls, "SavepointFailed"));
+    let r = record(&h, "clicks");
+    assert_eq!(r.state, LifecycleState::Running);
+    assert!(
+        r.failure
+            .as_ref()
+            .and_then(|f| f.retry_at.clone())
+            .is_some()
+    );
+    assert_eq!(
+        image(&sts(&h, "clicks")),
+        "ghcr.io/streamjoin/streamjoin-runtime:test",
+        "old pods keep running"
+    );
+
+    // Within the back-off: no new attempt.
+    h.reconcile("clicks").await.expect("backing off");
+    assert_eq!(h.runtime.triggered().len(), 3);
+
+    // A newer generation is acted on at once.
+    h.runtime
+        .set(|r| r.savepoint_mode = SavepointMode::Complete);
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:v3"));
+    h.reconcile("clicks").await.expect("new savepoint");
+    assert_eq!(h.runtime.triggered().len(), 6);
+    h.reconcile("clicks").await.expect("deploys");
+    assert_eq!(image(&sts(&h, "clicks")), "runtime:v3");
+    rolled_out(&mut h, "clicks", 3).await;
+    assert_eq!(condition(&h.job("clicks"), "Degraded").0, "False");
+}
+
+#[tokio::test]
+async fn crash_looping_new_pods_roll_back_to_the_last_stable_spec_from_the_same_savepoint() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:broken"));
+    h.reconcile("clicks").await.expect("savepoint");
+    h.reconcile("clicks").await.expect("deploy");
+    let sp = restore_from(&sts(&h, "clicks")).expect("restore point");
+    h.sync_caches();
+    h.add_pod(crashing_pod("clicks"));
+    h.fake.take_calls();
+
+    h.reconcile("clicks").await.expect("rollback");
+    let calls = h.fake.take_calls();
+    let s = sts(&h, "clicks");
+    assert_eq!(image(&s), "ghcr.io/streamjoin/streamjoin-runtime:test");
+    assert_eq!(
+        restore_from(&s).as_deref(),
+        Some(sp.as_str()),
+        "same savepoint"
+    );
+    assert_eq!(record(&h, "clicks").state, LifecycleState::RollingBack);
+    assert!(
+        events(&calls).iter().any(|(t, r, n)| t == "Warning"
+            && r == "RollingBack"
+            && n.contains("CrashLoopBackOff"))
+    );
+
+    h.writers.remove_pod(crashing_pod("clicks"));
+    rolled_out(&mut h, "clicks", 3).await;
+    let r = record(&h, "clicks");
+    assert_eq!(
+        (r.state, r.stable_generation, r.rejected_generation),
+        (LifecycleState::Running, Some(1), Some(2))
+    );
+    let job = h.job("clicks");
+    assert_eq!(condition(&job, "Degraded").1, "RolledBack");
+    assert_eq!(condition(&job, "Ready").0, "True");
+
+    // The failed generation is not tried again.
+    h.reconcile("clicks").await.expect("steady");
+    assert_eq!(h.runtime.triggered().len(), 3);
+    assert_eq!(
+        image(&sts(&h, "clicks")),
+        "ghcr.io/streamjoin/streamjoin-runtime:test"
+    );
+}
+
+#[tokio::test]
+async fn rescale_from_two_to_three_goes_through_a_savepoint_and_above_the_partitions_is_refused() {
+    let mut h = Harness::new();
+    let mut m = job_json("clicks");
+    m["spec"]["parallelism"] = json!(2);
+    h.create_job(m);
+    running(&mut h, "clicks", 2).await;
+    assert_eq!(
+        record(&h, "clicks").input_partitions,
+        Some(4),
+        "learned from the pods' shards"
+    );
+
+    h.edit_spec("clicks", |s| s["parallelism"] = json!(3));
+    h.reconcile("clicks").await.expect("savepoint");
+    assert_eq!(h.runtime.triggered().len(), 2, "both old pods");
+    assert_eq!(
+        record(&h, "clicks").last_change.map(|c| c.class),
+        Some(ChangeClass::Scale)
+    );
+    h.reconcile("clicks").await.expect("deploy");
+    let s = sts(&h, "clicks");
+    assert_eq!(s.spec.replicas, Some(3));
+    assert!(restore_from(&s).is_some());
+    rolled_out(&mut h, "clicks", 3).await;
+    assert_eq!(record(&h, "clicks").stable_generation, Some(2));
+
+    h.edit_spec("clicks", |s| s["parallelism"] = json!(5));
+    h.fake.take_calls();
+    h.reconcile("clicks").await.expect("refused");
+    let calls = h.fake.take_calls();
+    assert_eq!(sts(&h, "clicks").spec.replicas, Some(3));
+    assert_eq!(
+        h.runtime.triggered().len(),
+        2,
+        "no savepoint for a refused change"
+    );
+    let (st, reason, msg) = condition(&h.job("clicks"), "Degraded");
+    assert_eq!(
+        (st.as_str(), reason.as_str()),
+        ("True", "ParallelismAbovePartitions")
+    );
+    assert!(
+        msg.contains("parallelism 5 is above the 4 input partitions"),
+        "{msg}"
+    );
+    assert!(has_event(&calls, "ParallelismAbovePartitions"));
+}
+
+#[tokio::test]
+async fn suspend_takes_a_savepoint_and_scales_to_zero_and_resume_restores_from_it() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    h.edit_spec("clicks", |s| s["state"] = json!("suspended"));
+    h.reconcile("clicks").await.expect("savepoint");
+    assert_eq!(
+        sts(&h, "clicks").spec.replicas,
+        Some(3),
+        "pods run until the savepoint completes"
+    );
+    assert!(
+        h.runtime
+            .triggered()
+            .iter()
+            .all(|t| t.stop && t.id.ends_with("-suspend"))
+    );
+    h.reconcile("clicks").await.expect("scale to zero");
+    assert_eq!(sts(&h, "clicks").spec.replicas, Some(0));
+    let r = record(&h, "clicks");
+    assert_eq!(r.state, LifecycleState::Suspended);
+    let sp = r.restore_from.expect("resume point");
+    rolled_out(&mut h, "clicks", 0).await;
+    assert_eq!(
+        h.job("clicks").status.and_then(|s| s.phase),
+        Some(JobPhase::Suspended)
+    );
+
+    h.edit_spec("clicks", |s| s["state"] = json!("running"));
+    h.reconcile("clicks").await.expect("resume");
+    let s = sts(&h, "clicks");
+    assert_eq!(s.spec.replicas, Some(3));
+    assert_eq!(restore_from(&s).as_deref(), Some(sp.as_str()));
+    rolled_out(&mut h, "clicks", 3).await;
+    assert_eq!(record(&h, "clicks").state, LifecycleState::Running);
+    assert_eq!(
+        h.job("clicks").status.and_then(|s| s.phase),
+        Some(JobPhase::Running)
+    );
+}
+
+#[tokio::test]
+async fn each_nonce_acts_once_trigger_savepoint_force_advance_and_restart() {
+    let mut h = Harness::new();
+    let mut m = job_json("clicks");
+    m["spec"]["savepoints"] = json!({"location": "/savepoints"});
+    h.create_job(m);
+    running(&mut h, "clicks", 3).await;
+    let sts_before = sts(&h, "clicks");
+
+    // savepoints.triggerNonce: a savepoint without stopping, no pod touched.
+    h.edit_spec("clicks", |s| s["savepoints"]["triggerNonce"] = json!(1));
+    h.reconcile("clicks").await.expect("trigger");
+    h.reconcile("clicks").await.expect("complete");
+    let t = h.runtime.triggered();
+    assert_eq!(t.len(), 3);
+    assert!(t.iter().all(|t| !t.stop && t.id.ends_with("-manual")));
+    let last = h
+        .job("clicks")
+        .status
+        .and_then(|s| s.last_savepoint)
+        .expect("savepoint");
+    assert_eq!(last.trigger, Some(SavepointTrigger::Manual));
+    assert_eq!(
+        sts(&h, "clicks"),
+        sts_before,
+        "an ignore-class edit rolls no pod"
+    );
+    h.reconcile("clicks").await.expect("steady");
+    assert_eq!(h.runtime.triggered().len(), 3, "once per value");
+
+    // watermarks.forceAdvanceNonce: every pod advances now, once.
+    h.edit_spec("clicks", |s| {
+        s["watermarks"] = json!({"forceAdvanceNonce": 1})
+    });
+    h.fake.take_calls();
+    h.reconcile("clicks").await.expect("advance");
+    let calls = h.fake.take_calls();
+    let adv = h.runtime.advances();
+    assert_eq!(adv.len(), 3);
+    assert!(adv.iter().all(|(_, token)| token.is_some()));
+    assert!(has_event(&calls, "WatermarkForceAdvanced"));
+    h.reconcile("clicks").await.expect("steady");
+    assert_eq!(h.runtime.advances().len(), 3);
+
+    // restartNonce: an upgrade-class change, carried through a savepoint.
+    h.edit_spec("clicks", |s| s["restartNonce"] = json!(1));
+    h.reconcile("clicks").await.expect("savepoint");
+    assert_eq!(
+        record(&h, "clicks").last_change.map(|c| c.class),
+        Some(ChangeClass::Upgrade)
+    );
+    assert_eq!(h.runtime.triggered().len(), 6);
+}
+
+#[tokio::test]
+async fn an_operator_restarted_mid_upgrade_resumes_from_the_status_record() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:v2"));
+    h.reconcile("clicks").await.expect("savepoint requested");
+    let ids = record(&h, "clicks").savepoint.expect("pending").requests;
+    assert_eq!(ids.len(), 3, "ids recorded before anything else happens");
+
+    h.restart_operator();
+    h.reconcile("clicks").await.expect("resumes");
+    assert_eq!(h.runtime.triggered().len(), 3, "not asked again");
+    let s = sts(&h, "clicks");
+    assert_eq!(image(&s), "runtime:v2");
+    assert!(restore_from(&s).is_some_and(|p| p.ends_with(&ids[0].id)));
+}
+
+#[tokio::test]
+async fn retention_deletes_old_savepoints_but_keeps_the_one_a_resume_needs() {
+    let mut h = Harness::new();
+    let mut m = job_json("clicks");
+    m["spec"]["savepoints"] = json!({"maxRetained": 1, "location": "/savepoints"});
+    h.create_job(m);
+    running(&mut h, "clicks", 3).await;
+    // Suspend (its savepoint is the resume point), resume, then two manual savepoints.
+    h.edit_spec("clicks", |s| s["state"] = json!("suspended"));
+    h.reconcile("clicks").await.expect("savepoint");
+    h.reconcile("clicks").await.expect("suspended");
+    let resume = record(&h, "clicks").restore_from.expect("resume point");
+    h.edit_spec("clicks", |s| s["state"] = json!("running"));
+    h.reconcile("clicks").await.expect("resume");
+    rolled_out(&mut h, "clicks", 3).await;
+    for nonce in 1..=2 {
+        h.edit_spec("clicks", |s| s["savepoints"]["triggerNonce"] = json!(nonce));
+        h.reconcile("clicks").await.expect("trigger");
+        h.reconcile("clicks").await.expect("complete");
+    }
+    let history = h
+        .job("clicks")
+        .status
+        .map(|s| s.savepoint_history)
+        .unwrap_or_default();
+    let locations: Vec<&str> = history.iter().map(|s| s.location.as_str()).collect();
+    assert_eq!(locations.len(), 2, "{locations:?}");
+    assert!(
+        locations.contains(&resume.as_str()),
+        "the restore point of the running pods is kept"
+    );
+    assert!(std::path::Path::new(&resume).exists());
+    let first_manual = h
+        .runtime
+        .triggered()
+        .iter()
+        .find(|t| t.id.ends_with("-manual"))
+        .map(|t| t.id.clone())
+        .expect("manual");
+    assert!(
+        !h.savepoints.path().join(&first_manual).exists(),
+        "deleted from the location"
+    );
+}
+
+#[tokio::test]
+async fn inactive_inputs_with_a_forced_advance_are_reported_in_status_condition_and_event() {
+    let mut h = Harness::new();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    assert_eq!(condition(&h.job("clicks"), "InputsInactive").0, "False");
+    h.runtime.set(|r| {
+        r.all_idle = true;
+        r.forced_advances = 1;
+    });
+    h.fake.take_calls();
+    h.reconcile("clicks").await.expect("reconciles");
+    let calls = h.fake.take_calls();
+    let job = h.job("clicks");
+    let wm = job
+        .status
+        .as_ref()
+        .and_then(|s| s.watermark.clone())
+        .expect("watermark");
+    assert_eq!(wm.forced_advances, Some(3), "summed over the pods");
+    assert_eq!(wm.idle_partitions, Some(24));
+    assert_eq!(wm.lag_seconds, Some(1000.0));
+    assert!(wm.current.is_some() && wm.last_forced_advance.is_some());
+    assert_eq!(condition(&job, "InputsInactive").0, "True");
+    assert!(has_event(&calls, "InputsInactive"));
+}
