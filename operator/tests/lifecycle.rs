@@ -5,21 +5,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
-};
-use kube::api::ObjectMeta;
 use serde_json::json;
 use streamjoin_api::{
     ChangeClass, JobPhase, LifecycleState, LifecycleStatus, SavepointTrigger, StreamJoinJob,
 };
-use streamjoin_operator::build::JOB_LABEL;
 use support::fake_api::{Call, sts_path};
 use support::fake_runtime::SavepointMode;
-use support::{Harness, NS, job_json};
+use support::{Harness, NS, crashing_pod, job_json};
 
 fn events(calls: &[Call]) -> Vec<(String, String, String)> {
     calls
@@ -75,33 +68,6 @@ fn restore_from(s: &StatefulSet) -> Option<String> {
     args.iter()
         .position(|a| a == "--restore-from")
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn crashing_pod(name: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}-1")),
-            namespace: Some(NS.into()),
-            labels: Some(BTreeMap::from([(JOB_LABEL.to_owned(), name.to_owned())])),
-            ..ObjectMeta::default()
-        },
-        status: Some(PodStatus {
-            container_statuses: Some(vec![ContainerStatus {
-                name: "runtime".into(),
-                restart_count: 4,
-                state: Some(ContainerState {
-                    waiting: Some(ContainerStateWaiting {
-                        reason: Some("CrashLoopBackOff".into()),
-                        message: Some("back-off 40s restarting failed container".into()),
-                    }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        }),
-        ..Pod::default()
-    }
 }
 
 /// Create → rollout of `replicas` pods → stable (Running).
@@ -248,7 +214,12 @@ async fn crash_looping_new_pods_roll_back_to_the_last_stable_spec_from_the_same_
     h.reconcile("clicks").await.expect("deploy");
     let sp = restore_from(&sts(&h, "clicks")).expect("restore point");
     h.sync_caches();
-    h.add_pod(crashing_pod("clicks"));
+    h.add_pod(crashing_pod(
+        "clicks",
+        "CrashLoopBackOff",
+        4,
+        "back-off 40s restarting failed container",
+    ));
     h.fake.take_calls();
 
     h.reconcile("clicks").await.expect("rollback");
@@ -267,7 +238,12 @@ async fn crash_looping_new_pods_roll_back_to_the_last_stable_spec_from_the_same_
             && n.contains("CrashLoopBackOff"))
     );
 
-    h.writers.remove_pod(crashing_pod("clicks"));
+    h.writers.remove_pod(crashing_pod(
+        "clicks",
+        "CrashLoopBackOff",
+        4,
+        "back-off 40s restarting failed container",
+    ));
     rolled_out(&mut h, "clicks", 3).await;
     let r = record(&h, "clicks");
     assert_eq!(

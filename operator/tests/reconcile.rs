@@ -4,21 +4,16 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
-};
-use kube::api::ObjectMeta;
 use kube::core::DeserializeGuard;
 use serde_json::json;
 use streamjoin_api::{JobPhase, StreamJoinJob};
-use streamjoin_operator::build::{APPLIED_HASH, JOB_LABEL, MANAGER};
+use streamjoin_operator::build::{APPLIED_HASH, MANAGER};
 use streamjoin_operator::reconcile::{FINALIZER, reconcile};
 use support::fake_api::{Call, cm_path, job_path, pdb_path, sts_path, svc_path};
-use support::{Harness, NS, job_json};
+use support::{Harness, NS, crashing_pod, job_json};
 
 fn child_applies(calls: &[Call]) -> Vec<String> {
     calls
@@ -53,33 +48,6 @@ fn condition(job: &StreamJoinJob, type_: &str) -> (String, String, String) {
         .and_then(|s| s.condition(type_))
         .unwrap_or_else(|| panic!("condition {type_} missing"));
     (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-fn crashing_pod(name: &str, reason: &str) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}-1")),
-            namespace: Some(NS.into()),
-            labels: Some(BTreeMap::from([(JOB_LABEL.to_owned(), name.to_owned())])),
-            ..ObjectMeta::default()
-        },
-        status: Some(PodStatus {
-            container_statuses: Some(vec![ContainerStatus {
-                name: "runtime".into(),
-                restart_count: 7,
-                state: Some(ContainerState {
-                    waiting: Some(ContainerStateWaiting {
-                        reason: Some(reason.into()),
-                        message: Some("back-off 5m0s restarting failed container".into()),
-                    }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        }),
-        ..Pod::default()
-    }
 }
 
 #[tokio::test]
@@ -260,7 +228,12 @@ async fn crash_looping_pod_makes_the_job_degraded_with_the_reason() {
     h.settle("clicks").await;
     h.fake.take_calls();
 
-    h.add_pod(crashing_pod("clicks", "CrashLoopBackOff"));
+    h.add_pod(crashing_pod(
+        "clicks",
+        "CrashLoopBackOff",
+        7,
+        "back-off 5m0s restarting failed container",
+    ));
     h.reconcile("clicks").await.expect("reconciles");
     let calls = h.fake.take_calls();
     assert!(

@@ -209,3 +209,38 @@ impl Harness {
         self.reconcile(name).await.expect("settling reconcile");
     }
 }
+
+/// A pod of job `name` whose runtime container waits with `reason`.
+pub fn crashing_pod(name: &str, reason: &str, restart_count: i32, message: &str) -> Pod {
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
+    };
+    use kube::api::ObjectMeta;
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-1")),
+            namespace: Some(NS.into()),
+            labels: Some(std::collections::BTreeMap::from([(
+                streamjoin_operator::build::JOB_LABEL.to_owned(),
+                name.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        status: Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus {
+                name: "runtime".into(),
+                restart_count,
+                state: Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some(reason.into()),
+                        message: Some(message.into()),
+                    }),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    }
+}
