@@ -74,7 +74,33 @@ pub struct CheckpointManifest {
     pub live_entries: u64,
     pub pending: PendingState,
     pub counters: ShardCounters,
+    /// Written by an exactly-once job: its output is visible only once the
+    /// consumer group's committed offsets name this checkpoint.
+    #[serde(default)]
+    pub transactional: bool,
+    /// When the process that wrote it started (ms since the epoch):
+    /// `--ignore-checkpoints-before` passes over what earlier processes wrote.
+    #[serde(default)]
+    pub process_started_ms: Option<i64>,
     pub files: Vec<FileSum>,
+}
+
+impl CheckpointManifest {
+    /// Written by a process that started at `since_ms` or later.
+    pub fn written_since(&self, since_ms: i64) -> bool {
+        self.process_started_ms.unwrap_or(self.created_ms) >= since_ms
+    }
+}
+
+static PROCESS_STARTED_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
+/// This process's start, as checkpoints record it (fixed at the first call).
+pub fn process_started_ms() -> i64 {
+    *PROCESS_STARTED_MS.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    })
 }
 
 /// Reorder-buffer bookkeeping; the events themselves are in `pending.bin` and,
@@ -263,9 +289,26 @@ pub fn newest_valid(
     root: &Path,
     shard: u32,
 ) -> Result<(Option<(PathBuf, CheckpointManifest)>, u32), CheckpointError> {
+    newest_valid_since(root, shard, i64::MIN)
+}
+
+/// As [`newest_valid`], among the checkpoints created at `since_ms` or later.
+pub fn newest_valid_since(
+    root: &Path,
+    shard: u32,
+    since_ms: i64,
+) -> Result<(Option<(PathBuf, CheckpointManifest)>, u32), CheckpointError> {
     let mut skipped = 0;
     for (_, dir) in list(root, shard)? {
         match validate(&dir) {
+            Ok(m) if !m.written_since(since_ms) => {
+                tracing::info!(
+                    shard,
+                    id = m.id,
+                    "checkpoint ignored: written by a process started before --ignore-checkpoints-before"
+                );
+                return Ok((None, skipped));
+            }
             Ok(m) => return Ok((Some((dir, m)), skipped)),
             Err(e) => {
                 tracing::warn!(shard, "{e}; falling back to the previous checkpoint");
@@ -274,6 +317,28 @@ pub fn newest_valid(
         }
     }
     Ok((None, skipped))
+}
+
+/// Every valid checkpoint of a shard created at `since_ms` or later, newest
+/// first, and how many corrupt ones were skipped.
+pub fn all_valid_since(
+    root: &Path,
+    shard: u32,
+    since_ms: i64,
+) -> Result<(Vec<(PathBuf, CheckpointManifest)>, u32), CheckpointError> {
+    let mut skipped = 0;
+    let mut out = Vec::new();
+    for (_, dir) in list(root, shard)? {
+        match validate(&dir) {
+            Ok(m) if !m.written_since(since_ms) => break,
+            Ok(m) => out.push((dir, m)),
+            Err(e) => {
+                tracing::warn!(shard, "{e}; skipped");
+                skipped += 1;
+            }
+        }
+    }
+    Ok((out, skipped))
 }
 
 /// Keeps the newest `retained` checkpoints of a shard and removes leftovers of
@@ -288,6 +353,23 @@ pub fn retain(root: &Path, shard: u32, retained: usize) -> Result<(), Checkpoint
         if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
             let p = e.path();
             fs::remove_dir_all(&p).map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Recreates the tree `src` at `dst` with hard links (copies where links are
+/// not possible): a second name for an immutable checkpoint.
+pub fn link_tree(src: &Path, dst: &Path) -> Result<(), CheckpointError> {
+    fs::create_dir_all(dst).map_err(io(dst))?;
+    for e in fs::read_dir(src).map_err(io(src))? {
+        let e = e.map_err(io(src))?;
+        let from = e.path();
+        let to = dst.join(e.file_name());
+        if e.file_type().map_err(io(&from))?.is_dir() {
+            link_tree(&from, &to)?;
+        } else if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).map_err(io(&to))?;
         }
     }
     Ok(())
@@ -323,7 +405,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             shard: 0,
             id,
-            created_ms: 0,
+            created_ms: id as i64 * 10,
             inputs: [InputState {
                 next_offset: Some(5),
                 max_event_time: 9,
@@ -332,6 +414,8 @@ mod tests {
             live_entries: 0,
             pending: PendingState::default(),
             counters: ShardCounters::default(),
+            transactional: false,
+            process_started_ms: None,
             files: Vec::new(),
         }
     }
@@ -385,6 +469,36 @@ mod tests {
         assert_eq!(list(root.path(), 0).expect("list").len(), 1);
         retain(root.path(), 0, 3).expect("retain");
         assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn checkpoints_before_the_given_time_are_not_restored() {
+        let root = tempfile::tempdir().expect("tmp");
+        write(root.path(), 1, b"one");
+        write(root.path(), 2, b"two");
+        let newest = |since| {
+            newest_valid_since(root.path(), 0, since)
+                .expect("list")
+                .0
+                .map(|(_, m)| m.id)
+        };
+        assert_eq!(newest(15), Some(2));
+        assert_eq!(newest(20), Some(2));
+        assert_eq!(newest(21), None, "older ones are not a fallback either");
+    }
+
+    #[test]
+    fn a_checkpoint_written_late_by_an_old_process_is_still_ignored() {
+        // The operator records the time, then stops the old pods, which may
+        // still checkpoint on their way out.
+        let mut m = manifest(9);
+        m.process_started_ms = Some(5);
+        assert!(
+            !m.written_since(10),
+            "created at 90 by a process started at 5"
+        );
+        m.process_started_ms = Some(10);
+        assert!(m.written_since(10));
     }
 
     #[test]

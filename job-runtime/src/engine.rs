@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::{self, CheckpointManifest};
 use crate::config::EngineConfig;
+use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::shard::{Shard, ShardCounters, ShardError, ShardSinks, TitleStats};
 use crate::source::PartitionSource;
@@ -35,6 +36,8 @@ pub struct EngineOptions {
     pub title_stats: bool,
     /// Periodic checkpoints, and the id the last restored one had.
     pub checkpoints: Option<(CheckpointPlan, u64)>,
+    /// Requests from the admin API; its worker count overrides `threads`.
+    pub control: Option<Arc<Control>>,
 }
 
 impl EngineOptions {
@@ -46,6 +49,7 @@ impl EngineOptions {
             metrics: None,
             title_stats: false,
             checkpoints: None,
+            control: None,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct EngineProgress {
     pub entries_inserted: u64,
     /// State entries emitted and removed so far (cumulative).
     pub entries_evicted: u64,
+    /// Time the workers spent waiting for input so far (cumulative, all workers).
+    pub idle_nanos: u64,
 }
 
 pub struct Engine {
@@ -132,7 +138,7 @@ impl Engine {
         }
         let mut shards = Vec::with_capacity(io.len());
         for s in io {
-            let store = match &s.restore {
+            let mut store = match &s.restore {
                 Some((dir, manifest)) => {
                     checkpoint::materialise(
                         dir,
@@ -146,6 +152,9 @@ impl Engine {
                     ShardStore::new(env.open_shard(s.partition)?, per_shard_cache, cfg.window_ms)
                 }
             };
+            if opts.checkpoints.is_some() {
+                store.track_changes();
+            }
             let p = s.partition as usize;
             let mut shard = Shard::new(
                 s.partition,
@@ -165,17 +174,25 @@ impl Engine {
             }
             shards.push(shard);
         }
-        let threads = opts.threads.clamp(1, shards.len());
+        let threads = opts
+            .control
+            .as_ref()
+            .map_or(opts.threads, |c| c.workers())
+            .clamp(1, shards.len());
         let mut groups: Vec<Vec<Shard>> = (0..threads).map(|_| Vec::new()).collect();
         for (i, s) in shards.into_iter().enumerate() {
             groups[i % threads].push(s);
         }
         let workers = groups
             .into_iter()
-            .map(|g| {
+            .enumerate()
+            .map(|(i, g)| {
                 let mut w = Worker::new(g, board.clone(), opts.clock.clone(), cfg.clone());
                 if let Some((plan, last_id)) = &opts.checkpoints {
                     w.set_checkpoints(plan.clone(), *last_id);
+                }
+                if let Some(c) = &opts.control {
+                    w.set_control(c.clone(), i);
                 }
                 w
             })
@@ -201,6 +218,11 @@ impl Engine {
             live_entries: self.live_entries(),
             entries_inserted: self.shards().map(|s| s.counters.entries_opened).sum(),
             entries_evicted: self.shards().map(|s| s.counters.entries_emitted).sum(),
+            idle_nanos: self
+                .workers
+                .iter()
+                .map(|w| w.idle_nanos.load(Relaxed))
+                .sum(),
         }
     }
 
@@ -245,6 +267,7 @@ impl Engine {
             .iter()
             .map(|w| w.records_read.clone())
             .collect();
+        let idle: Vec<_> = self.workers.iter().map(|w| w.idle_nanos.clone()).collect();
         // The state metrics of the owned shards, as the shards publish them.
         let state: Vec<_> = metrics
             .iter()
@@ -266,6 +289,7 @@ impl Engine {
             live_entries: state.iter().map(|s| s.0.get().max(0) as u64).sum(),
             entries_inserted: state.iter().map(|s| s.1.get()).sum(),
             entries_evicted: state.iter().map(|s| s.2.get()).sum(),
+            idle_nanos: idle.iter().map(|c| c.load(Relaxed)).sum(),
         };
         let results: Vec<Result<Progress, EngineError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self

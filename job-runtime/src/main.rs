@@ -51,7 +51,7 @@ enum Command {
         /// Local state and checkpoints.
         #[arg(long)]
         data_dir: PathBuf,
-        /// Serve the admin API (/metrics, /healthz, /readyz) on this address.
+        /// Serve the admin API (/metrics, /healthz, /readyz, /v1/...) on this address.
         #[arg(long)]
         admin_addr: Option<String>,
         /// Worker threads (default: the number of cores, at most the owned shards).
@@ -60,9 +60,15 @@ enum Command {
         /// File holding the bearer token that mutating admin calls must carry.
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
-        /// A savepoint to restore the owned shards from.
+        /// A savepoint to restore the owned shards from (a path or file:// URL;
+        /// several comma-separated when processes wrote to different places).
+        /// A local checkpoint written after the savepoint takes precedence.
         #[arg(long)]
         restore_from: Option<String>,
+        /// Do not restore local checkpoints created before this RFC 3339 time
+        /// (a stateless start or a rollback must not resume from them).
+        #[arg(long, value_parser = parse_rfc3339_ms)]
+        ignore_checkpoints_before: Option<i64>,
     },
     /// Bounded replay of a generator-layout directory (impressions-<p>.jsonl, plays-<p>.jsonl).
     Replay {
@@ -235,6 +241,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_rfc3339_ms(value: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(value).map_err(|e| e.to_string())?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_millis();
+    i64::try_from(ms).map_err(|e| e.to_string())
+}
+
 fn run_job(command: Command) -> ExitCode {
     let Command::Run {
         job,
@@ -245,6 +260,7 @@ fn run_job(command: Command) -> ExitCode {
         threads,
         admin_token_file,
         restore_from,
+        ignore_checkpoints_before,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -264,6 +280,7 @@ fn run_job(command: Command) -> ExitCode {
         threads,
         admin_token_file,
         restore_from,
+        ignore_checkpoints_before_ms: ignore_checkpoints_before,
     };
     match streamjoin_runtime::run::run(opts, Metrics::new(), stop) {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,9 @@ pub struct CheckpointMetrics {
     pub audit_ratio: GaugeVec,
     pub audit_breached: IntGaugeVec,
     pub entries_with_plays: IntCounter,
+    pub savepoint_duration: Histogram,
+    pub savepoint_failures: IntCounter,
+    pub restore_seconds: Gauge,
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
@@ -71,6 +74,12 @@ impl CheckpointMetrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         register(r, Box::new(last.clone()));
+        let restore = Gauge::new(
+            "streamjoin_restore_duration_seconds",
+            "Time the last start took to restore the owned shards (checkpoints or a savepoint)",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        register(r, Box::new(restore.clone()));
         let ratio = GaugeVec::new(
             Opts::new(
                 "streamjoin_audit_ratio",
@@ -91,8 +100,19 @@ impl CheckpointMetrics {
                 r,
                 "streamjoin_checkpoint_stall_seconds",
                 "Time a worker stopped processing records for a checkpoint round",
-                seconds,
+                seconds.clone(),
             ),
+            savepoint_duration: histogram(
+                r,
+                "streamjoin_savepoint_duration_seconds",
+                "Time from a savepoint request to this process's part uploaded",
+                prometheus::exponential_buckets(0.01, 2.0, 16).unwrap_or_default(),
+            ),
+            savepoint_failures: counter(
+                "streamjoin_savepoint_failures_total",
+                "Savepoints this process could not complete",
+            ),
+            restore_seconds: restore,
             size_bytes: gauge_vec(
                 r,
                 "streamjoin_checkpoint_size_bytes",

@@ -65,6 +65,7 @@ pub fn file_sinks(
         )?),
         late: Box::new(late.sink()),
         dead_letter: Box::new(dead.sink()),
+        commit: None,
     })
 }
 

@@ -887,6 +887,7 @@ mod tests {
             live_entries: n / 2,
             entries_inserted: n,
             entries_evicted: n / 2,
+            idle_nanos: 0,
         };
         for n in 1..=(3 * MAX_SAMPLES as u64) {
             r.record(&progress(n));

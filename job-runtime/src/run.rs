@@ -3,27 +3,34 @@
 //! topics, and writes entries, dead letters and late records to Kafka.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use streamjoin_api::{OnMissingCheckpoint, StreamJoinJob};
+use streamjoin_api::{Delivery, OnMissingCheckpoint, StreamJoinJob};
 
-use crate::admin::AdminServer;
+use crate::admin::{AdminServer, RuntimeHooks};
 use crate::assignment::{AssignmentError, ordinal_from_pod_name, owned_shards};
 use crate::audit;
-use crate::checkpoint::{self, CheckpointManifest};
+use crate::checkpoint::CheckpointManifest;
 use crate::config::{ConfigError, EngineConfig};
+use crate::control::Control;
 use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
+use crate::exactly_once::{Committed, parse_marker};
 use crate::kafka::sink::{KafkaEntrySink, KafkaProducer, KafkaSideSink};
 use crate::kafka::source::{KafkaSource, PartitionPosition};
+use crate::kafka::txn::{ShardTransaction, transactional_id};
 use crate::kafka::{KafkaSetupError, QuietEof, RuntimeConsumer, Topics, base_config, check_topics};
 use crate::metrics::Metrics;
+use crate::restore::{self, Plan};
+use crate::savepoint::{self, SavepointStore};
 use crate::shard::ShardSinks;
 use crate::sink::{NullSink, SideSink};
 use crate::source::PartitionSource;
+use crate::status::{AuditStatus, Measured, StatusSources};
+use crate::watermark::{Clock, SystemClock};
 use crate::worker::CheckpointPlan;
 
 pub struct RunOptions {
@@ -35,6 +42,9 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     pub admin_token_file: Option<PathBuf>,
     pub restore_from: Option<String>,
+    /// Local checkpoints created before this time (ms since the epoch) are not
+    /// restored: a stateless start or a rollback must not resume from them.
+    pub ignore_checkpoints_before_ms: Option<i64>,
 }
 
 /// Exit codes the operator maps to `Degraded` reasons.
@@ -80,10 +90,10 @@ pub enum RunError {
     Engine(#[from] EngineError),
     #[error("admin token file {path}: {reason}")]
     AdminToken { path: PathBuf, reason: String },
-    #[error(
-        "--restore-from {0}: restoring from savepoints is not supported by this runtime release"
-    )]
-    SavepointsUnsupported(String),
+    #[error("{0}")]
+    Savepoint(#[from] crate::savepoint::SavepointError),
+    #[error("savepoints.location: {0}")]
+    SavepointLocation(crate::savepoint::SavepointError),
 }
 
 impl RunError {
@@ -95,13 +105,15 @@ impl RunError {
             | RunError::Assignment(_)
             | RunError::Timestamp { .. }
             | RunError::AdminToken { .. }
-            | RunError::SavepointsUnsupported(_) => exit_code::INVALID_CONFIG,
+            | RunError::SavepointLocation(_) => exit_code::INVALID_CONFIG,
             RunError::Kafka(
                 KafkaSetupError::MissingTopic { .. } | KafkaSetupError::PartitionMismatch { .. },
             ) => exit_code::TOPICS,
             RunError::Kafka(KafkaSetupError::MissingCredential { .. }) => exit_code::INVALID_CONFIG,
             RunError::NoCheckpoint => exit_code::NO_CHECKPOINT,
-            RunError::StateDir { .. } | RunError::Engine(EngineError::State(_)) => exit_code::STATE,
+            RunError::StateDir { .. }
+            | RunError::Savepoint(_)
+            | RunError::Engine(EngineError::State(_)) => exit_code::STATE,
             _ => exit_code::OTHER,
         }
     }
@@ -287,26 +299,96 @@ fn audit_totals(m: &Metrics) -> audit::AuditTotals {
     }
 }
 
-/// Runs until `stop` is set (SIGTERM) or a fatal error.
-pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
-    let job = load_job(&opts.job)?;
-    let cfg = EngineConfig::from_spec(&job.spec)?;
-    if let Some(sp) = &opts.restore_from {
-        return Err(RunError::SavepointsUnsupported(sp.clone()));
+/// Reads the admin token; checked at start so a missing Secret is reported,
+/// not discovered at the first mutating call.
+fn read_token(path: &Path) -> Result<String, RunError> {
+    let token = std::fs::read_to_string(path).map_err(|e| RunError::AdminToken {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err(RunError::AdminToken {
+            path: path.to_path_buf(),
+            reason: "the file is empty".into(),
+        });
     }
-    if let Some(path) = &opts.admin_token_file {
-        // Checked at start so a missing Secret is reported, not discovered later.
-        let token = std::fs::read_to_string(path).map_err(|e| RunError::AdminToken {
-            path: path.clone(),
-            reason: e.to_string(),
+    Ok(token)
+}
+
+fn clear_dir(path: &Path) -> Result<(), RunError> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|source| RunError::StateDir {
+            path: path.to_path_buf(),
+            source,
         })?;
-        if token.trim().is_empty() {
-            return Err(RunError::AdminToken {
-                path: path.clone(),
-                reason: "the file is empty".into(),
-            });
+    }
+    std::fs::create_dir_all(path).map_err(|source| RunError::StateDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The consumer group's committed offsets of each shard's two input partitions,
+/// with the checkpoint their metadata names (exactly-once).
+fn committed_markers(
+    consumer: &RuntimeConsumer,
+    topics: [&str; 2],
+    shards: &[u32],
+) -> Result<std::collections::BTreeMap<u32, Committed>, RunError> {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        for &p in shards {
+            tpl.add_partition(topic, p as i32);
         }
     }
+    let found = consumer
+        .committed_offsets(tpl, Duration::from_secs(60))
+        .map_err(KafkaSetupError::from)?;
+    let mut out = std::collections::BTreeMap::new();
+    for &p in shards {
+        let mut c = Committed::default();
+        for (i, topic) in topics.iter().enumerate() {
+            if let Some(e) = found.find_partition(topic, p as i32) {
+                if let Offset::Offset(o) = e.offset() {
+                    c.offsets[i] = Some(o);
+                }
+                if let Some(id) = parse_marker(e.metadata()) {
+                    c.marker = Some(c.marker.map_or(id, |m: u64| m.min(id)));
+                }
+            }
+        }
+        tracing::info!(shard = p, marker = ?c.marker, offsets = ?c.offsets, "committed offsets");
+        out.insert(p, c);
+    }
+    Ok(out)
+}
+
+/// Runs until `stop` is set (SIGTERM) or a fatal error.
+pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+    // Pinned now: checkpoints record when their process started.
+    crate::checkpoint::process_started_ms();
+    let job = load_job(&opts.job)?;
+    let cfg = EngineConfig::from_spec(&job.spec)?;
+    let token = opts
+        .admin_token_file
+        .as_deref()
+        .map(read_token)
+        .transpose()?;
+    let savepoint_location = job
+        .spec
+        .savepoints
+        .location
+        .as_deref()
+        .map(SavepointStore::open)
+        .transpose()
+        .map_err(RunError::SavepointLocation)?;
+    let restore_from = opts
+        .restore_from
+        .as_deref()
+        .map(savepoint::parse_restore_from)
+        .transpose()?
+        .unwrap_or_default();
     let ordinal = match opts.ordinal {
         Some(o) => o,
         None => std::env::var("POD_NAME")
@@ -321,14 +403,14 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         .unwrap_or(u32::try_from(job.spec.parallelism).unwrap_or(1));
     let spec = &job.spec;
     let admin = match &opts.admin_addr {
-        Some(addr) => {
-            Some(
-                AdminServer::start(addr, metrics.clone()).map_err(|e| RunError::Manifest {
+        Some(addr) => Some(
+            AdminServer::start_with_token(addr, metrics.clone(), token).map_err(|e| {
+                RunError::Manifest {
                     path: "--admin-addr".into(),
                     reason: e.to_string(),
-                })?,
-            )
-        }
+                }
+            })?,
+        ),
         None => None,
     };
 
@@ -355,36 +437,99 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     };
     let shards = owned_shards(ordinal, replicas, partitions)?;
     tracing::info!(ordinal, replicas, partitions, ?shards, "static assignment");
+    let input_topics = [topics.impressions, topics.plays];
 
-    // Restore each owned shard from its newest valid checkpoint; shards without
-    // one start as recovery.onMissingCheckpoint says.
+    // Output producers: one idempotent producer for the process, or for
+    // exactly-once one transactional producer per shard, created before the
+    // restore so that their init aborts what a previous owner left open.
+    let exactly_once = spec.delivery == Delivery::ExactlyOnce;
+    let overrides: Vec<(String, String)> = spec
+        .kafka
+        .producer_properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let interval = Duration::from_millis(
+        u64::try_from(spec.checkpoints.interval.as_millis_i64()).unwrap_or(60_000),
+    );
+    let mut producers: Vec<(u32, Arc<KafkaProducer>)> = Vec::with_capacity(shards.len());
+    if exactly_once {
+        let job_name = job.metadata.name.as_deref().unwrap_or("job");
+        let timeout = (interval * 3 + Duration::from_secs(30))
+            .clamp(Duration::from_secs(60), Duration::from_secs(900));
+        for &p in &shards {
+            let id = transactional_id(job_name, p);
+            let producer = KafkaProducer::transactional(
+                base_config(&spec.kafka)?,
+                &overrides,
+                stop.clone(),
+                &id,
+                timeout,
+            )
+            .map_err(KafkaSetupError::from)?;
+            tracing::info!(shard = p, transactional_id = %id, "transactions initialised");
+            producers.push((p, producer));
+        }
+    } else {
+        let producer = KafkaProducer::new(base_config(&spec.kafka)?, &overrides, stop.clone())
+            .map_err(KafkaSetupError::from)?;
+        producers.extend(shards.iter().map(|&p| (p, producer.clone())));
+    }
+    let committed = if exactly_once {
+        Some(committed_markers(&consumer, input_topics, &shards)?)
+    } else {
+        None
+    };
+
+    // Each owned shard restores from its newest valid checkpoint, or from the
+    // savepoint when that is newer; shards with neither start as
+    // recovery.onMissingCheckpoint says.
+    let restore_started = Instant::now();
     let checkpoint_root = opts.data_dir.join("checkpoints");
+    let download_root = opts.data_dir.join("restore");
+    let staging_root = opts.data_dir.join("savepoint-staging");
+    clear_dir(&download_root)?;
+    clear_dir(&staging_root)?;
+    let (plans, skipped) = restore::plan(
+        &shards,
+        &checkpoint_root,
+        &restore_from,
+        opts.ignore_checkpoints_before_ms,
+        &download_root,
+        committed.as_ref(),
+    )
+    .map_err(|e| match e {
+        restore::RestoreError::Savepoint(e) => RunError::Savepoint(e),
+        other => RunError::StateDir {
+            path: checkpoint_root.clone(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })?;
+    metrics
+        .checkpoints
+        .restore_fallbacks
+        .inc_by(u64::from(skipped));
     let mut restored: Vec<(u32, PathBuf, CheckpointManifest)> = Vec::new();
     let mut fresh: Vec<u32> = Vec::new();
-    for &p in &shards {
-        let (found, skipped) =
-            checkpoint::newest_valid(&checkpoint_root, p).map_err(|e| RunError::StateDir {
-                path: checkpoint_root.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        metrics
-            .checkpoints
-            .restore_fallbacks
-            .inc_by(u64::from(skipped));
-        match found {
-            Some((dir, manifest)) => {
+    for (p, plan) in plans {
+        match plan {
+            Plan::Restore {
+                dir,
+                manifest,
+                from_savepoint,
+            } => {
                 tracing::info!(
                     shard = p,
                     id = manifest.id,
+                    from_savepoint,
                     "restoring from {}",
                     dir.display()
                 );
                 restored.push((p, dir, manifest));
             }
-            None => fresh.push(p),
+            Plan::Fresh => fresh.push(p),
         }
     }
-    let input_topics = [topics.impressions, topics.plays];
     let (mut assignment, skip_before) = if fresh.is_empty() {
         (TopicPartitionList::new(), None)
     } else {
@@ -414,21 +559,9 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         .map_err(KafkaSetupError::from)?;
     let last_id = restored.iter().map(|r| r.2.id).max().unwrap_or(0);
 
-    let producer = KafkaProducer::new(
-        base_config(&spec.kafka)?,
-        &spec
-            .kafka
-            .producer_properties
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>(),
-        stop.clone(),
-    )
-    .map_err(KafkaSetupError::from)?;
-
     let mut io = Vec::with_capacity(shards.len());
     let mut positions: Vec<(String, i32, Arc<PartitionPosition>)> = Vec::new();
-    for &p in &shards {
+    for &(p, ref producer) in &producers {
         let restore = restored
             .iter()
             .find(|r| r.0 == p)
@@ -459,23 +592,25 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
                     producer.clone(),
                     &spec.dead_letter.topic,
                 )),
+                commit: None,
             },
             restore,
         });
     }
+    if exactly_once {
+        for (io, (p, producer)) in io.iter_mut().zip(&producers) {
+            io.sinks.commit = Some(Box::new(ShardTransaction::new(
+                producer.clone(),
+                consumer.clone(),
+                [input_topics[0].to_owned(), input_topics[1].to_owned()],
+                *p as i32,
+            )));
+        }
+    }
 
     // The working state is rebuilt from the checkpoints at every start.
     let state_dir = opts.data_dir.join("state");
-    if state_dir.exists() {
-        std::fs::remove_dir_all(&state_dir).map_err(|source| RunError::StateDir {
-            path: state_dir.clone(),
-            source,
-        })?;
-    }
-    std::fs::create_dir_all(&state_dir).map_err(|source| RunError::StateDir {
-        path: state_dir.clone(),
-        source,
-    })?;
+    clear_dir(&state_dir)?;
     let threads = opts
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -483,9 +618,17 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     let plan = CheckpointPlan {
         root: checkpoint_root,
         interval_ms: spec.checkpoints.interval.as_millis_i64().max(1),
-        retained: spec.checkpoints.retained as usize,
+        // Exactly-once may have to pass over the newest checkpoint (its
+        // transaction not committed): the one before must still be there.
+        retained: if exactly_once {
+            (spec.checkpoints.retained as usize).max(2)
+        } else {
+            spec.checkpoints.retained as usize
+        },
         metrics: Some(metrics.checkpoints.clone()),
     };
+    let control = Control::new(threads, staging_root, savepoint_location.is_some());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let monitor_metrics = metrics.clone();
     let audit_spec = spec.audit.clone();
     let mut engine = Engine::new(
@@ -495,9 +638,50 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             threads,
             metrics: Some(metrics),
             checkpoints: Some((plan, last_id)),
+            control: Some(control.clone()),
+            clock: clock.clone(),
             ..EngineOptions::new(state_dir)
         },
     )?;
+    monitor_metrics
+        .checkpoints
+        .restore_seconds
+        .set(restore_started.elapsed().as_secs_f64());
+    tracing::info!(
+        seconds = restore_started.elapsed().as_secs_f64(),
+        restored = restored.len(),
+        "shards restored"
+    );
+
+    let measured = Arc::new(Mutex::new(Measured::default()));
+    if let Some(a) = &admin {
+        let sources = StatusSources {
+            ordinal,
+            replicas,
+            partitions,
+            shards: shards.clone(),
+            topics: [input_topics[0].to_owned(), input_topics[1].to_owned()],
+            positions: positions.clone(),
+            board: engine.board.clone(),
+            clock: clock.clone(),
+            metrics: monitor_metrics.clone(),
+            control: control.clone(),
+            data_dir: opts.data_dir.clone(),
+            measured: measured.clone(),
+        };
+        a.install(RuntimeHooks {
+            status: Box::new(move || {
+                serde_json::to_value(sources.snapshot()).unwrap_or(serde_json::Value::Null)
+            }),
+            control: control.clone(),
+            savepoints: savepoint_location.clone(),
+            ordinal,
+            replicas,
+            partitions,
+            board: engine.board.clone(),
+            clock: clock.clone(),
+        });
+    }
 
     // The main queue still carries client events (errors, statistics): serve it.
     let poller = {
@@ -515,7 +699,12 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         a.ready.store(true, Relaxed);
     }
     let mut last_commit = Instant::now();
+    // Lag monitoring only; with exactly-once the transactions commit the offsets
+    // (with the checkpoint marker, which a plain commit would overwrite).
     let commit = |positions: &[(String, i32, Arc<PartitionPosition>)]| {
+        if exactly_once {
+            return;
+        }
         let mut tpl = TopicPartitionList::new();
         for (topic, p, pos) in positions {
             let next = pos.next_offset.load(Relaxed);
@@ -530,31 +719,52 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         }
     };
     let lag = |positions: &[(String, i32, Arc<PartitionPosition>)]| {
+        let mut out = std::collections::BTreeMap::new();
         for (topic, p, pos) in positions {
             if let Ok((low, high)) =
                 consumer.fetch_watermarks(topic, *p, Duration::from_millis(500))
             {
                 let next = pos.next_offset.load(Relaxed).max(low);
+                let lag = (high - next).max(0);
                 monitor_metrics
                     .checkpoints
                     .consumer_lag
                     .with_label_values(&[topic.as_str(), &p.to_string()])
-                    .set((high - next).max(0));
+                    .set(lag);
+                out.insert((topic.clone(), *p), lag);
             }
         }
+        out
     };
     let mut last_audit = Instant::now();
     let mut audit_base = audit_totals(&monitor_metrics);
-    let result = engine.run(&stop, Duration::from_secs(1), |_| {
+    let mut rate_base: Option<(Instant, u64, u64)> = None;
+    let workers = threads as f64;
+    let result = engine.run(&stop, Duration::from_secs(1), |progress| {
+        // Input rate and busy ratio over the last tick.
+        let now = Instant::now();
+        if let Some((at, records, idle)) = rate_base {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                let mut m = measured.lock().unwrap_or_else(|p| p.into_inner());
+                m.records_in_per_second =
+                    Some(progress.records_read.saturating_sub(records) as f64 / secs);
+                let idle_secs = progress.idle_nanos.saturating_sub(idle) as f64 / 1e9;
+                m.busy_ratio = Some((1.0 - idle_secs / (secs * workers)).clamp(0.0, 1.0));
+            }
+        }
+        rate_base = Some((now, progress.records_read, progress.idle_nanos));
         if last_commit.elapsed() >= Duration::from_secs(5) {
             last_commit = Instant::now();
             commit(&positions);
-            lag(&positions);
+            let l = lag(&positions);
+            measured.lock().unwrap_or_else(|p| p.into_inner()).lag = l;
         }
         if last_audit.elapsed() >= AUDIT_INTERVAL {
             last_audit = Instant::now();
             let now = audit_totals(&monitor_metrics);
-            for c in audit::audit(&audit_base, &now, &audit_spec) {
+            let checks = audit::audit(&audit_base, &now, &audit_spec);
+            for c in &checks {
                 let m = &monitor_metrics.checkpoints;
                 if let Some(r) = c.ratio {
                     m.audit_ratio.with_label_values(&[c.name]).set(r);
@@ -566,6 +776,8 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
                     tracing::warn!(check = c.name, ratio = c.ratio, "audit bound breached");
                 }
             }
+            measured.lock().unwrap_or_else(|p| p.into_inner()).audit =
+                checks.iter().map(AuditStatus::from).collect();
             audit_base = now;
         }
     });
@@ -574,6 +786,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     if poller.join().is_err() {
         tracing::error!("the consumer event thread panicked");
     }
+    drop(admin);
     result?;
     tracing::info!("stopped");
     Ok(())

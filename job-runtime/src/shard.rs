@@ -103,6 +103,8 @@ pub struct ShardSinks {
     pub entries: Box<dyn EntrySink>,
     pub late: Box<dyn SideSink>,
     pub dead_letter: Box<dyn SideSink>,
+    /// Exactly-once: commits the output with each checkpoint.
+    pub commit: Option<Box<dyn crate::sink::EpochCommit>>,
 }
 
 /// How a read turn on one input ended.
@@ -491,19 +493,29 @@ impl Shard {
             next_offset: self.inputs[i].source.position(),
             max_event_time: self.board.max_event_time(self.inputs[i].slot),
         };
+        let inputs = [input(0), input(1)];
         let manifest = CheckpointManifest {
             format_version: FORMAT_VERSION,
             shard: self.partition,
             id,
             created_ms: now_ms,
-            inputs: [input(0), input(1)],
+            inputs,
             job_watermark: job_wm,
             live_entries: self.store.live_entries(),
             pending,
             counters: self.counters.clone(),
+            transactional: self.sinks.commit.is_some(),
+            process_started_ms: Some(checkpoint::process_started_ms()),
             files: Vec::new(),
         };
-        Ok(checkpoint::publish(&tmp, manifest)?)
+        let published = checkpoint::publish(&tmp, manifest)?;
+        // Exactly-once: the checkpoint exists before its output becomes visible;
+        // the committed offsets name it (see `exactly_once`).
+        if let Some(c) = &mut self.sinks.commit {
+            c.commit(id, inputs.map(|i| i.next_offset))
+                .map_err(sink_error(self.partition, "transaction"))?;
+        }
+        Ok(published)
     }
 
     /// Takes up a checkpoint's reorder buffer, watermarks and counters (the

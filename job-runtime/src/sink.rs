@@ -58,6 +58,12 @@ pub trait SideSink: Send {
     fn flush(&mut self) -> Result<(), SinkError>;
 }
 
+/// Exactly-once: makes the output sent since the previous call visible together
+/// with the input offsets of checkpoint `checkpoint_id` (impressions, plays).
+pub trait EpochCommit: Send {
+    fn commit(&mut self, checkpoint_id: u64, offsets: [Option<i64>; 2]) -> Result<(), SinkError>;
+}
+
 /// Entries of one shard to `entries-<p>.jsonl`.
 pub struct FileEntrySink {
     path: PathBuf,

@@ -224,15 +224,46 @@ type FastState = foldhash::fast::FixedState;
 /// The most entries a hash table of 2^18 buckets holds before it grows (7/8 load).
 const INITIAL_CACHE_ENTRIES: usize = (1 << 18) / 8 * 7;
 
-fn fold_cached(c: &mut Cached, event: &Event, ops: u64) -> Applied {
+fn fold_cached(c: &mut Cached, event: &Event, ops: u64, changed: &mut Changes) -> Applied {
     c.used = ops;
     match c.entry.fold(event) {
         Seen::New => {
+            if !c.dirty {
+                changed.note(event.key);
+            }
             c.dirty = true;
             Applied::Folded
         }
         Seen::Copy => Applied::Duplicate,
         Seen::Conflict => Applied::Conflict,
+    }
+}
+
+/// Keys whose cached entry may differ from RocksDB since the last checkpoint,
+/// so a checkpoint writes those through without scanning the whole cache.
+/// Tracked only for jobs that checkpoint; a list longer than the cache is
+/// dropped for one full scan.
+#[derive(Default)]
+struct Changes {
+    tracking: bool,
+    keys: Vec<Key>,
+    overflowed: bool,
+}
+
+/// Past this many noted keys a checkpoint scans the cache instead.
+const MAX_NOTED_CHANGES: usize = 1 << 20;
+
+impl Changes {
+    #[inline]
+    fn note(&mut self, key: Key) {
+        if self.tracking && !self.overflowed {
+            if self.keys.len() >= MAX_NOTED_CHANGES {
+                self.overflowed = true;
+                self.keys = Vec::new();
+            } else {
+                self.keys.push(key);
+            }
+        }
     }
 }
 
@@ -260,6 +291,7 @@ pub struct ShardStore {
     db_timer_floor: i64,
     window_ms: i64,
     spilled_total: u64,
+    changes: Changes,
 }
 
 impl ShardStore {
@@ -281,7 +313,13 @@ impl ShardStore {
             db_timer_floor: i64::MIN,
             window_ms,
             spilled_total: 0,
+            changes: Changes::default(),
         }
+    }
+
+    /// Remembers which entries change between checkpoints (see [`Self::persist_all`]).
+    pub fn track_changes(&mut self) {
+        self.changes.tracking = true;
     }
 
     /// A store over a RocksDB instance restored from a checkpoint: every entry is
@@ -304,18 +342,37 @@ impl ShardStore {
         let entries_cf = self.db.cf(CF_ENTRIES)?;
         let timers_cf = self.db.cf(CF_TIMERS)?;
         let mut batch = WriteBatch::default();
-        for (key, c) in self.cache.iter_mut() {
+        let mut floor = self.db_timer_floor;
+        let mut added = 0u64;
+        let mut write = |key: &Key, c: &mut Cached| {
             if c.dirty || !c.in_db {
                 batch.put_cf(entries_cf, key.to_bytes(), c.entry.encode());
             }
             if !c.in_db {
                 batch.put_cf(timers_cf, timer_key(c.entry.timer, *key), []);
-                self.db_timer_floor = self.db_timer_floor.min(c.entry.timer);
-                self.db_entries += 1;
+                floor = floor.min(c.entry.timer);
+                added += 1;
                 c.in_db = true;
             }
             c.dirty = false;
+        };
+        if !self.changes.tracking || self.changes.overflowed {
+            for (key, c) in self.cache.iter_mut() {
+                write(key, c);
+            }
+        } else {
+            // Keys of entries evicted since are skipped; a key noted twice is
+            // written once (the first visit leaves it clean).
+            for key in &self.changes.keys {
+                if let Some(c) = self.cache.get_mut(key) {
+                    write(key, c);
+                }
+            }
         }
+        self.changes.keys.clear();
+        self.changes.overflowed = false;
+        self.db_timer_floor = floor;
+        self.db_entries += added;
         self.db.write(batch)
     }
 
@@ -343,14 +400,14 @@ impl ShardStore {
         if c.entry.window_start >= on_time_from || event.time >= c.entry.timer {
             return None;
         }
-        Some(fold_cached(c, event, self.ops))
+        Some(fold_cached(c, event, self.ops, &mut self.changes))
     }
 
     /// Applies an on-time event whose turn has come (event-time order).
     pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
         self.ops += 1;
         if let Some(c) = self.cache.get_mut(&event.key) {
-            return Ok(fold_cached(c, event, self.ops));
+            return Ok(fold_cached(c, event, self.ops, &mut self.changes));
         }
         if self.db_only > 0
             && let Some(entry) = self.load(event.key)?
@@ -365,6 +422,9 @@ impl ShardStore {
 
     /// Caches an open entry (fresh, or loaded from RocksDB) with its timer.
     fn cache_put(&mut self, key: Key, entry: Entry, in_db: bool) -> Result<(), StateError> {
+        if !in_db {
+            self.changes.note(key);
+        }
         self.timers.insert((entry.timer, key));
         self.cache.insert(
             key,
@@ -533,5 +593,88 @@ impl ShardStore {
     pub fn memory_bytes(&self) -> u64 {
         // Key + entry + LRU node + timer index slot; ids beyond the inline two are extra.
         (self.cache.len() * 208 + self.timers.len() * 24) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FieldNames;
+    use crate::record::{Input, RecordParser};
+
+    const W: i64 = 4 * 3_600_000;
+
+    fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {
+        let line = match input {
+            Input::Impressions => format!(
+                r#"{{"type":"impression","event_id":"{id}","event_time":{t},"profile_id":{profile},"title_id":7,"row":1,"rank":2,"device":"tv"}}"#
+            ),
+            Input::Plays => format!(
+                r#"{{"type":"play","event_id":"{id}","event_time":{t},"profile_id":{profile},"title_id":7,"device":"tv","duration_ms":5}}"#
+            ),
+        };
+        RecordParser::new(input, FieldNames::default())
+            .parse(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn store(dir: &Path, tracking: bool) -> (StateEnv, ShardStore) {
+        let env = StateEnv::new(dir, 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open");
+        let mut s = ShardStore::new(db, 1_000, W);
+        if tracking {
+            s.track_changes();
+        }
+        (env, s)
+    }
+
+    fn db_copy(s: &ShardStore, key: Key) -> Vec<u8> {
+        s.load(key)
+            .expect("load")
+            .map(|e| e.encode())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_checkpoint_writes_through_exactly_the_changes_with_or_without_tracking() {
+        for tracking in [false, true] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let (_env, mut s) = store(dir.path(), tracking);
+            for p in 0..3 {
+                s.apply(&event(Input::Impressions, &format!("i{p}"), 1_000, p))
+                    .expect("apply");
+            }
+            s.persist_all().expect("persist");
+            assert_eq!(s.db_entry_count().expect("count"), 3);
+            let first = event(Input::Impressions, "i1", 1_000, 1).key;
+            let before = db_copy(&s, first);
+            // Only key 1 changes; the next checkpoint must carry the change.
+            s.apply(&event(Input::Plays, "p1", 2_000, 1)).expect("fold");
+            assert_eq!(db_copy(&s, first), before, "not yet written");
+            s.persist_all().expect("persist");
+            let cached = s.cache.get(&first).expect("cached").entry.encode();
+            assert_eq!(db_copy(&s, first), cached, "tracking {tracking}");
+            assert_ne!(cached, before);
+            // A change after a checkpoint is noted again for the next one.
+            s.apply(&event(Input::Plays, "p2", 2_500, 1)).expect("fold");
+            s.persist_all().expect("persist");
+            assert_eq!(
+                db_copy(&s, first),
+                s.cache.get(&first).expect("cached").entry.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_changes_fall_back_to_a_full_scan() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = store(dir.path(), true);
+        s.changes.overflowed = true;
+        s.apply(&event(Input::Impressions, "i0", 1_000, 0))
+            .expect("apply");
+        assert!(s.changes.keys.is_empty());
+        s.persist_all().expect("persist");
+        assert_eq!(s.db_entry_count().expect("count"), 1);
+        assert!(!s.changes.overflowed);
     }
 }

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::EngineConfig;
+use crate::control::{Control, LastCheckpoint, SavepointRun, StagedShard};
 use crate::shard::{Shard, ShardError, Turn};
 use crate::watermark::{Clock, ForceAdvance, MAX_WM, MIN_WM, WatermarkBoard};
 
@@ -44,6 +45,12 @@ pub struct Worker {
     finished: bool,
     /// Records read by this worker, for progress reporting.
     pub records_read: Arc<AtomicU64>,
+    /// Time spent waiting for input, for the busy ratio.
+    pub idle_nanos: Arc<AtomicU64>,
+    control: Option<(Arc<Control>, usize)>,
+    seen_generation: u64,
+    /// Stopped with a savepoint: reads, drains and checkpoints nothing more.
+    halted: bool,
 }
 
 impl Worker {
@@ -67,7 +74,86 @@ impl Worker {
             steps: 0,
             finished: false,
             records_read: Arc::new(AtomicU64::new(0)),
+            idle_nanos: Arc::new(AtomicU64::new(0)),
+            control: None,
+            seen_generation: 0,
+            halted: false,
         }
+    }
+
+    /// Takes requests (savepoints) from `control` as worker number `index`.
+    pub fn set_control(&mut self, control: Arc<Control>, index: usize) {
+        self.seen_generation = control.generation();
+        self.control = Some((control, index));
+    }
+
+    fn next_checkpoint_id(&self, now: i64) -> u64 {
+        // Ids are increasing and readable as the time they were taken.
+        u64::try_from(now)
+            .unwrap_or(0)
+            .max(self.last_checkpoint_id + 1)
+    }
+
+    /// This worker's part of a savepoint: a checkpoint of each owned shard into
+    /// the savepoint's staging directory; for a stop-with-savepoint, then halts.
+    fn take_savepoint_part(&mut self, run: &SavepointRun) -> Result<(), ShardError> {
+        let now = self.clock.now_ms();
+        let id = self.next_checkpoint_id(now);
+        let mut staged = Vec::with_capacity(self.shards.len());
+        let mut failed = None;
+        let plan = self.checkpoints.clone();
+        for s in &mut self.shards {
+            // The part is also a regular local checkpoint (a restart without the
+            // savepoint resumes from it; with exactly-once its commit names it),
+            // linked into the staging directory for the upload.
+            let outcome = match &plan {
+                Some(plan) => {
+                    s.checkpoint(&plan.root, id, now, self.job_wm)
+                        .and_then(|(dir, _)| {
+                            if let Err(e) =
+                                crate::checkpoint::retain(&plan.root, s.partition, plan.retained)
+                            {
+                                tracing::warn!(shard = s.partition, "checkpoint retention: {e}");
+                            }
+                            let staged = crate::checkpoint::shard_dir(&run.staging, s.partition);
+                            crate::checkpoint::link_tree(&dir, &staged)?;
+                            Ok(staged)
+                        })
+                }
+                None => s
+                    .checkpoint(&run.staging, id, now, self.job_wm)
+                    .map(|(dir, _)| dir),
+            }
+            .and_then(|dir| {
+                let manifest = crate::checkpoint::validate(&dir)?;
+                Ok(StagedShard { dir, manifest })
+            });
+            match outcome {
+                Ok(part) => staged.push(part),
+                Err(e) => {
+                    let fatal = matches!(e, ShardError::Sink { .. });
+                    let msg = format!("shard {}: {e}", s.partition);
+                    tracing::error!(savepoint = %run.id, "{msg}");
+                    if fatal {
+                        run.worker_done(Vec::new(), Some(msg));
+                        return Err(e);
+                    }
+                    failed = Some(msg);
+                    break;
+                }
+            }
+        }
+        self.last_checkpoint_id = id;
+        self.last_checkpoint_ms = now;
+        if run.stop {
+            self.halted = true;
+            if let Some((c, _)) = &self.control {
+                c.set_halted();
+            }
+            tracing::info!(savepoint = %run.id, "stopped with a savepoint: no more input is read");
+        }
+        run.worker_done(staged, failed);
+        Ok(())
     }
 
     pub fn job_watermark(&self) -> i64 {
@@ -87,11 +173,9 @@ impl Worker {
             return Ok(());
         };
         let now = self.clock.now_ms();
-        let started = std::time::Instant::now();
-        // Ids are increasing and readable as the time they were taken.
-        let id = u64::try_from(now)
-            .unwrap_or(0)
-            .max(self.last_checkpoint_id + 1);
+        let started = Instant::now();
+        let id = self.next_checkpoint_id(now);
+        let mut all_ok = true;
         for s in &mut self.shards {
             let t = std::time::Instant::now();
             match s.checkpoint(&plan.root, id, now, self.job_wm) {
@@ -114,6 +198,7 @@ impl Worker {
                 // Output that could not be delivered must not be skipped: fail the process.
                 Err(e @ ShardError::Sink { .. }) => return Err(e),
                 Err(e) => {
+                    all_ok = false;
                     tracing::error!(shard = s.partition, id, "checkpoint failed: {e}");
                     if let Some(m) = &plan.metrics {
                         m.failures.inc();
@@ -123,6 +208,16 @@ impl Worker {
         }
         if let Some(m) = &plan.metrics {
             m.stall.observe(started.elapsed().as_secs_f64());
+        }
+        if all_ok && let Some((c, index)) = &self.control {
+            c.record_checkpoint(
+                *index,
+                LastCheckpoint {
+                    id,
+                    completed_at_ms: now,
+                    duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                },
+            );
         }
         self.last_checkpoint_id = id;
         self.last_checkpoint_ms = now;
@@ -144,6 +239,17 @@ impl Worker {
     pub fn step(&mut self) -> Result<Progress, ShardError> {
         if self.finished {
             return Ok(Progress::Done);
+        }
+        if let Some((c, _)) = &self.control
+            && c.generation() != self.seen_generation
+        {
+            self.seen_generation = c.generation();
+            if let Some(run) = c.active() {
+                self.take_savepoint_part(&run)?;
+            }
+        }
+        if self.halted {
+            return Ok(Progress::Blocked);
         }
         self.steps += 1;
         let now = self.clock.now_ms();
@@ -250,6 +356,7 @@ impl Worker {
                 Progress::Worked => idle_rounds = 0,
                 Progress::Blocked => {
                     idle_rounds = idle_rounds.saturating_add(1);
+                    let waited = Instant::now();
                     // Waiting on another worker's partitions is short: yield first;
                     // caught-up sources get a sleep that grows to 1 ms.
                     if idle_rounds < 2_000 {
@@ -258,6 +365,8 @@ impl Worker {
                         let micros = u64::from(idle_rounds - 2_000).clamp(20, 1_000);
                         std::thread::sleep(Duration::from_micros(micros));
                     }
+                    let nanos = u64::try_from(waited.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.idle_nanos.fetch_add(nanos, Relaxed);
                 }
             }
         }

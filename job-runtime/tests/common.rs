@@ -53,6 +53,7 @@ pub fn harness(partitions: u32, cfg: EngineConfig) -> Harness {
                 entries: Box::new(entries.clone()),
                 late: Box::new(late.clone()),
                 dead_letter: Box::new(dead.clone()),
+                commit: None,
             },
             restore: None,
         });

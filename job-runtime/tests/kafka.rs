@@ -122,6 +122,10 @@ impl Pod {
 }
 
 fn runtime(job: &Job, ordinal: u32, replicas: u32) -> Pod {
+    runtime_with(job, ordinal, replicas, &[])
+}
+
+fn runtime_with(job: &Job, ordinal: u32, replicas: u32, extra: &[String]) -> Pod {
     let data_dir = job.dir.path().join(format!("pod-{ordinal}"));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -150,6 +154,7 @@ fn runtime(job: &Job, ordinal: u32, replicas: u32) -> Pod {
             ],
             Err(_) => Vec::new(),
         })
+        .args(extra)
         .env("RUST_LOG", "info")
         .stderr(log)
         .spawn()
@@ -434,4 +439,498 @@ fn a_broker_paused_for_30_seconds_is_recovered_from_without_loss() {
     let records = read_entries(&broker, &data, 2);
     stop(pod);
     assert_matches_at_least_once(&data, &records);
+}
+
+/// A runtime process's admin API, as the operator calls it.
+struct Admin {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    fn new(port: u16, token: &str) -> Admin {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Admin {
+            agent,
+            base: format!("http://127.0.0.1:{port}"),
+            token: token.to_owned(),
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        match self.agent.get(format!("{}{path}", self.base)).call() {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+            ),
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut r = req.send_json(body).expect("admin API reachable");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until the process restored its shards and serves `/v1/status`.
+    fn wait_ready(&self) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (code, status) = self.get("/v1/status");
+            if code == 200 {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: not ready ({code})",
+                self.base
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn trigger_savepoint(&self, id: &str, stop: bool) {
+        let (code, body) = self.post(
+            "/v1/savepoints",
+            Some(&self.token.clone()),
+            serde_json::json!({ "id": id, "stop": stop }),
+        );
+        assert_eq!(code, 202, "{body}");
+        assert_eq!(body["id"], id);
+    }
+
+    /// Polls the savepoint until it completed; its path.
+    fn savepoint_path(&self, id: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (code, info) = self.get(&format!("/v1/savepoints/{id}"));
+            assert_eq!(code, 200, "{info}");
+            match info["state"].as_str() {
+                Some("completed") => return info["path"].as_str().expect("path").to_owned(),
+                Some("failed") => panic!("savepoint {id} failed: {info}"),
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "savepoint {id} still pending"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+const TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A runtime with an admin API and the admin token.
+fn runtime_admin(
+    job: &Job,
+    ordinal: u32,
+    replicas: u32,
+    restore_from: Option<&str>,
+) -> (Pod, Admin) {
+    let token_file = job.dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    let port = free_port();
+    let mut args = vec![
+        "--admin-addr".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--admin-token-file".to_owned(),
+        token_file.display().to_string(),
+    ];
+    if let Some(sp) = restore_from {
+        args.extend(["--restore-from".to_owned(), sp.to_owned()]);
+    }
+    let pod = runtime_with(job, ordinal, replicas, &args);
+    (pod, Admin::new(port, TOKEN))
+}
+
+/// Takes a stop-with-savepoint on every process (the same id, as the operator
+/// does), then stops them; the savepoint's location.
+fn stop_with_savepoint(pods: Vec<(Pod, Admin)>, id: &str) -> String {
+    for (_, admin) in &pods {
+        admin.trigger_savepoint(id, true);
+    }
+    let mut paths: Vec<String> = pods.iter().map(|(_, a)| a.savepoint_path(id)).collect();
+    paths.dedup();
+    assert_eq!(
+        paths.len(),
+        1,
+        "every process writes to the same place: {paths:?}"
+    );
+    for (_, admin) in &pods {
+        assert_eq!(admin.get("/v1/status").1["stopped"], true);
+    }
+    for (pod, _) in pods {
+        stop(pod);
+    }
+    paths.remove(0)
+}
+
+fn assert_exact(data: &Path, records: &[Vec<u8>]) {
+    let report = oracle_compare(data, records, &["--strict"]);
+    for zero in [
+        " 0 missing",
+        " 0 unexpected",
+        " 0 differing",
+        " 0 duplicates",
+    ] {
+        assert!(report.contains(zero), "{report}");
+    }
+}
+
+#[test]
+fn rescale_by_stop_with_savepoint_from_two_to_three_to_one_is_exact() {
+    let data = dataset(100_000, 4, 15);
+    let expected = expected_entries(&data);
+    let broker = Broker::start(Kind::Tansu);
+    let loader = load_slowly(&broker, &data, 4);
+    let savepoints = tempfile::tempdir().expect("savepoint dir");
+    let job = job(
+        &broker,
+        &format!(
+            "  checkpoints:\n    interval: 1s\n  savepoints:\n    location: {}\n",
+            savepoints.path().display()
+        ),
+    );
+    let distinct_at_least = |n: usize| {
+        broker.consume_until(
+            "entries",
+            4,
+            false,
+            Duration::from_secs(300),
+            until_distinct(n),
+        );
+    };
+
+    let two: Vec<_> = (0..2).map(|o| runtime_admin(&job, o, 2, None)).collect();
+    for (_, a) in &two {
+        let status = a.wait_ready();
+        assert_eq!(status["shards"].as_array().expect("shards").len(), 2);
+    }
+    // Mid-stream: some output exists, input is still arriving.
+    distinct_at_least(expected / 4);
+    let sp1 = stop_with_savepoint(two, "rescale-1");
+    assert_eq!(sp1, format!("{}/rescale-1", savepoints.path().display()));
+    for p in 0..4 {
+        assert!(
+            Path::new(&sp1)
+                .join(format!("shard-{p}/MANIFEST.json"))
+                .exists(),
+            "shard {p} is in the savepoint"
+        );
+    }
+
+    let three: Vec<_> = (0..3)
+        .map(|o| runtime_admin(&job, o, 3, Some(&sp1)))
+        .collect();
+    let owned: usize = three
+        .iter()
+        .map(|(_, a)| a.wait_ready()["shards"].as_array().expect("shards").len())
+        .sum();
+    assert_eq!(owned, 4, "each shard has exactly one owner");
+    distinct_at_least(expected / 2);
+    let sp2 = stop_with_savepoint(three, "rescale-2");
+
+    let (one, admin) = runtime_admin(&job, 0, 1, Some(&sp2));
+    assert_eq!(
+        admin.wait_ready()["shards"]
+            .as_array()
+            .expect("shards")
+            .len(),
+        4
+    );
+    loader.join().expect("loader");
+    distinct_at_least(expected);
+    stop(one);
+    let records = broker.consume_all("entries", 4, false, expected, Duration::from_secs(120));
+    assert_exact(&data, &records);
+}
+
+#[test]
+fn admin_api_reports_status_and_requires_the_token_for_changes() {
+    let data = dataset(20_000, 2, 16);
+    let broker = Broker::start(Kind::Tansu);
+    load(&broker, &data, 2);
+    let savepoints = tempfile::tempdir().expect("savepoint dir");
+    let job = job(
+        &broker,
+        &format!(
+            "  checkpoints:\n    interval: 500ms\n  savepoints:\n    location: {}\n",
+            savepoints.path().display()
+        ),
+    );
+    let (pod, admin) = runtime_admin(&job, 0, 1, None);
+    admin.wait_ready();
+    // Observable: every entry was emitted, so offsets and checkpoints exist.
+    read_entries(&broker, &data, 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let s = admin.get("/v1/status").1;
+        if !s["last_checkpoint"].is_null() && s["shards"][1]["offsets"]["plays"].is_i64() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["ordinal"], 0);
+    assert_eq!(status["partitions"], 2);
+    assert!(status["job_watermark_ms"].is_i64(), "{status}");
+    assert!(status["checkpoint_volume"]["capacity_bytes"].as_u64() > Some(0));
+    assert_eq!(status["stopped"], false);
+
+    let body = serde_json::json!({ "id": "sp-auth" });
+    assert_eq!(admin.post("/v1/savepoints", None, body.clone()).0, 401);
+    assert_eq!(
+        admin.post("/v1/savepoints", Some("wrong"), body.clone()).0,
+        401
+    );
+    assert_eq!(
+        admin
+            .post("/v1/watermark/advance", None, serde_json::json!({}))
+            .0,
+        401
+    );
+    assert_eq!(
+        admin
+            .post(
+                "/v1/savepoints",
+                Some(TOKEN),
+                serde_json::json!({ "id": "../x" })
+            )
+            .0,
+        400
+    );
+    let before = status["forced_advances"].as_u64().expect("forced advances");
+    let (code, answer) = admin.post("/v1/watermark/advance", Some(TOKEN), serde_json::json!({}));
+    assert_eq!(code, 200, "{answer}");
+    assert!(admin.get("/v1/status").1["forced_advances"].as_u64() > Some(before));
+
+    admin.trigger_savepoint("sp-auth", false);
+    let path = admin.savepoint_path("sp-auth");
+    assert!(Path::new(&path).join("_process-0.json").exists());
+    assert_eq!(
+        admin.get("/v1/status").1["stopped"],
+        false,
+        "a plain savepoint keeps running"
+    );
+    assert_eq!(admin.get("/v1/savepoints/unknown").0, 404);
+    stop(pod);
+}
+
+/// Splits every input file of a data set at its middle: the first halves, and
+/// the second halves with the data set's parameters (for the oracle).
+fn split_dataset(data: &Path, partitions: u32) -> (tempfile::TempDir, tempfile::TempDir) {
+    let first = tempfile::tempdir().expect("first half");
+    let second = tempfile::tempdir().expect("second half");
+    for p in 0..partitions {
+        for stream in ["impressions", "plays"] {
+            let name = format!("{stream}-{p}.jsonl");
+            let text = std::fs::read(data.join(&name)).expect("input");
+            let lines: Vec<&[u8]> = text
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            let (a, b) = lines.split_at(lines.len() / 2);
+            let join = |ls: &[&[u8]]| {
+                let mut out = Vec::new();
+                for l in ls {
+                    out.extend_from_slice(l);
+                    out.push(b'\n');
+                }
+                out
+            };
+            std::fs::write(first.path().join(&name), join(a)).expect("write");
+            std::fs::write(second.path().join(&name), join(b)).expect("write");
+        }
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("manifest.json")).expect("manifest"),
+    )
+    .expect("manifest json");
+    let params = serde_json::json!({ "params": manifest["params"] });
+    for dir in [&first, &second] {
+        std::fs::write(dir.path().join("manifest.json"), params.to_string()).expect("manifest");
+    }
+    (first, second)
+}
+
+/// The oracle's entry count for a directory without counts in its manifest.
+fn oracle_entry_count(dir: &Path) -> usize {
+    let out = dir.join("expected.jsonl");
+    let res = Command::new("python3")
+        .arg(bench_dir().join("oracle.py"))
+        .args(["expected", "--in"])
+        .arg(dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("oracle runs");
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let n = std::fs::read(&out)
+        .expect("expected entries")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    std::fs::remove_file(&out).expect("rm");
+    n
+}
+
+/// Checkpoints lost, `onMissingCheckpoint: timestamp`: the runtime reads from
+/// the first record produced at or after the time, so its output is the join of
+/// exactly the records after it.
+fn recovery_by_timestamp(kind: Kind, log_line: &str) {
+    let data = dataset(20_000, 2, 17);
+    let (first, second) = split_dataset(&data, 2);
+    let broker = Broker::start(kind);
+    for topic in [
+        "impressions",
+        "plays",
+        "entries",
+        "entries-after",
+        "dead-letter",
+        "late",
+    ] {
+        broker.create_topic(topic, 2);
+    }
+    let produce = |dir: &Path| {
+        for p in 0..2 {
+            for topic in ["impressions", "plays"] {
+                broker.produce_lines(topic, p, &dir.join(format!("{topic}-{p}.jsonl")));
+            }
+        }
+    };
+    produce(first.path());
+    let job = job(&broker, "  checkpoints:\n    interval: 300ms\n");
+    let mut pod = runtime(&job, 0, 1);
+    // Observable: the first run wrote checkpoints.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while checkpoint_count(&job, 0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was written"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pod.kill();
+    std::fs::remove_dir_all(job.dir.path().join("pod-0/checkpoints")).expect("delete checkpoints");
+
+    // Kafka timestamps are the producer's clock: a millisecond boundary between the halves.
+    std::thread::sleep(Duration::from_millis(20));
+    let from = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(Duration::from_millis(20));
+    produce(second.path());
+    let manifest = std::fs::read_to_string(&job.manifest).expect("manifest");
+    let manifest = manifest
+        .replace(
+            "output: { topic: entries }",
+            "output: { topic: entries-after }",
+        )
+        .replace(
+            "onMissingCheckpoint: earliest",
+            &format!("onMissingCheckpoint: timestamp\n    fromTimestamp: \"{from}\""),
+        );
+    std::fs::write(&job.manifest, manifest).expect("manifest");
+    let pod = runtime(&job, 0, 1);
+    let expected = oracle_entry_count(second.path());
+    let records = broker.consume_until(
+        "entries-after",
+        2,
+        false,
+        Duration::from_secs(300),
+        until_distinct(expected),
+    );
+    stop(pod);
+    let log = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
+    assert!(log.contains(log_line), "{log}");
+    assert_matches_at_least_once(second.path(), &records);
+}
+
+#[test]
+fn lost_checkpoints_recover_by_timestamp_seeking_on_noida() {
+    recovery_by_timestamp(Kind::Noida, "the broker looked the offsets up");
+}
+
+#[test]
+fn lost_checkpoints_recover_by_timestamp_filtering_on_tansu() {
+    recovery_by_timestamp(Kind::Tansu, "skipping older records");
+}
+
+/// Exactly-once on a broker with transactions: the kill run of
+/// `processes_killed_ten_times_and_restarted_lose_nothing`, read back with
+/// `read_committed`: nothing missing and nothing twice.
+fn exactly_once_through_kills(kind: Kind, records: u64) {
+    use rand::{Rng, SeedableRng};
+    let data = dataset(records, 2, 18);
+    let expected = expected_entries(&data);
+    let broker = Broker::start(kind);
+    let loader = load_slowly(&broker, &data, 2);
+    let job = job(
+        &broker,
+        "  delivery: exactlyOnce\n  checkpoints:\n    interval: 300ms\n    retained: 2\n",
+    );
+    let mut pods = [runtime(&job, 0, 2), runtime(&job, 1, 2)];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    for _ in 0..10 {
+        // A random moment: the test's input, not a wait for something observable.
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..1_200)));
+        let i = rng.random_range(0..2usize);
+        pods[i].kill();
+        pods[i] = runtime(&job, i as u32, 2);
+    }
+    loader.join().expect("loader");
+    broker.consume_until(
+        "entries",
+        2,
+        true,
+        Duration::from_secs(300),
+        until_distinct(expected),
+    );
+    let [a, b] = pods;
+    stop(a);
+    stop(b);
+    let log = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
+    assert!(log.contains("transactions initialised"), "{log}");
+    let committed = broker.consume_all("entries", 2, true, expected, Duration::from_secs(120));
+    assert_exact(&data, &committed);
+}
+
+#[test]
+fn exactly_once_through_ten_kills_on_noida_has_no_loss_and_no_duplicates() {
+    exactly_once_through_kills(Kind::Noida, 40_000);
+}
+
+/// The same against a real Kafka cluster when one is given.
+#[test]
+fn exactly_once_through_ten_kills_on_the_given_kafka() {
+    if std::env::var_os("STREAMJOIN_KAFKA_BOOTSTRAP").is_none() {
+        eprintln!("SKIPPED: set STREAMJOIN_KAFKA_BOOTSTRAP to run against a Kafka cluster");
+        return;
+    }
+    exactly_once_through_kills(Kind::External, 100_000);
 }

@@ -4,6 +4,7 @@
 
 pub mod sink;
 pub mod source;
+pub mod txn;
 
 use std::time::Duration;
 

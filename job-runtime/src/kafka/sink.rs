@@ -87,6 +87,51 @@ impl KafkaProducer {
         }))
     }
 
+    /// A transactional producer for one shard (exactly-once): `init_transactions`
+    /// fences and aborts whatever a previous process left open under the same
+    /// `transactional_id`, then the first transaction begins.
+    pub fn transactional(
+        mut config: ClientConfig,
+        overrides: &[(String, String)],
+        stop: Arc<AtomicBool>,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Arc<Self>, KafkaError> {
+        config.set("transactional.id", transactional_id);
+        config.set(
+            "transaction.timeout.ms",
+            transaction_timeout.as_millis().to_string(),
+        );
+        let p = Self::new(config, overrides, stop)?;
+        p.inner.init_transactions(p.flush_timeout)?;
+        p.inner.begin_transaction()?;
+        Ok(p)
+    }
+
+    /// Adds `offsets` (the consumer group's, with their metadata) to the open
+    /// transaction, commits it and begins the next one.
+    pub fn commit_transaction(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: Option<&rdkafka::consumer::ConsumerGroupMetadata>,
+    ) -> Result<(), ProduceError> {
+        self.flush()?;
+        if offsets.count() > 0 {
+            let group = group.ok_or(ProduceError::NoGroup)?;
+            self.inner
+                .send_offsets_to_transaction(offsets, group, self.flush_timeout)?;
+        }
+        self.inner.commit_transaction(self.flush_timeout)?;
+        self.inner.begin_transaction()?;
+        Ok(())
+    }
+
+    /// Aborts the open transaction (on shutdown; a restart would abort it anyway,
+    /// but only when it comes back).
+    pub fn abort_transaction(&self) -> Result<(), KafkaError> {
+        self.inner.abort_transaction(Duration::from_secs(10))
+    }
+
     pub fn tracker(&self) -> &DeliveryTracker {
         self.inner.context()
     }
@@ -135,6 +180,8 @@ pub enum ProduceError {
     Kafka(#[from] KafkaError),
     #[error("{failed} records could not be delivered; first error: {first}")]
     Undelivered { failed: u64, first: String },
+    #[error("the consumer has no group metadata to commit offsets with")]
+    NoGroup,
 }
 
 fn sink_err(topic: &str, e: impl std::fmt::Display) -> SinkError {

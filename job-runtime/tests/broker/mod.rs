@@ -17,12 +17,15 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 pub enum Kind {
     Tansu,
     Noida,
+    /// A Kafka cluster given by `STREAMJOIN_KAFKA_BOOTSTRAP` (topics are
+    /// recreated by each test).
+    External,
 }
 
 pub struct Broker {
     pub kind: Kind,
     pub bootstrap: String,
-    child: Child,
+    child: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -50,6 +53,18 @@ fn free_port() -> u16 {
 impl Broker {
     pub fn start(kind: Kind) -> Broker {
         let dir = tempfile::tempdir().expect("broker dir");
+        if kind == Kind::External {
+            let bootstrap = std::env::var("STREAMJOIN_KAFKA_BOOTSTRAP")
+                .expect("STREAMJOIN_KAFKA_BOOTSTRAP names the cluster");
+            let broker = Broker {
+                kind,
+                bootstrap,
+                child: None,
+                _dir: dir,
+            };
+            broker.wait_ready(Duration::from_secs(60));
+            return broker;
+        }
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = match kind {
@@ -65,6 +80,7 @@ impl Broker {
                 .args(["--storage-engine", "memory://tansu/"]);
                 c
             }
+            Kind::External => unreachable!("no process for an external cluster"),
             Kind::Noida => {
                 let mut c = Command::new(brokers_bin("noida-db"));
                 c.args([
@@ -89,7 +105,7 @@ impl Broker {
         let broker = Broker {
             kind,
             bootstrap: format!("127.0.0.1:{port}"),
-            child,
+            child: Some(child),
             _dir: dir,
         };
         broker.wait_ready(Duration::from_secs(60));
@@ -141,7 +157,7 @@ impl Broker {
                     .expect("tansu topic create runs");
                 assert!(status.success(), "creating topic {name}");
             }
-            Kind::Noida => {
+            Kind::Noida | Kind::External => {
                 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
                 let admin: AdminClient<rdkafka::client::DefaultClientContext> =
                     self.client().create().expect("admin client");
@@ -149,6 +165,23 @@ impl Broker {
                     .enable_all()
                     .build()
                     .expect("runtime");
+                if self.kind == Kind::External {
+                    // A previous run's topic (an error when there is none is fine).
+                    let _ = rt.block_on(admin.delete_topics(&[name], &AdminOptions::new()));
+                    let consumer: BaseConsumer = self.client().create().expect("metadata client");
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while consumer
+                        .fetch_metadata(Some(name), Duration::from_secs(2))
+                        .is_ok_and(|md| {
+                            md.topics()
+                                .iter()
+                                .any(|t| t.name() == name && t.error().is_none())
+                        })
+                    {
+                        assert!(Instant::now() < deadline, "topic {name} was not deleted");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
                 let topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
                 let res = rt
                     .block_on(admin.create_topics([&topic], &AdminOptions::new()))
@@ -259,12 +292,78 @@ impl Broker {
         }
     }
 
+    /// Reads `topic` from the beginning until at least `at_least` records arrived
+    /// and every partition then reported its end: the whole topic, once its
+    /// producers stopped.
+    pub fn consume_all(
+        &self,
+        topic: &str,
+        partitions: u32,
+        read_committed: bool,
+        at_least: usize,
+        limit: Duration,
+    ) -> Vec<Vec<u8>> {
+        use rdkafka::Message;
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", "streamjoin-test-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let mut at_end = vec![false; partitions as usize];
+        let deadline = Instant::now() + limit;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: only {} records after {limit:?}",
+                out.len()
+            );
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    at_end[m.partition() as usize] = false;
+                    out.push(m.payload().unwrap_or_default().to_vec());
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    at_end[p as usize] = true;
+                    if out.len() >= at_least && at_end.iter().all(|e| *e) {
+                        return out;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     pub fn pause(&self) {
-        signal(self.child.id(), "STOP");
+        signal(self.pid(), "STOP");
     }
 
     pub fn resume(&self) {
-        signal(self.child.id(), "CONT");
+        signal(self.pid(), "CONT");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("only a broker this test started can be paused")
     }
 }
 
@@ -278,7 +377,9 @@ fn signal(pid: u32, sig: &str) {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

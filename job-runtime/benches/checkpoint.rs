@@ -1,0 +1,184 @@
+//! Checkpoint stall and restore time with at least 1,000,000 live entries
+//! (`cargo bench --bench checkpoint`; figures on stdout, the last line JSON).
+//!
+//! One shard, one worker, a manual clock. 1,000,000 keys are opened (an
+//! impression and a play each, 30 minutes of event time: all still in their
+//! 4-hour window), then 30 rounds each read `ROUND_EVENTS` more events (new keys
+//! and plays folded into existing entries) and take a checkpoint; the stall is
+//! the time the worker spends in the checkpoint (write the changed entries
+//! through, flush, link the files, write the reorder buffer and the manifest,
+//! fsync). Then the newest checkpoint is restored into a fresh engine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamjoin_runtime::config::EngineConfig;
+use streamjoin_runtime::engine::{Engine, EngineOptions, ShardIo};
+use streamjoin_runtime::shard::ShardSinks;
+use streamjoin_runtime::sink::NullSink;
+use streamjoin_runtime::source::FeedHandle;
+use streamjoin_runtime::watermark::ManualClock;
+use streamjoin_runtime::worker::CheckpointPlan;
+
+const T0: i64 = 1_700_000_000_000;
+const KEYS: i64 = 1_000_000;
+const ROUNDS: usize = 30;
+/// Events read between two checkpoints: 1 s of a 100,000 events/s shard.
+const ROUND_EVENTS: i64 = 100_000;
+
+fn imp(id: i64, t: i64, profile: i64) -> String {
+    format!(
+        r#"{{"type":"impression","event_id":"i{id}","event_time":{t},"profile_id":{profile},"title_id":7,"row":1,"rank":2,"device":"tv"}}"#
+    )
+}
+
+fn play(id: i64, t: i64, profile: i64) -> String {
+    format!(
+        r#"{{"type":"play","event_id":"p{id}","event_time":{t},"profile_id":{profile},"title_id":7,"device":"tv","duration_ms":60000}}"#
+    )
+}
+
+fn sinks() -> ShardSinks {
+    ShardSinks {
+        entries: Box::new(NullSink),
+        late: Box::new(NullSink),
+        dead_letter: Box::new(NullSink),
+        commit: None,
+    }
+}
+
+fn engine(
+    dir: &std::path::Path,
+    clock: Arc<ManualClock>,
+    restore: Option<(
+        std::path::PathBuf,
+        streamjoin_runtime::checkpoint::CheckpointManifest,
+    )>,
+) -> (Engine, [FeedHandle; 2]) {
+    let mut cfg = EngineConfig::default();
+    // Nothing here is slow on purpose: no partition may be paused or idled.
+    cfg.alignment_max_drift_ms = None;
+    cfg.inactivity_timeout_ms = None;
+    let feeds = [FeedHandle::default(), FeedHandle::default()];
+    let io = vec![ShardIo {
+        partition: 0,
+        sources: [
+            Box::new(feeds[0].source("impressions-0")),
+            Box::new(feeds[1].source("plays-0")),
+        ],
+        sinks: sinks(),
+        restore,
+    }];
+    let mut opts = EngineOptions::new(dir.join("state"));
+    opts.clock = clock;
+    opts.checkpoints = Some((
+        CheckpointPlan {
+            root: dir.join("checkpoints"),
+            interval_ms: i64::MAX,
+            retained: 2,
+            metrics: None,
+        },
+        0,
+    ));
+    let e = Engine::new(cfg, io, opts).unwrap_or_else(|e| panic!("engine: {e}"));
+    (e, feeds)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; any other argument is a filter we ignore.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let clock = ManualClock::new(T0);
+    let (mut e, feeds) = engine(dir.path(), clock.clone(), None);
+    // 30 minutes of event time over the keys, a play one second after each impression.
+    let span = 30 * 60_000;
+    let load = Instant::now();
+    for k in 0..KEYS {
+        let t = T0 + k * span / KEYS;
+        feeds[0].push(imp(k, t, k));
+        feeds[1].push(play(k, t + 1_000, k));
+    }
+    e.run_until_blocked()
+        .unwrap_or_else(|e| panic!("load: {e}"));
+    let first = Instant::now();
+    e.workers[0]
+        .checkpoint_now()
+        .unwrap_or_else(|e| panic!("checkpoint: {e}"));
+    let first = first.elapsed();
+    println!(
+        "loaded {} keys in {:.1} s; live entries {}; first checkpoint (every entry written) {:.0} ms",
+        KEYS,
+        load.elapsed().as_secs_f64(),
+        e.live_entries(),
+        first.as_secs_f64() * 1e3
+    );
+
+    let mut stalls = Vec::with_capacity(ROUNDS);
+    let mut next_key = KEYS;
+    let mut t = T0 + span;
+    for round in 0..ROUNDS {
+        for i in 0..ROUND_EVENTS / 2 {
+            // A new key, and a play folded into an entry opened earlier.
+            t += 10;
+            feeds[0].push(imp(next_key, t, next_key));
+            let old = (round as i64 * 7_919 + i * 13) % KEYS;
+            feeds[1].push(play(next_key + 10 * KEYS, t, old));
+            next_key += 1;
+        }
+        e.run_until_blocked()
+            .unwrap_or_else(|e| panic!("round: {e}"));
+        clock.advance(1_000);
+        let s = Instant::now();
+        e.workers[0]
+            .checkpoint_now()
+            .unwrap_or_else(|e| panic!("checkpoint: {e}"));
+        stalls.push(s.elapsed());
+    }
+    let live = e.live_entries();
+    assert!(live >= 1_000_000, "only {live} live entries");
+    let mut sorted = stalls.clone();
+    sorted.sort();
+    let (p50, p99, max) = (
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99),
+        sorted[sorted.len() - 1],
+    );
+    println!(
+        "checkpoint stall over {ROUNDS} rounds of {ROUND_EVENTS} events with {live} live entries: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+    drop(feeds);
+    drop(e);
+
+    let (found, _) =
+        streamjoin_runtime::checkpoint::newest_valid(&dir.path().join("checkpoints"), 0)
+            .unwrap_or_else(|e| panic!("list: {e}"));
+    let newest = found.unwrap_or_else(|| panic!("a checkpoint"));
+    let restore_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let started = Instant::now();
+    let (restored, _feeds) = engine(restore_dir.path(), clock, Some(newest));
+    let restore = started.elapsed();
+    assert_eq!(
+        restored.live_entries(),
+        live,
+        "the restore holds every entry"
+    );
+    println!(
+        "restore of {live} live entries: {:.0} ms",
+        restore.as_secs_f64() * 1e3
+    );
+    println!(
+        "{{\"live_entries\":{live},\"round_events\":{ROUND_EVENTS},\"stall_p50_ms\":{:.2},\"stall_p99_ms\":{:.2},\"stall_max_ms\":{:.2},\"first_checkpoint_ms\":{:.1},\"restore_ms\":{:.1}}}",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3,
+        restore.as_secs_f64() * 1e3
+    );
+}
