@@ -45,6 +45,9 @@ pub struct RunOptions {
     /// Local checkpoints created before this time (ms since the epoch) are not
     /// restored: a stateless start or a rollback must not resume from them.
     pub ignore_checkpoints_before_ms: Option<i64>,
+    /// Recovery by timestamp without the broker's offsets-for-times lookup:
+    /// read from the earliest offset and skip older records.
+    pub timestamp_filter_only: bool,
 }
 
 /// Exit codes the operator maps to `Degraded` reasons.
@@ -173,6 +176,7 @@ fn start_offsets(
     shards: &[u32],
     start: StartAt,
     timeout: Duration,
+    lookup: bool,
 ) -> Result<(TopicPartitionList, Option<i64>), RunError> {
     let mut tpl = TopicPartitionList::new();
     let fixed = |tpl: &mut TopicPartitionList, offset: Offset| -> Result<(), RunError> {
@@ -187,6 +191,14 @@ fn start_offsets(
     match start {
         StartAt::Earliest => fixed(&mut tpl, Offset::Beginning)?,
         StartAt::Latest => fixed(&mut tpl, Offset::End)?,
+        StartAt::Timestamp(ms) if !lookup => {
+            tracing::info!(
+                timestamp_ms = ms,
+                "recovery by timestamp without lookup (--timestamp-recovery filter): reading from the earliest offset and skipping older records"
+            );
+            fixed(&mut tpl, Offset::Beginning)?;
+            return Ok((tpl, Some(ms)));
+        }
         StartAt::Timestamp(ms) => {
             let mut query = TopicPartitionList::new();
             fixed(&mut query, Offset::Offset(ms))?;
@@ -541,6 +553,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             &fresh,
             start,
             Duration::from_secs(30),
+            !opts.timestamp_filter_only,
         )?
     };
     for (p, _, manifest) in &restored {
@@ -567,8 +580,11 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             .find(|r| r.0 == p)
             .map(|r| (r.1.clone(), r.2.clone()));
         let skip = if restore.is_some() { None } else { skip_before };
-        let mut source = |topic: &str| -> Result<Box<dyn PartitionSource>, RunError> {
-            let (source, position) = KafkaSource::new(consumer.clone(), topic, p as i32, skip)
+        let starts = restore
+            .as_ref()
+            .map_or([None, None], |r| r.1.inputs.map(|i| i.next_offset));
+        let mut source = |topic: &str, start: Option<i64>| -> Result<Box<dyn PartitionSource>, RunError> {
+            let (source, position) = KafkaSource::new(consumer.clone(), topic, p as i32, skip, start)
                 .map_err(|e| KafkaSetupError::Metadata {
                     topic: topic.to_owned(),
                     reason: e.to_string(),
@@ -576,8 +592,8 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             positions.push((topic.to_owned(), p as i32, position));
             Ok(Box::new(source))
         };
-        let imp = source(input_topics[0])?;
-        let play = source(input_topics[1])?;
+        let imp = source(input_topics[0], starts[0])?;
+        let play = source(input_topics[1], starts[1])?;
         let late: Box<dyn SideSink> = match late_topic {
             Some(t) => Box::new(KafkaSideSink::new(producer.clone(), t)),
             None => Box::new(NullSink),
@@ -783,6 +799,13 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     });
     stop.store(true, Relaxed);
     commit(&positions);
+    if skip_before.is_some() {
+        let skipped: u64 = positions.iter().map(|p| p.2.skipped.load(Relaxed)).sum();
+        tracing::info!(
+            skipped,
+            "recovery by timestamp: {skipped} records older than the recovery time were skipped"
+        );
+    }
     if poller.join().is_err() {
         tracing::error!("the consumer event thread panicked");
     }

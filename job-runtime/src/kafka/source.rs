@@ -37,11 +37,15 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
+    /// `start` is the next offset the partition was assigned at, when known (a
+    /// restored checkpoint's): the position until the first record is read, so a
+    /// checkpoint taken before any new record keeps it.
     pub fn new(
         consumer: Arc<RuntimeConsumer>,
         topic: &str,
         partition: i32,
         skip_before_ms: Option<i64>,
+        start: Option<i64>,
     ) -> Result<(Self, Arc<PartitionPosition>), SourceError> {
         let queue = consumer
             .split_partition_queue(topic, partition)
@@ -50,7 +54,7 @@ impl KafkaSource {
                 reason: "the consumer has no queue for this partition".into(),
             })?;
         let position = Arc::new(PartitionPosition {
-            next_offset: AtomicI64::new(-1),
+            next_offset: AtomicI64::new(start.unwrap_or(-1)),
             skipped: AtomicU64::new(0),
         });
         Ok((
