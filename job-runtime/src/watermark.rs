@@ -195,14 +195,22 @@ impl WatermarkBoard {
     pub fn recompute(&self) -> i64 {
         let mut min = MAX_WM;
         let mut any_active = false;
+        let mut all_ended = true;
         for i in 0..self.slots.len() {
-            if self.slots[i].idle.load(Relaxed) && !self.slots[i].ended.load(Relaxed) {
+            // An ended partition (+∞) holds nothing back, but does not count as
+            // active: idle partitions beside ended ones hold the watermark, they
+            // do not flush the state as the end of input would.
+            if self.slots[i].ended.load(Relaxed) {
+                continue;
+            }
+            all_ended = false;
+            if self.slots[i].idle.load(Relaxed) {
                 continue;
             }
             any_active = true;
             min = min.min(self.partition_watermark(i));
         }
-        if any_active {
+        if any_active || all_ended {
             self.job.fetch_max(min, Relaxed).max(min)
         } else {
             self.job.load(Relaxed)
@@ -286,6 +294,19 @@ impl WatermarkBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_partitions_beside_ended_ones_hold_the_watermark() {
+        // A process that owns partition 0 of 2: partition 1's slots are ended.
+        let b = WatermarkBoard::new(2, 10, 0);
+        b.set_ended(1);
+        b.observe(0, 100);
+        assert_eq!(b.recompute(), 90);
+        b.set_idle(0, true);
+        assert_eq!(b.recompute(), 90, "held, not flushed to +∞");
+        b.set_ended(0);
+        assert_eq!(b.recompute(), MAX_WM, "every partition ended: end of input");
+    }
 
     #[test]
     fn job_watermark_is_min_over_active_partitions_and_never_goes_back() {
