@@ -69,6 +69,12 @@ enum Command {
         /// (a stateless start or a rollback must not resume from them).
         #[arg(long, value_parser = parse_rfc3339_ms)]
         ignore_checkpoints_before: Option<i64>,
+        /// How `recovery.onMissingCheckpoint: timestamp` finds its start: `lookup`
+        /// asks the broker (offsets-for-times) and falls back to `filter` when it
+        /// cannot answer; `filter` reads from the earliest offset and skips records
+        /// whose Kafka timestamp is older (for brokers whose lookup is unreliable).
+        #[arg(long, value_enum, default_value = "lookup")]
+        timestamp_recovery: TimestampRecovery,
     },
     /// Bounded replay of a generator-layout directory (impressions-<p>.jsonl, plays-<p>.jsonl).
     Replay {
@@ -241,6 +247,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TimestampRecovery {
+    Lookup,
+    Filter,
+}
+
 fn parse_rfc3339_ms(value: &str) -> Result<i64, String> {
     let t = humantime::parse_rfc3339_weak(value).map_err(|e| e.to_string())?;
     let ms = t
@@ -261,6 +273,7 @@ fn run_job(command: Command) -> ExitCode {
         admin_token_file,
         restore_from,
         ignore_checkpoints_before,
+        timestamp_recovery,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -281,6 +294,7 @@ fn run_job(command: Command) -> ExitCode {
         admin_token_file,
         restore_from,
         ignore_checkpoints_before_ms: ignore_checkpoints_before,
+        timestamp_filter_only: timestamp_recovery == TimestampRecovery::Filter,
     };
     match streamjoin_runtime::run::run(opts, Metrics::new(), stop) {
         Ok(()) => ExitCode::SUCCESS,

@@ -247,8 +247,21 @@ impl Broker {
         partitions: u32,
         read_committed: bool,
         limit: Duration,
-        mut done: impl FnMut(&[u8]) -> bool,
+        done: impl FnMut(&[u8]) -> bool,
     ) -> Vec<Vec<u8>> {
+        self.consume_for(topic, partitions, read_committed, limit, done)
+            .unwrap_or_else(|got| panic!("{topic}: only {} records after {limit:?}", got.len()))
+    }
+
+    /// As [`Broker::consume_until`]; what was read by then when `limit` passes first.
+    pub fn consume_for(
+        &self,
+        topic: &str,
+        partitions: u32,
+        read_committed: bool,
+        limit: Duration,
+        mut done: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Vec<Vec<u8>>, Vec<Vec<u8>>> {
         use rdkafka::Message;
         let consumer: BaseConsumer = self
             .client()
@@ -276,17 +289,15 @@ impl Broker {
         let mut out = Vec::new();
         let deadline = Instant::now() + limit;
         loop {
-            assert!(
-                Instant::now() < deadline,
-                "{topic}: only {} records after {limit:?}",
-                out.len()
-            );
+            if Instant::now() >= deadline {
+                return Err(out);
+            }
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 let payload = m.payload().unwrap_or_default().to_vec();
                 let finished = done(&payload);
                 out.push(payload);
                 if finished {
-                    return out;
+                    return Ok(out);
                 }
             }
         }
