@@ -58,6 +58,9 @@ impl Default for Requeue {
     }
 }
 
+/// The wall clock, replaceable in tests (a test clock that moves only when told).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
 /// Shared by every reconcile of one watch scope.
 pub struct Context {
     pub client: Client,
@@ -66,7 +69,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub requeue: Requeue,
     /// The clock, replaceable in tests.
-    pub now: fn() -> Timestamp,
+    pub now: Clock,
     /// Malformed objects already reported, by uid → resourceVersion: reported once each.
     malformed_seen: Mutex<HashMap<String, String>>,
     /// Applied hashes of the children last built for each job (by uid), with the
@@ -139,7 +142,7 @@ impl Context {
             stores,
             metrics,
             requeue: Requeue::default(),
-            now: Timestamp::now,
+            now: Arc::new(Timestamp::now),
             malformed_seen: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
             admin: Arc::new(HttpAdmin::new(dns_resolver())),
