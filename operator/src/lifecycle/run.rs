@@ -179,6 +179,7 @@ pub async fn run(
     // 3. The autoscaler's parallelism, when it is on.
     let mut desired = job.spec.clone();
     let mut autoscaler_status = old_status.autoscaler.clone();
+    let mut autoscaler_note = None;
     if desired.autoscaler.enabled && desired.state == JobState::Running {
         let current = old
             .as_ref()
@@ -224,33 +225,43 @@ pub async fn run(
             }
             m.samples.iter().copied().collect()
         });
-        let last_scale = autoscaler_status
-            .as_ref()
-            .and_then(|a| a.last_scale_time.as_deref())
-            .and_then(|t| t.parse().ok());
-        let d = autoscaler::decide(
-            &desired.autoscaler,
-            current,
-            partitions,
-            &samples,
-            last_scale,
-            now,
-        );
-        let scaled = d.parallelism != current;
         let prev = autoscaler_status.clone().unwrap_or_default();
-        autoscaler_status = Some(AutoscalerStatus {
-            recommended_parallelism: Some(d.parallelism),
-            last_scale_time: if scaled {
-                Some(ts_string(now))
-            } else {
-                prev.last_scale_time
-            },
-            reason: Some(d.reason),
-        });
         if stable_now {
+            let last_scale = prev.last_scale_time.as_deref().and_then(|t| t.parse().ok());
+            let d = autoscaler::decide(
+                &desired.autoscaler,
+                current,
+                partitions,
+                &samples,
+                last_scale,
+                now,
+            );
+            let scaled = d.parallelism != current;
+            if scaled {
+                autoscaler_note = Some(Note {
+                    warning: false,
+                    reason: "Autoscaling",
+                    message: format!("autoscaler: {}", d.reason),
+                });
+            }
+            autoscaler_status = Some(AutoscalerStatus {
+                recommended_parallelism: Some(d.parallelism),
+                last_scale_time: if scaled {
+                    Some(ts_string(now))
+                } else {
+                    prev.last_scale_time
+                },
+                reason: Some(d.reason),
+            });
             desired.parallelism = d.parallelism;
         } else {
-            desired.parallelism = current;
+            // A step is under way (the rescale the autoscaler chose, an upgrade, ...):
+            // it goes to the parallelism decided last, and nothing new is decided
+            // until the job is stable again.
+            desired.parallelism = prev
+                .recommended_parallelism
+                .filter(|p| *p > 0)
+                .unwrap_or(current);
         }
     } else if !desired.autoscaler.enabled {
         autoscaler_status = None;
@@ -320,7 +331,8 @@ pub async fn run(
     d.record.input_partitions = partitions;
     let mut status = old_status.clone();
     status.autoscaler = autoscaler_status;
-    let mut notes = std::mem::take(&mut d.notes);
+    let mut notes: Vec<Note> = autoscaler_note.into_iter().collect();
+    notes.append(&mut d.notes);
     if let Some(done) = d.completed.take() {
         record_savepoint(&mut status, &done, now);
     }
