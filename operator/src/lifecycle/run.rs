@@ -33,6 +33,8 @@ pub struct LifecycleOutcome {
     pub restore_from: Option<String>,
     /// Pod-template marker that restarts the pods (see `LifecycleStatus::restart_marker`).
     pub restart_marker: Option<String>,
+    /// `--ignore-checkpoints-before` (see `LifecycleStatus::ignore_checkpoints_before`).
+    pub ignore_checkpoints_before: Option<String>,
     /// Status fields owned by the lifecycle (record, savepoints, watermark, ...).
     pub status: StreamJoinJobStatus,
     pub notes: Vec<Note>,
@@ -557,6 +559,7 @@ pub async fn run(
         deployed,
         restore_from,
         restart_marker: d.record.restart_marker.clone(),
+        ignore_checkpoints_before: d.record.ignore_checkpoints_before.clone(),
         status,
         notes,
         inputs_inactive,
