@@ -49,6 +49,8 @@ pub struct LifecycleOutcome {
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
     pub samples: VecDeque<Sample>,
+    /// Checkpoint-volume Warnings already given (one per claim and situation).
+    pub volume_warnings: crate::volume::expand::Warned,
 }
 
 fn ms_to_ts(ms: i64) -> Option<Timestamp> {
@@ -543,6 +545,21 @@ pub async fn run(
         }
     }
     status.upgrade = upgrade_summary(&d.record, old_status.upgrade.as_ref());
+
+    // 12. Checkpoint volumes past their autoExpand threshold (an operator-only setting:
+    //     the job's own spec, not the deployed one).
+    let mut warned = ctx.with_memory(&uid, |m| std::mem::take(&mut m.volume_warnings));
+    notes.extend(
+        crate::volume::expand::run(
+            ctx,
+            r,
+            job.spec.checkpoints.volume.auto_expand.as_ref(),
+            &statuses,
+            &mut warned,
+        )
+        .await,
+    );
+    ctx.with_memory(&uid, |m| m.volume_warnings = warned);
 
     let (deployed, restore_from) =
         machine::deployed(&d.record, &desired).unwrap_or_else(|| (desired.clone(), None));
