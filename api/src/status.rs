@@ -353,6 +353,11 @@ pub struct LifecycleStatus {
     /// Savepoint the current pods were started from; kept by retention (a rollback needs it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<String>,
+    /// Local checkpoints written by runtime processes started before this time (RFC 3339)
+    /// are ignored when the pods start (`--ignore-checkpoints-before`): set by a stateless
+    /// deployment and by a rollback, so their pods do not resume from state they must not see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_checkpoints_before: Option<String>,
     /// Generation of the last spec that reached Ready with a completed checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_generation: Option<i64>,

@@ -53,6 +53,17 @@ pub struct RuntimeStatus {
     pub busy_ratio: Option<f64>,
     #[serde(default)]
     pub consumer_lag: Option<i64>,
+    /// The checkpoint volume's filesystem (`statvfs` of the data directory); absent
+    /// from runtimes that do not report it.
+    #[serde(default)]
+    pub checkpoint_volume: Option<CheckpointVolume>,
+}
+
+/// `"checkpoint_volume": {"used_bytes": .., "capacity_bytes": ..}` in `GET /v1/status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointVolume {
+    pub used_bytes: u64,
+    pub capacity_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

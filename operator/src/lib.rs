@@ -21,3 +21,4 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod validate;
+pub mod volume;

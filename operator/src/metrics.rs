@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Conditions of each job, 1 when "True", by `job_namespace`, `streamjoinjob`
     /// and `condition`. Only the leader, which reconciles, reports them.
     pub job_condition: IntGaugeVec,
+    /// Checkpoint volumes found past their autoExpand threshold, by what was done
+    /// (`expanded`, `at_max_size`, `not_expandable`, `invalid`, `failed`).
+    pub volume_expansions: IntCounterVec,
 }
 
 impl Metrics {
@@ -86,8 +89,16 @@ impl Metrics {
             ),
             &["job_namespace", "streamjoinjob", "condition"],
         )?;
+        let volume_expansions = IntCounterVec::new(
+            Opts::new(
+                "streamjoin_operator_volume_expansions_total",
+                "Checkpoint volumes found past their autoExpand threshold, by what the operator did.",
+            ),
+            &["result"],
+        )?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(job_condition.clone()))?;
+        registry.register(Box::new(volume_expansions.clone()))?;
         Ok(Self {
             registry,
             reconciles,
@@ -98,6 +109,7 @@ impl Metrics {
             malformed,
             leader,
             job_condition,
+            volume_expansions,
         })
     }
 

@@ -58,6 +58,9 @@ impl Default for Requeue {
     }
 }
 
+/// The wall clock, replaceable in tests (a test clock that moves only when told).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
 /// Shared by every reconcile of one watch scope.
 pub struct Context {
     pub client: Client,
@@ -66,7 +69,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub requeue: Requeue,
     /// The clock, replaceable in tests.
-    pub now: fn() -> Timestamp,
+    pub now: Clock,
     /// Malformed objects already reported, by uid → resourceVersion: reported once each.
     malformed_seen: Mutex<HashMap<String, String>>,
     /// Applied hashes of the children last built for each job (by uid), with the
@@ -139,7 +142,7 @@ impl Context {
             stores,
             metrics,
             requeue: Requeue::default(),
-            now: Timestamp::now,
+            now: Arc::new(Timestamp::now),
             malformed_seen: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
             admin: Arc::new(HttpAdmin::new(dns_resolver())),
@@ -408,11 +411,9 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
             j.spec = spec.clone();
             let mut jr = JobRef::new(&j).ok()?;
             jr.restore_from = restore.map(str::to_owned);
-            jr.restart_marker = job
-                .status
-                .as_ref()
-                .and_then(|s| s.lifecycle.as_ref())
-                .and_then(|l| l.restart_marker.clone());
+            let record = job.status.as_ref().and_then(|s| s.lifecycle.as_ref());
+            jr.restart_marker = record.and_then(|l| l.restart_marker.clone());
+            jr.ignore_checkpoints_before = record.and_then(|l| l.ignore_checkpoints_before.clone());
             let (c, _) = desired_children(&jr, &observed).ok()?;
             build::applied_hash(&c.stateful_set).map(str::to_owned)
         };
@@ -427,8 +428,9 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         let mut dr = JobRef::new(&deployed_job)?;
         dr.restore_from = o.restore_from.clone();
         dr.restart_marker = o.restart_marker.clone();
+        dr.ignore_checkpoints_before = o.ignore_checkpoints_before.clone();
         let key = format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}",
             job.metadata.generation.unwrap_or_default(),
             build::stable_hash(
                 serde_json::to_string(&o.deployed)
@@ -436,7 +438,8 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
                     .as_bytes()
             ),
             o.restore_from.as_deref().unwrap_or_default(),
-            o.restart_marker.as_deref().unwrap_or_default()
+            o.restart_marker.as_deref().unwrap_or_default(),
+            o.ignore_checkpoints_before.as_deref().unwrap_or_default()
         );
         let memo = ctx
             .built

@@ -497,3 +497,92 @@ async fn inactive_inputs_with_a_forced_advance_are_reported_in_status_condition_
     assert_eq!(condition(&job, "InputsInactive").0, "True");
     assert!(has_event(&calls, "InputsInactive"));
 }
+
+#[tokio::test]
+async fn a_stateless_upgrade_ignores_older_local_checkpoints_with_a_template_stable_across_reconciles()
+ {
+    use support::flows::arg;
+    let (mut h, clock) = Harness::with_manual_clock();
+    let mut m = job_json("clicks");
+    m["spec"]["upgradeMode"] = json!("stateless");
+    h.create_job(m);
+    running(&mut h, "clicks", 3).await;
+    assert_eq!(
+        arg(&sts(&h, "clicks"), "--ignore-checkpoints-before"),
+        None,
+        "a first deployment resumes from whatever is on its volumes"
+    );
+
+    clock.advance_secs(600);
+    let upgraded_at = clock.now().to_string();
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:v2"));
+    h.reconcile("clicks").await.expect("deploys");
+    assert!(h.runtime.triggered().is_empty(), "stateless: no savepoint");
+    let first = sts(&h, "clicks");
+    assert_eq!(image(&first), "runtime:v2");
+    assert_eq!(restore_from(&first), None);
+    assert_eq!(
+        arg(&first, "--ignore-checkpoints-before").as_deref(),
+        Some(upgraded_at.as_str())
+    );
+    assert_eq!(
+        record(&h, "clicks").ignore_checkpoints_before.as_deref(),
+        Some(upgraded_at.as_str()),
+        "recorded before it was applied"
+    );
+
+    // Later reconciles, during and after the rollout, build the same template.
+    clock.advance_secs(60);
+    h.reconcile("clicks").await.expect("reconciles");
+    assert_eq!(sts(&h, "clicks").spec.template, first.spec.template);
+    clock.advance_secs(60);
+    rolled_out(&mut h, "clicks", 3).await;
+    assert_eq!(record(&h, "clicks").state, LifecycleState::Running);
+    clock.advance_secs(60);
+    h.reconcile("clicks").await.expect("steady");
+    assert_eq!(sts(&h, "clicks").spec.template, first.spec.template);
+}
+
+#[tokio::test]
+async fn rollback_pods_restore_the_savepoint_ignoring_the_failed_versions_checkpoints() {
+    use support::flows::arg;
+    let (mut h, clock) = Harness::with_manual_clock();
+    h.create_job(job_json("clicks"));
+    running(&mut h, "clicks", 3).await;
+    h.edit_spec("clicks", |s| s["image"] = json!("runtime:broken"));
+    h.reconcile("clicks").await.expect("savepoint");
+    h.reconcile("clicks").await.expect("deploy");
+    let upgrade = sts(&h, "clicks");
+    let sp = restore_from(&upgrade).expect("restore point");
+    assert_eq!(
+        arg(&upgrade, "--ignore-checkpoints-before"),
+        None,
+        "a savepoint upgrade: its checkpoints are older than the savepoint"
+    );
+
+    // The new version writes checkpoints, then crash-loops.
+    clock.advance_secs(300);
+    let rolled_back_at = clock.now().to_string();
+    h.sync_caches();
+    let crashing = crashing_pod("clicks", "CrashLoopBackOff", 4, "back-off 40s");
+    h.add_pod(crashing.clone());
+    h.reconcile("clicks").await.expect("rollback");
+    let back = sts(&h, "clicks");
+    assert_eq!(record(&h, "clicks").state, LifecycleState::RollingBack);
+    assert_eq!(image(&back), "ghcr.io/streamjoin/streamjoin-runtime:test");
+    assert_eq!(restore_from(&back).as_deref(), Some(sp.as_str()));
+    assert_eq!(
+        arg(&back, "--ignore-checkpoints-before").as_deref(),
+        Some(rolled_back_at.as_str())
+    );
+
+    // Two more reconciles (rolling back, then stable) keep the template.
+    h.writers.remove_pod(crashing);
+    clock.advance_secs(60);
+    h.reconcile("clicks").await.expect("reconciles");
+    assert_eq!(sts(&h, "clicks").spec.template, back.spec.template);
+    clock.advance_secs(60);
+    rolled_out(&mut h, "clicks", 3).await;
+    assert_eq!(record(&h, "clicks").state, LifecycleState::Running);
+    assert_eq!(sts(&h, "clicks").spec.template, back.spec.template);
+}

@@ -70,6 +70,9 @@ pub struct JobRef<'a> {
     pub restore_from: Option<String>,
     /// Changing it restarts every pod (after a failed stop-with-savepoint).
     pub restart_marker: Option<String>,
+    /// Local checkpoints older than this (RFC 3339) are ignored at start
+    /// (`--ignore-checkpoints-before`), decided by the lifecycle.
+    pub ignore_checkpoints_before: Option<String>,
 }
 
 impl<'a> JobRef<'a> {
@@ -100,6 +103,7 @@ impl<'a> JobRef<'a> {
             owner,
             restore_from: None,
             restart_marker: None,
+            ignore_checkpoints_before: None,
         })
     }
 

@@ -54,7 +54,13 @@ pub fn desired_replicas(job: &JobRef<'_>) -> i32 {
 pub const ADMIN_TOKEN_DIR: &str = "/var/run/secrets/streamjoin/admin";
 pub const ADMIN_TOKEN_KEY: &str = "token";
 
-pub fn runtime_args(restore_from: Option<&str>) -> Vec<String> {
+/// The runtime's command line. `restore_from`: the savepoint to start from;
+/// `ignore_checkpoints_before`: local checkpoints created before this time (RFC 3339)
+/// are not resumed from (a stateless start, a rollback).
+pub fn runtime_args(
+    restore_from: Option<&str>,
+    ignore_checkpoints_before: Option<&str>,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "run",
         "--job",
@@ -72,6 +78,10 @@ pub fn runtime_args(restore_from: Option<&str>) -> Vec<String> {
     if let Some(sp) = restore_from {
         args.push("--restore-from".to_owned());
         args.push(sp.to_owned());
+    }
+    if let Some(t) = ignore_checkpoints_before {
+        args.push("--ignore-checkpoints-before".to_owned());
+        args.push(t.to_owned());
     }
     args
 }
@@ -254,7 +264,10 @@ fn container(job: &JobRef<'_>) -> Container {
         name: CONTAINER.to_owned(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(pull_policy(spec.image_pull_policy).to_owned()),
-        args: Some(runtime_args(job.restore_from.as_deref())),
+        args: Some(runtime_args(
+            job.restore_from.as_deref(),
+            job.ignore_checkpoints_before.as_deref(),
+        )),
         ports: Some(vec![ContainerPort {
             name: Some(ADMIN_PORT_NAME.to_owned()),
             container_port: ADMIN_PORT,
@@ -572,6 +585,21 @@ mod tests {
         let pod = sts.spec.template.spec.as_ref().expect("pod");
         let args = pod.containers[0].args.clone().expect("args");
         assert_eq!(args[args.len() - 2..], ["--restore-from", "/sp/sp-1"]);
+        r.ignore_checkpoints_before = Some("2027-01-15T08:00:00Z".into());
+        let sts = build(&r, "h").expect("builds");
+        let args = sts.spec.template.spec.as_ref().expect("pod").containers[0]
+            .args
+            .clone()
+            .expect("args");
+        assert_eq!(
+            args[args.len() - 4..],
+            [
+                "--restore-from",
+                "/sp/sp-1",
+                "--ignore-checkpoints-before",
+                "2027-01-15T08:00:00Z"
+            ]
+        );
         let vol = pod
             .volumes
             .iter()

@@ -6,12 +6,13 @@ use streamjoin_api::{ChangeClass, StreamJoinJobSpec};
 
 /// Fields read by the operator only: changing them touches no pod. `state` is
 /// handled by suspend/resume, not by the classifier.
-const IGNORE: [&str; 10] = [
+const IGNORE: [&str; 11] = [
     "savepoints.interval",
     "savepoints.maxRetained",
     "savepoints.onDelete",
     "savepoints.triggerNonce",
     "autoscaler",
+    "checkpoints.volume.autoExpand",
     "watermarks.forceAdvanceNonce",
     "upgradeMode",
     "initialSavepoint",
@@ -104,6 +105,7 @@ pub fn runtime_view(spec: &StreamJoinJobSpec) -> StreamJoinJobSpec {
     s.savepoints.on_delete = d.savepoints.on_delete;
     s.savepoints.trigger_nonce = d.savepoints.trigger_nonce;
     s.autoscaler = d.autoscaler;
+    s.checkpoints.volume.auto_expand = d.checkpoints.volume.auto_expand;
     s.watermarks.force_advance_nonce = d.watermarks.force_advance_nonce;
     s.upgrade_mode = d.upgrade_mode;
     s.initial_savepoint = d.initial_savepoint;
@@ -137,12 +139,25 @@ mod tests {
         n.savepoints.max_retained = 9;
         n.savepoints.trigger_nonce = Some(3);
         n.autoscaler.enabled = true;
+        n.checkpoints.volume.auto_expand = Some(streamjoin_api::AutoExpandSpec {
+            threshold_percent: 80,
+            max_size: "100Gi".into(),
+        });
         n.watermarks.force_advance_nonce = Some(1);
         n.upgrade_mode = UpgradeMode::LastState;
         n.state = JobState::Suspended;
         let c = classify(&base(), &n);
         assert_eq!(c.class, Some(ChangeClass::Ignore), "{:?}", c.fields);
         assert!(c.fields.contains(&"savepoints.maxRetained".to_owned()));
+        assert!(
+            c.fields
+                .iter()
+                .any(|f| f.starts_with("checkpoints.volume.autoExpand"))
+        );
+        assert_eq!(
+            runtime_view(&n).checkpoints,
+            runtime_view(&base()).checkpoints
+        );
     }
 
     #[test]

@@ -142,6 +142,7 @@ fn empty(state: LifecycleState) -> LifecycleStatus {
         target_generation: None,
         deploy_started_at: None,
         restore_from: None,
+        ignore_checkpoints_before: None,
         stable_generation: None,
         stable_spec: None,
         savepoint: None,
@@ -285,11 +286,32 @@ fn trigger_word(t: SavepointTrigger) -> &'static str {
     }
 }
 
-fn deploy(mut r: LifecycleStatus, f: &Facts<'_>, restore_from: Option<String>) -> LifecycleStatus {
+/// Which local checkpoints the pods of a new deployment may resume from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checkpoints {
+    /// Any (the newest wins over `--restore-from` when it is newer).
+    Any,
+    /// None written before this step: a stateless start (`--ignore-checkpoints-before` now).
+    NoneBeforeNow,
+    /// As the deployment this one supersedes (same restore point).
+    Keep,
+}
+
+fn deploy(
+    mut r: LifecycleStatus,
+    f: &Facts<'_>,
+    restore_from: Option<String>,
+    checkpoints: Checkpoints,
+) -> LifecycleStatus {
     r.state = LifecycleState::Deploying;
     r.target_generation = Some(f.generation);
     r.deploy_started_at = Some(ts(f.now));
     r.restore_from = restore_from;
+    match checkpoints {
+        Checkpoints::Any => r.ignore_checkpoints_before = None,
+        Checkpoints::NoneBeforeNow => r.ignore_checkpoints_before = Some(ts(f.now)),
+        Checkpoints::Keep => {}
+    }
     r.savepoint = None;
     r
 }
@@ -305,7 +327,7 @@ impl Running {
         let mut r = self.0;
         let Some(stable) = stable_spec(&r) else {
             // No stable spec recorded (should not happen): deploy what is wanted.
-            return decision(deploy(r, f, None), Action::None);
+            return decision(deploy(r, f, None, Checkpoints::Any), Action::None);
         };
         if f.deleting {
             return start_savepoint(r, f, SavepointTrigger::Delete, true, stable.parallelism);
@@ -455,8 +477,13 @@ impl Running {
         let mut d = if savepoint {
             start_savepoint(r, f, SavepointTrigger::Upgrade, true, stable.parallelism)
         } else {
-            let restore = None;
-            decision(deploy(r, f, restore), Action::None)
+            // lastState resumes from the checkpoints; stateless must not see them.
+            let checkpoints = if f.spec.upgrade_mode == UpgradeMode::Stateless {
+                Checkpoints::NoneBeforeNow
+            } else {
+                Checkpoints::Any
+            };
+            decision(deploy(r, f, None, checkpoints), Action::None)
         };
         note(
             &mut d,
@@ -589,8 +616,15 @@ impl Savepointing {
                         .last_change
                         .as_ref()
                         .is_some_and(|c| c.class == ChangeClass::Redeploy);
+                    // A redeploy (stateless only) starts from empty state: no savepoint,
+                    // and none of the local checkpoints of the old job.
                     let restore = (!redeploy).then(|| location.clone());
-                    decision(deploy(r, f, restore), Action::None)
+                    let checkpoints = if redeploy {
+                        Checkpoints::NoneBeforeNow
+                    } else {
+                        Checkpoints::Any
+                    };
+                    decision(deploy(r, f, restore, checkpoints), Action::None)
                 }
                 SavepointTrigger::Suspend if f.spec.state == JobState::Suspended => {
                     r.state = LifecycleState::Suspended;
@@ -598,9 +632,10 @@ impl Savepointing {
                     decision(r, Action::None)
                 }
                 // Resumed before the suspend finished: the pods stopped; restart them from it.
-                SavepointTrigger::Suspend => {
-                    decision(deploy(r, f, Some(location.clone())), Action::None)
-                }
+                SavepointTrigger::Suspend => decision(
+                    deploy(r, f, Some(location.clone()), Checkpoints::Any),
+                    Action::None,
+                ),
                 SavepointTrigger::Delete
                 | SavepointTrigger::Manual
                 | SavepointTrigger::Periodic => {
@@ -722,7 +757,7 @@ impl Deploying {
         {
             let restore = r.restore_from.clone();
             r.failure = None;
-            let mut d = decision(deploy(r, f, restore), Action::None);
+            let mut d = decision(deploy(r, f, restore, Checkpoints::Keep), Action::None);
             note(
                 &mut d,
                 false,
@@ -769,6 +804,13 @@ impl Deploying {
                     r.state = LifecycleState::RollingBack;
                     r.rejected_generation = Some(f.generation);
                     r.deploy_started_at = Some(ts(f.now));
+                    // The failed pods may have written checkpoints: the rollback pods
+                    // ignore every local checkpoint written before now and restore from
+                    // the savepoint (or, stateless, start empty). Without a savepoint
+                    // (lastState) they resume from the newest checkpoints there are.
+                    if r.restore_from.is_some() || f.spec.upgrade_mode == UpgradeMode::Stateless {
+                        r.ignore_checkpoints_before = Some(ts(f.now));
+                    }
                     r.failure = Some(LifecycleFailure {
                         reason: "RolledBack".into(),
                         message: msg.clone(),
@@ -808,7 +850,7 @@ impl RollingBack {
             let restore = r.restore_from.clone();
             r.failure = None;
             r.rejected_generation = None;
-            return decision(deploy(r, f, restore), Action::None);
+            return decision(deploy(r, f, restore, Checkpoints::Keep), Action::None);
         }
         match progress(&r, f, t) {
             Progress::Done => {
@@ -853,7 +895,10 @@ impl Suspended {
         let r = self.0;
         if f.spec.state == JobState::Running {
             let restore = r.restore_from.clone();
-            let mut d = decision(deploy(r, f, restore.clone()), Action::None);
+            let mut d = decision(
+                deploy(r, f, restore.clone(), Checkpoints::Any),
+                Action::None,
+            );
             note(
                 &mut d,
                 false,
@@ -993,6 +1038,69 @@ mod tests {
     }
 
     #[test]
+    fn stateless_deployments_and_rollbacks_ignore_older_local_checkpoints_and_other_deployments_do_not()
+     {
+        let v1 = spec("v1", 2);
+        // Stateless upgrade: no savepoint, and the old local checkpoints are ignored.
+        let mut v2 = spec("v2", 2);
+        v2.upgrade_mode = UpgradeMode::Stateless;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+        assert_eq!(d.record.restore_from, None);
+        assert_eq!(d.record.ignore_checkpoints_before, Some(ts(now())));
+        // Kept once stable (the pod template must not change), until the next deployment.
+        let mut later = facts(2, &v2);
+        later.now = now() + SignedDuration::from_mins(1);
+        later.rollout_complete = true;
+        later.checkpointed_since_deploy = true;
+        let stable = Lifecycle::decide(Some(&d.record), &later, &Timing::default());
+        assert_eq!(stable.record.state, LifecycleState::Running);
+        assert_eq!(stable.record.ignore_checkpoints_before, Some(ts(now())));
+        // lastState resumes from the checkpoints: no cut-off.
+        let mut v3 = spec("v3", 2);
+        v3.upgrade_mode = UpgradeMode::LastState;
+        let d = Lifecycle::decide(Some(&stable.record), &facts(3, &v3), &Timing::default());
+        assert_eq!(
+            (d.record.state, d.record.ignore_checkpoints_before),
+            (LifecycleState::Deploying, None)
+        );
+        // A stateless redeploy: a final savepoint, then empty state and no old checkpoint.
+        let mut v4 = v1.clone();
+        v4.inputs.plays.topic = "plays-eu".into();
+        v4.upgrade_mode = UpgradeMode::Stateless;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(4, &v4), &Timing::default());
+        let r = with_requests(
+            d.record,
+            (0..2)
+                .map(|o| SavepointRequest {
+                    ordinal: o,
+                    id: "sp".into(),
+                    path: None,
+                })
+                .collect(),
+        );
+        let mut f = facts(4, &v4);
+        f.now = now() + SignedDuration::from_secs(20);
+        f.savepoints = vec![
+            (0, info(SavepointState::Completed)),
+            (1, info(SavepointState::Completed)),
+        ];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.record.restore_from, None);
+        assert_eq!(d.record.ignore_checkpoints_before, Some(ts(f.now)));
+        // A savepoint upgrade restores from the savepoint: no cut-off.
+        let r = savepointing(&v1, true);
+        let v2 = spec("v2", 2);
+        let mut f = facts(2, &v2);
+        f.savepoints = vec![
+            (0, info(SavepointState::Completed)),
+            (1, info(SavepointState::Completed)),
+        ];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.record.ignore_checkpoints_before, None);
+    }
+
+    #[test]
     fn a_redeploy_class_change_is_refused_unless_stateless_is_chosen() {
         let v1 = spec("v1", 2);
         let mut v2 = v1.clone();
@@ -1119,6 +1227,8 @@ mod tests {
         let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
         assert_eq!(d.record.state, LifecycleState::RollingBack);
         assert_eq!(d.record.rejected_generation, Some(2));
+        // The failed pods' checkpoints are newer than the savepoint: ignored.
+        assert_eq!(d.record.ignore_checkpoints_before, Some(ts(now())));
         let (spec_back, restore) = deployed(&d.record, &v2).expect("deployed");
         assert_eq!(
             (spec_back.image.as_str(), restore.as_deref()),

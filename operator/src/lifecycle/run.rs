@@ -33,6 +33,8 @@ pub struct LifecycleOutcome {
     pub restore_from: Option<String>,
     /// Pod-template marker that restarts the pods (see `LifecycleStatus::restart_marker`).
     pub restart_marker: Option<String>,
+    /// `--ignore-checkpoints-before` (see `LifecycleStatus::ignore_checkpoints_before`).
+    pub ignore_checkpoints_before: Option<String>,
     /// Status fields owned by the lifecycle (record, savepoints, watermark, ...).
     pub status: StreamJoinJobStatus,
     pub notes: Vec<Note>,
@@ -47,6 +49,8 @@ pub struct LifecycleOutcome {
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
     pub samples: VecDeque<Sample>,
+    /// Checkpoint-volume Warnings already given (one per claim and situation).
+    pub volume_warnings: crate::volume::expand::Warned,
 }
 
 fn ms_to_ts(ms: i64) -> Option<Timestamp> {
@@ -179,6 +183,7 @@ pub async fn run(
     // 3. The autoscaler's parallelism, when it is on.
     let mut desired = job.spec.clone();
     let mut autoscaler_status = old_status.autoscaler.clone();
+    let mut autoscaler_note = None;
     if desired.autoscaler.enabled && desired.state == JobState::Running {
         let current = old
             .as_ref()
@@ -224,33 +229,43 @@ pub async fn run(
             }
             m.samples.iter().copied().collect()
         });
-        let last_scale = autoscaler_status
-            .as_ref()
-            .and_then(|a| a.last_scale_time.as_deref())
-            .and_then(|t| t.parse().ok());
-        let d = autoscaler::decide(
-            &desired.autoscaler,
-            current,
-            partitions,
-            &samples,
-            last_scale,
-            now,
-        );
-        let scaled = d.parallelism != current;
         let prev = autoscaler_status.clone().unwrap_or_default();
-        autoscaler_status = Some(AutoscalerStatus {
-            recommended_parallelism: Some(d.parallelism),
-            last_scale_time: if scaled {
-                Some(ts_string(now))
-            } else {
-                prev.last_scale_time
-            },
-            reason: Some(d.reason),
-        });
         if stable_now {
+            let last_scale = prev.last_scale_time.as_deref().and_then(|t| t.parse().ok());
+            let d = autoscaler::decide(
+                &desired.autoscaler,
+                current,
+                partitions,
+                &samples,
+                last_scale,
+                now,
+            );
+            let scaled = d.parallelism != current;
+            if scaled {
+                autoscaler_note = Some(Note {
+                    warning: false,
+                    reason: "Autoscaling",
+                    message: format!("autoscaler: {}", d.reason),
+                });
+            }
+            autoscaler_status = Some(AutoscalerStatus {
+                recommended_parallelism: Some(d.parallelism),
+                last_scale_time: if scaled {
+                    Some(ts_string(now))
+                } else {
+                    prev.last_scale_time
+                },
+                reason: Some(d.reason),
+            });
             desired.parallelism = d.parallelism;
         } else {
-            desired.parallelism = current;
+            // A step is under way (the rescale the autoscaler chose, an upgrade, ...):
+            // it goes to the parallelism decided last, and nothing new is decided
+            // until the job is stable again.
+            desired.parallelism = prev
+                .recommended_parallelism
+                .filter(|p| *p > 0)
+                .unwrap_or(current);
         }
     } else if !desired.autoscaler.enabled {
         autoscaler_status = None;
@@ -320,7 +335,8 @@ pub async fn run(
     d.record.input_partitions = partitions;
     let mut status = old_status.clone();
     status.autoscaler = autoscaler_status;
-    let mut notes = std::mem::take(&mut d.notes);
+    let mut notes: Vec<Note> = autoscaler_note.into_iter().collect();
+    notes.append(&mut d.notes);
     if let Some(done) = d.completed.take() {
         record_savepoint(&mut status, &done, now);
     }
@@ -530,6 +546,21 @@ pub async fn run(
     }
     status.upgrade = upgrade_summary(&d.record, old_status.upgrade.as_ref());
 
+    // 12. Checkpoint volumes past their autoExpand threshold (an operator-only setting:
+    //     the job's own spec, not the deployed one).
+    let mut warned = ctx.with_memory(&uid, |m| std::mem::take(&mut m.volume_warnings));
+    notes.extend(
+        crate::volume::expand::run(
+            ctx,
+            r,
+            job.spec.checkpoints.volume.auto_expand.as_ref(),
+            &statuses,
+            &mut warned,
+        )
+        .await,
+    );
+    ctx.with_memory(&uid, |m| m.volume_warnings = warned);
+
     let (deployed, restore_from) =
         machine::deployed(&d.record, &desired).unwrap_or_else(|| (desired.clone(), None));
     let busy = !matches!(
@@ -545,6 +576,7 @@ pub async fn run(
         deployed,
         restore_from,
         restart_marker: d.record.restart_marker.clone(),
+        ignore_checkpoints_before: d.record.ignore_checkpoints_before.clone(),
         status,
         notes,
         inputs_inactive,

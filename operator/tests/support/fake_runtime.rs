@@ -46,6 +46,9 @@ pub struct Inner {
     pub consumer_lag: Option<i64>,
     pub all_idle: bool,
     pub forced_advances: i64,
+    /// `checkpoint_volume` (used, capacity bytes) by pod name (`job-N`); pods not
+    /// listed do not report it.
+    pub checkpoint_volume: BTreeMap<String, (u64, u64)>,
     /// Pods that do not answer at all.
     pub down: Vec<String>,
     pub status_calls: usize,
@@ -96,6 +99,8 @@ async fn status(
         "records_in_per_second": st.records_in_per_second,
         "busy_ratio": st.busy_ratio,
         "consumer_lag": st.consumer_lag,
+        "checkpoint_volume": st.checkpoint_volume.get(&pod)
+            .map(|(used, cap)| json!({"used_bytes": used, "capacity_bytes": cap})),
         "audit": {"breached": false, "checks": []}
     });
     (StatusCode::OK, Json(body))
@@ -175,6 +180,7 @@ impl FakeRuntime {
             consumer_lag: None,
             all_idle: false,
             forced_advances: 0,
+            checkpoint_volume: BTreeMap::new(),
             down: Vec::new(),
             status_calls: 0,
         }));

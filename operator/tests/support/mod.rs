@@ -6,6 +6,7 @@
 
 pub mod fake_api;
 pub mod fake_runtime;
+pub mod flows;
 
 use std::sync::Arc;
 
@@ -27,6 +28,27 @@ pub const NS: &str = "streams";
 
 pub fn fixed_now() -> Timestamp {
     Timestamp::from_second(1_800_000_000).expect("valid time")
+}
+
+/// A clock that moves only when the test says so; starts at [`fixed_now`].
+#[derive(Clone)]
+pub struct ManualClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    pub fn new() -> Self {
+        ManualClock(Arc::new(std::sync::atomic::AtomicI64::new(
+            fixed_now().as_second(),
+        )))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_second(self.0.load(std::sync::atomic::Ordering::SeqCst))
+            .expect("valid time")
+    }
+
+    pub fn advance_secs(&self, secs: i64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub struct Harness {
@@ -62,7 +84,14 @@ impl Harness {
         Self::with_clock(fixed_now)
     }
 
-    pub fn with_clock(now: fn() -> Timestamp) -> Self {
+    /// A harness whose clock moves only through the returned [`ManualClock`].
+    pub fn with_manual_clock() -> (Self, ManualClock) {
+        let clock = ManualClock::new();
+        let c = clock.clone();
+        (Self::with_clock(move || c.now()), clock)
+    }
+
+    pub fn with_clock(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
         let (client, fake) = FakeApi::start();
         let (stores, mut writers) = Stores::new();
         writers.mark_ready();
@@ -71,7 +100,7 @@ impl Harness {
         let runtime =
             fake_runtime::FakeRuntime::start(savepoints.path().to_str().expect("utf-8 path"));
         let mut ctx = Context::new(client, stores, metrics, Some("test".into()));
-        ctx.now = now;
+        ctx.now = Arc::new(now);
         ctx.admin = Arc::new(runtime.admin());
         Harness {
             fake,
@@ -93,7 +122,7 @@ impl Harness {
             metrics,
             Some("test".into()),
         );
-        ctx.now = self.ctx.now;
+        ctx.now = self.ctx.now.clone();
         ctx.admin = Arc::new(self.runtime.admin());
         self.ctx = Arc::new(ctx);
         self.writers = writers;
