@@ -583,15 +583,18 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         let starts = restore
             .as_ref()
             .map_or([None, None], |r| r.1.inputs.map(|i| i.next_offset));
-        let mut source = |topic: &str, start: Option<i64>| -> Result<Box<dyn PartitionSource>, RunError> {
-            let (source, position) = KafkaSource::new(consumer.clone(), topic, p as i32, skip, start)
-                .map_err(|e| KafkaSetupError::Metadata {
-                    topic: topic.to_owned(),
-                    reason: e.to_string(),
-                })?;
-            positions.push((topic.to_owned(), p as i32, position));
-            Ok(Box::new(source))
-        };
+        let mut source =
+            |topic: &str, start: Option<i64>| -> Result<Box<dyn PartitionSource>, RunError> {
+                let (source, position) =
+                    KafkaSource::new(consumer.clone(), topic, p as i32, skip, start).map_err(
+                        |e| KafkaSetupError::Metadata {
+                            topic: topic.to_owned(),
+                            reason: e.to_string(),
+                        },
+                    )?;
+                positions.push((topic.to_owned(), p as i32, position));
+                Ok(Box::new(source))
+            };
         let imp = source(input_topics[0], starts[0])?;
         let play = source(input_topics[1], starts[1])?;
         let late: Box<dyn SideSink> = match late_topic {
@@ -615,11 +618,16 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     }
     if exactly_once {
         for (io, (p, producer)) in io.iter_mut().zip(&producers) {
+            let found = committed
+                .as_ref()
+                .and_then(|c| c.get(p))
+                .map_or([None, None], |c| c.offsets);
             io.sinks.commit = Some(Box::new(ShardTransaction::new(
                 producer.clone(),
                 consumer.clone(),
                 [input_topics[0].to_owned(), input_topics[1].to_owned()],
                 *p as i32,
+                found.map(|o| o.unwrap_or(0)),
             )));
         }
     }

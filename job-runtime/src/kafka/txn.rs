@@ -18,6 +18,10 @@ pub struct ShardTransaction {
     /// Impressions, then plays.
     topics: [String; 2],
     partition: i32,
+    /// Offsets committed for an input that has no position yet (nothing read
+    /// since a fresh start): its committed offset as found at start, so that
+    /// both inputs always carry the newest marker.
+    fallback: [i64; 2],
 }
 
 impl ShardTransaction {
@@ -26,12 +30,14 @@ impl ShardTransaction {
         consumer: Arc<RuntimeConsumer>,
         topics: [String; 2],
         partition: i32,
+        fallback: [i64; 2],
     ) -> Self {
         Self {
             producer,
             consumer,
             topics,
             partition,
+            fallback,
         }
     }
 }
@@ -49,11 +55,10 @@ impl EpochCommit for ShardTransaction {
             reason: e.to_string(),
         };
         let mut tpl = TopicPartitionList::new();
-        for (topic, offset) in self.topics.iter().zip(offsets) {
-            if let Some(o) = offset {
-                tpl.add_partition_offset(topic, self.partition, Offset::Offset(o))
-                    .map_err(|e| err(&e))?;
-            }
+        for ((topic, offset), fallback) in self.topics.iter().zip(offsets).zip(self.fallback) {
+            let o = offset.unwrap_or(fallback);
+            tpl.add_partition_offset(topic, self.partition, Offset::Offset(o))
+                .map_err(|e| err(&e))?;
         }
         let mark = marker(checkpoint_id);
         for topic in &self.topics {
