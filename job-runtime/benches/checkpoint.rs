@@ -55,10 +55,12 @@ fn engine(
         streamjoin_runtime::checkpoint::CheckpointManifest,
     )>,
 ) -> (Engine, [FeedHandle; 2]) {
-    let mut cfg = EngineConfig::default();
     // Nothing here is slow on purpose: no partition may be paused or idled.
-    cfg.alignment_max_drift_ms = None;
-    cfg.inactivity_timeout_ms = None;
+    let cfg = EngineConfig {
+        alignment_max_drift_ms: None,
+        inactivity_timeout_ms: None,
+        ..EngineConfig::default()
+    };
     let feeds = [FeedHandle::default(), FeedHandle::default()];
     let io = vec![ShardIo {
         partition: 0,

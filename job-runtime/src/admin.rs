@@ -96,22 +96,42 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-fn hooks(s: &AdminState) -> Result<Arc<RuntimeHooks>, Response> {
-    s.hooks.get().cloned().ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the runtime is still starting (restoring state, assigning shards)",
-        )
+/// A refused call: its status, message, and whether to ask for a bearer token.
+struct Refusal {
+    status: StatusCode,
+    message: &'static str,
+    challenge: bool,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = error(self.status, self.message);
+        if self.challenge {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+}
+
+fn hooks(s: &AdminState) -> Result<Arc<RuntimeHooks>, Refusal> {
+    s.hooks.get().cloned().ok_or(Refusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "the runtime is still starting (restoring state, assigning shards)",
+        challenge: false,
     })
 }
 
 /// Mutating calls need `Authorization: Bearer <token>`; compared in constant time.
-fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(expected) = &s.token else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "mutating calls are disabled: the runtime was started without --admin-token-file",
-        ));
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            message: "mutating calls are disabled: the runtime was started without --admin-token-file",
+            challenge: false,
+        });
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -120,21 +140,18 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         .map(str::trim);
     match given {
         Some(t) if bool::from(t.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
-        _ => {
-            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            Err(r)
-        }
+        _ => Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "a valid bearer token is required",
+            challenge: true,
+        }),
     }
 }
 
 async fn status(State(s): State<AdminState>) -> Response {
     match hooks(&s) {
         Ok(h) => axum::Json((h.status)()).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -162,11 +179,11 @@ async fn trigger_savepoint(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return r.into_response();
     }
     let h = match hooks(&s) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req: SavepointRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SavepointRequest::default()
@@ -273,7 +290,7 @@ async fn complete_savepoint(
 async fn savepoint_info(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
     let h = match hooks(&s) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match h.control.savepoint(&id) {
         Some(info) => axum::Json(info).into_response(),
@@ -286,11 +303,11 @@ async fn savepoint_info(State(s): State<AdminState>, Path(id): Path<String>) -> 
 
 async fn advance_watermark(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return r.into_response();
     }
     let h = match hooks(&s) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let wm = h.board.force_now(h.clock.now_ms());
     tracing::warn!(watermark = wm, "watermark force-advanced on request");

@@ -34,7 +34,7 @@ pub fn choose(local_created_ms: Option<i64>, savepoint_created_ms: Option<i64>) 
 pub enum Plan {
     Restore {
         dir: PathBuf,
-        manifest: CheckpointManifest,
+        manifest: Box<CheckpointManifest>,
         from_savepoint: bool,
     },
     Fresh,
@@ -107,7 +107,7 @@ pub fn plan(
                         let (dir, manifest) = locals[local].clone();
                         Plan::Restore {
                             dir,
-                            manifest,
+                            manifest: Box::new(manifest),
                             from_savepoint: false,
                         }
                     }
@@ -116,7 +116,7 @@ pub fn plan(
                         let manifest = rt.block_on(store.download_shard(p, &dest))?;
                         Plan::Restore {
                             dir: dest,
-                            manifest,
+                            manifest: Box::new(manifest),
                             from_savepoint: true,
                         }
                     }
@@ -154,7 +154,7 @@ pub fn plan(
         let plan = match (origin, local, remote) {
             (Origin::Local, Some((dir, manifest)), _) => Plan::Restore {
                 dir,
-                manifest,
+                manifest: Box::new(manifest),
                 from_savepoint: false,
             },
             (Origin::Savepoint, _, Some((store, _))) => {
@@ -167,7 +167,7 @@ pub fn plan(
                 );
                 Plan::Restore {
                     dir: dest,
-                    manifest,
+                    manifest: Box::new(manifest),
                     from_savepoint: true,
                 }
             }

@@ -537,7 +537,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
                     "restoring from {}",
                     dir.display()
                 );
-                restored.push((p, dir, manifest));
+                restored.push((p, dir, *manifest));
             }
             Plan::Fresh => fresh.push(p),
         }
