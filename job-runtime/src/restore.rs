@@ -58,6 +58,27 @@ fn candidate(m: &CheckpointManifest) -> Candidate {
     }
 }
 
+/// Downloads shard `p` of a savepoint into `download_root/shard-<p>`.
+fn from_savepoint(
+    rt: &tokio::runtime::Runtime,
+    store: &SavepointStore,
+    p: u32,
+    download_root: &Path,
+) -> Result<Plan, RestoreError> {
+    let dest = download_root.join(format!("shard-{p}"));
+    let manifest = rt.block_on(store.download_shard(p, &dest))?;
+    tracing::info!(
+        shard = p,
+        savepoint = store.location(),
+        "restoring from the savepoint"
+    );
+    Ok(Plan::Restore {
+        dir: dest,
+        manifest: Box::new(manifest),
+        from_savepoint: true,
+    })
+}
+
 /// Plans every owned shard. Savepoint shards are downloaded into
 /// `download_root/shard-<p>`. With `committed` (exactly-once), each shard
 /// restores the checkpoint its committed offsets name (see [`exactly_once`]).
@@ -111,15 +132,7 @@ pub fn plan(
                             from_savepoint: false,
                         }
                     }
-                    (None, Some((store, _))) => {
-                        let dest = download_root.join(format!("shard-{p}"));
-                        let manifest = rt.block_on(store.download_shard(p, &dest))?;
-                        Plan::Restore {
-                            dir: dest,
-                            manifest: Box::new(manifest),
-                            from_savepoint: true,
-                        }
-                    }
+                    (None, Some((store, _))) => from_savepoint(&rt, store, p, download_root)?,
                     (None, None) => Plan::Fresh,
                 },
                 Decision::Fresh => {
@@ -158,18 +171,7 @@ pub fn plan(
                 from_savepoint: false,
             },
             (Origin::Savepoint, _, Some((store, _))) => {
-                let dest = download_root.join(format!("shard-{p}"));
-                let manifest = rt.block_on(store.download_shard(p, &dest))?;
-                tracing::info!(
-                    shard = p,
-                    savepoint = store.location(),
-                    "restoring from the savepoint"
-                );
-                Plan::Restore {
-                    dir: dest,
-                    manifest: Box::new(manifest),
-                    from_savepoint: true,
-                }
+                from_savepoint(&rt, &store, p, download_root)?
             }
             _ => Plan::Fresh,
         };

@@ -12,22 +12,8 @@ use streamjoin_api::{
 };
 use support::fake_api::{Call, sts_path};
 use support::fake_runtime::SavepointMode;
+use support::flows::events;
 use support::{Harness, NS, crashing_pod, job_json};
-
-fn events(calls: &[Call]) -> Vec<(String, String, String)> {
-    calls
-        .iter()
-        .filter(|c| c.is_event() && c.method == "POST")
-        .filter_map(|c| c.body.as_ref())
-        .map(|b| {
-            (
-                b["type"].as_str().unwrap_or_default().to_owned(),
-                b["reason"].as_str().unwrap_or_default().to_owned(),
-                b["note"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 fn has_event(calls: &[Call], reason: &str) -> bool {
     events(calls).iter().any(|(_, r, _)| r == reason)

@@ -239,6 +239,41 @@ impl Broker {
         n
     }
 
+    /// A consumer assigned every partition of `topic` from the beginning.
+    fn reader(
+        &self,
+        topic: &str,
+        partitions: u32,
+        read_committed: bool,
+        eof: bool,
+    ) -> BaseConsumer {
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", "streamjoin-test-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", if eof { "true" } else { "false" })
+            // Brokers that answer a fetch with one small batch would otherwise make
+            // every round trip wait the default 500 ms.
+            .set("fetch.wait.max.ms", "10")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        consumer
+    }
+
     /// Reads `topic` from the beginning until `done`, told of each new record, says
     /// the records suffice.
     pub fn consume_until(
@@ -263,29 +298,7 @@ impl Broker {
         mut done: impl FnMut(&[u8]) -> bool,
     ) -> Result<Vec<Vec<u8>>, Vec<Vec<u8>>> {
         use rdkafka::Message;
-        let consumer: BaseConsumer = self
-            .client()
-            .set("group.id", "streamjoin-test-reader")
-            .set("enable.auto.commit", "false")
-            // Brokers that answer a fetch with one small batch would otherwise make
-            // every round trip wait the default 500 ms.
-            .set("fetch.wait.max.ms", "10")
-            .set(
-                "isolation.level",
-                if read_committed {
-                    "read_committed"
-                } else {
-                    "read_uncommitted"
-                },
-            )
-            .create()
-            .expect("consumer");
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..partitions as i32 {
-            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
+        let consumer = self.reader(topic, partitions, read_committed, false);
         let mut out = Vec::new();
         let deadline = Instant::now() + limit;
         loop {
@@ -315,28 +328,7 @@ impl Broker {
         limit: Duration,
     ) -> Vec<Vec<u8>> {
         use rdkafka::Message;
-        let consumer: BaseConsumer = self
-            .client()
-            .set("group.id", "streamjoin-test-reader")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "10")
-            .set(
-                "isolation.level",
-                if read_committed {
-                    "read_committed"
-                } else {
-                    "read_uncommitted"
-                },
-            )
-            .create()
-            .expect("consumer");
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..partitions as i32 {
-            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
+        let consumer = self.reader(topic, partitions, read_committed, true);
         let mut out = Vec::new();
         let mut at_end = vec![false; partitions as usize];
         let deadline = Instant::now() + limit;
