@@ -97,19 +97,16 @@ pub fn plan(
         .map_err(RestoreError::Runtime)?;
     let mut skipped_total = 0;
     let mut out = Vec::with_capacity(shards.len());
+    let since = ignore_before_ms.unwrap_or(i64::MIN);
     for &p in shards {
+        let remote = if savepoints.is_empty() {
+            None
+        } else {
+            Some(rt.block_on(savepoint::locate_shard(savepoints, p))?)
+        };
         if let Some(committed) = committed {
-            let (locals, skipped) = checkpoint::all_valid_since(
-                checkpoint_root,
-                p,
-                ignore_before_ms.unwrap_or(i64::MIN),
-            )?;
+            let (locals, skipped) = checkpoint::all_valid_since(checkpoint_root, p, since)?;
             skipped_total += skipped;
-            let remote = if savepoints.is_empty() {
-                None
-            } else {
-                Some(rt.block_on(savepoint::locate_shard(savepoints, p))?)
-            };
             // Newest first; the savepoint's part takes its place by id.
             let mut cands: Vec<(Candidate, Option<usize>)> = locals
                 .iter()
@@ -149,17 +146,8 @@ pub fn plan(
             out.push((p, plan));
             continue;
         }
-        let (local, skipped) = checkpoint::newest_valid_since(
-            checkpoint_root,
-            p,
-            ignore_before_ms.unwrap_or(i64::MIN),
-        )?;
+        let (local, skipped) = checkpoint::newest_valid_since(checkpoint_root, p, since)?;
         skipped_total += skipped;
-        let remote = if savepoints.is_empty() {
-            None
-        } else {
-            Some(rt.block_on(savepoint::locate_shard(savepoints, p))?)
-        };
         let origin = choose(
             local.as_ref().map(|l| l.1.created_ms),
             remote.as_ref().map(|r| r.1.created_ms),

@@ -7,36 +7,18 @@ mod support;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde_json::json;
-use streamjoin_api::{
-    ChangeClass, JobPhase, LifecycleState, LifecycleStatus, SavepointTrigger, StreamJoinJob,
-};
-use support::fake_api::{Call, sts_path};
+use streamjoin_api::{ChangeClass, JobPhase, LifecycleState, SavepointTrigger};
+use support::fake_api::Call;
 use support::fake_runtime::SavepointMode;
-use support::flows::events;
-use support::{Harness, NS, crashing_pod, job_json};
+use support::flows::{arg, condition, events, record, rolled_out, running, sts};
+use support::{Harness, crashing_pod, job_json};
 
 fn has_event(calls: &[Call], reason: &str) -> bool {
     events(calls).iter().any(|(_, r, _)| r == reason)
 }
 
-fn record(h: &Harness, name: &str) -> LifecycleStatus {
-    h.job(name)
-        .status
-        .and_then(|s| s.lifecycle)
-        .expect("lifecycle record")
-}
-
-fn condition(job: &StreamJoinJob, type_: &str) -> (String, String, String) {
-    let c = job
-        .status
-        .as_ref()
-        .and_then(|s| s.condition(type_))
-        .unwrap_or_else(|| panic!("condition {type_} missing"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-fn sts(h: &Harness, name: &str) -> StatefulSet {
-    h.fake.get_as(&sts_path(NS, name)).expect("sts")
+fn restore_from_arg(s: &StatefulSet) -> Option<String> {
+    arg(s, "--restore-from")
 }
 
 fn image(s: &StatefulSet) -> String {
@@ -44,32 +26,6 @@ fn image(s: &StatefulSet) -> String {
         .image
         .clone()
         .unwrap_or_default()
-}
-
-fn restore_from(s: &StatefulSet) -> Option<String> {
-    let args = s.spec.template.spec.as_ref().expect("pod").containers[0]
-        .args
-        .clone()
-        .unwrap_or_default();
-    args.iter()
-        .position(|a| a == "--restore-from")
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// Create → rollout of `replicas` pods → stable (Running).
-async fn running(h: &mut Harness, name: &str, replicas: i32) {
-    h.reconcile(name).await.expect("first reconcile");
-    h.sync_caches();
-    h.rollout_done(name, replicas);
-    h.reconcile(name).await.expect("settling reconcile");
-    assert_eq!(record(h, name).state, LifecycleState::Running);
-}
-
-/// The StatefulSet controller rolls out what was applied.
-async fn rolled_out(h: &mut Harness, name: &str, replicas: i32) {
-    h.sync_caches();
-    h.rollout_done(name, replicas);
-    h.reconcile(name).await.expect("reconciles");
 }
 
 #[tokio::test]
@@ -108,7 +64,7 @@ async fn savepoint_upgrade_stops_with_a_savepoint_then_restores_the_new_spec_fro
     h.reconcile("clicks").await.expect("reconciles");
     let s = sts(&h, "clicks");
     assert_eq!(image(&s), "runtime:v2");
-    let sp = restore_from(&s).expect("restores from the savepoint");
+    let sp = restore_from_arg(&s).expect("restores from the savepoint");
     assert!(sp.ends_with(&triggered[0].id), "{sp}");
     let job = h.job("clicks");
     let last = job
@@ -198,7 +154,7 @@ async fn crash_looping_new_pods_roll_back_to_the_last_stable_spec_from_the_same_
     h.edit_spec("clicks", |s| s["image"] = json!("runtime:broken"));
     h.reconcile("clicks").await.expect("savepoint");
     h.reconcile("clicks").await.expect("deploy");
-    let sp = restore_from(&sts(&h, "clicks")).expect("restore point");
+    let sp = restore_from_arg(&sts(&h, "clicks")).expect("restore point");
     h.sync_caches();
     h.add_pod(crashing_pod(
         "clicks",
@@ -213,7 +169,7 @@ async fn crash_looping_new_pods_roll_back_to_the_last_stable_spec_from_the_same_
     let s = sts(&h, "clicks");
     assert_eq!(image(&s), "ghcr.io/streamjoin/streamjoin-runtime:test");
     assert_eq!(
-        restore_from(&s).as_deref(),
+        restore_from_arg(&s).as_deref(),
         Some(sp.as_str()),
         "same savepoint"
     );
@@ -272,7 +228,7 @@ async fn rescale_from_two_to_three_goes_through_a_savepoint_and_above_the_partit
     h.reconcile("clicks").await.expect("deploy");
     let s = sts(&h, "clicks");
     assert_eq!(s.spec.replicas, Some(3));
-    assert!(restore_from(&s).is_some());
+    assert!(restore_from_arg(&s).is_some());
     rolled_out(&mut h, "clicks", 3).await;
     assert_eq!(record(&h, "clicks").stable_generation, Some(2));
 
@@ -331,7 +287,7 @@ async fn suspend_takes_a_savepoint_and_scales_to_zero_and_resume_restores_from_i
     h.reconcile("clicks").await.expect("resume");
     let s = sts(&h, "clicks");
     assert_eq!(s.spec.replicas, Some(3));
-    assert_eq!(restore_from(&s).as_deref(), Some(sp.as_str()));
+    assert_eq!(restore_from_arg(&s).as_deref(), Some(sp.as_str()));
     rolled_out(&mut h, "clicks", 3).await;
     assert_eq!(record(&h, "clicks").state, LifecycleState::Running);
     assert_eq!(
@@ -409,7 +365,7 @@ async fn an_operator_restarted_mid_upgrade_resumes_from_the_status_record() {
     assert_eq!(h.runtime.triggered().len(), 3, "not asked again");
     let s = sts(&h, "clicks");
     assert_eq!(image(&s), "runtime:v2");
-    assert!(restore_from(&s).is_some_and(|p| p.ends_with(&ids[0].id)));
+    assert!(restore_from_arg(&s).is_some_and(|p| p.ends_with(&ids[0].id)));
 }
 
 #[tokio::test]
@@ -506,7 +462,7 @@ async fn a_stateless_upgrade_ignores_older_local_checkpoints_with_a_template_sta
     assert!(h.runtime.triggered().is_empty(), "stateless: no savepoint");
     let first = sts(&h, "clicks");
     assert_eq!(image(&first), "runtime:v2");
-    assert_eq!(restore_from(&first), None);
+    assert_eq!(restore_from_arg(&first), None);
     assert_eq!(
         arg(&first, "--ignore-checkpoints-before").as_deref(),
         Some(upgraded_at.as_str())
@@ -539,7 +495,7 @@ async fn rollback_pods_restore_the_savepoint_ignoring_the_failed_versions_checkp
     h.reconcile("clicks").await.expect("savepoint");
     h.reconcile("clicks").await.expect("deploy");
     let upgrade = sts(&h, "clicks");
-    let sp = restore_from(&upgrade).expect("restore point");
+    let sp = restore_from_arg(&upgrade).expect("restore point");
     assert_eq!(
         arg(&upgrade, "--ignore-checkpoints-before"),
         None,
@@ -556,7 +512,7 @@ async fn rollback_pods_restore_the_savepoint_ignoring_the_failed_versions_checkp
     let back = sts(&h, "clicks");
     assert_eq!(record(&h, "clicks").state, LifecycleState::RollingBack);
     assert_eq!(image(&back), "ghcr.io/streamjoin/streamjoin-runtime:test");
-    assert_eq!(restore_from(&back).as_deref(), Some(sp.as_str()));
+    assert_eq!(restore_from_arg(&back).as_deref(), Some(sp.as_str()));
     assert_eq!(
         arg(&back, "--ignore-checkpoints-before").as_deref(),
         Some(rolled_back_at.as_str())
