@@ -23,6 +23,7 @@ pub mod run;
 pub mod savepoint;
 pub mod shard;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod store;

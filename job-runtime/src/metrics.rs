@@ -99,7 +99,7 @@ impl CheckpointMetrics {
             stall: histogram(
                 r,
                 "streamjoin_checkpoint_stall_seconds",
-                "Time a worker stopped processing records for a checkpoint round",
+                "Time a worker stopped processing records for a checkpoint round (the copy; the rest is written by a thread of its own)",
                 seconds.clone(),
             ),
             savepoint_duration: histogram(

@@ -122,6 +122,16 @@ impl PendingBuffer {
         b
     }
 
+    /// Whether pushing an event of this time writes to RocksDB (a spill).
+    pub fn push_touches_db(&self, time: i64) -> bool {
+        self.spill_floor.is_some_and(|floor| time >= floor) || self.heap.len() >= self.budget
+    }
+
+    /// Whether the next read takes events back from RocksDB.
+    pub fn read_touches_db(&self) -> bool {
+        self.heap.is_empty() && self.spilled > 0
+    }
+
     pub fn push(&mut self, p: Pending, db: &ShardDb) -> Result<(), StateError> {
         match self.spill_floor {
             Some(floor) if p.event.time >= floor => self.spill(&[p], db),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::checkpoint::{
-    self, CheckpointError, CheckpointManifest, DB_DIR, FORMAT_VERSION, InputState, PENDING,
+    self, CheckpointError, CheckpointManifest, FORMAT_VERSION, InputState, PENDING,
 };
 use crate::config::EngineConfig;
 use crate::entry::{Entry, OutputNames};
@@ -14,6 +14,7 @@ use crate::metrics::ShardMetrics;
 use crate::pending::{Pending, PendingBuffer};
 use crate::record::{DEVICES, Event, Input, Key, Malformed, RecordParser};
 use crate::sink::{EntrySink, SideKind, SideRecord, SideSink, SinkError};
+use crate::snapshot::{InFlight, Snapshot, Written};
 use crate::source::{Next, PartitionSource, SourceError};
 use crate::store::{Applied, ShardStore, StateError};
 use crate::watermark::{MAX_WM, WatermarkBoard};
@@ -131,6 +132,10 @@ pub struct Shard {
     board: Arc<WatermarkBoard>,
     out: Vec<u8>,
     names: OutputNames,
+    /// A checkpoint being written by its own thread.
+    in_flight: Option<InFlight>,
+    /// How the last one ended, until the worker takes it.
+    written: Option<Result<(std::path::PathBuf, u64), ShardError>>,
 }
 
 impl Shard {
@@ -171,6 +176,8 @@ impl Shard {
             board,
             out: Vec::with_capacity(512),
             names,
+            in_flight: None,
+            written: None,
         }
     }
 
@@ -286,6 +293,9 @@ impl Shard {
                             partition: self.partition,
                             offset: rec.offset,
                         };
+                        if self.pending.push_touches_db(pending.event.time) {
+                            self.await_checkpoint()?;
+                        }
                         self.pending.push(pending, self.store.db())?;
                     }
                 }
@@ -299,6 +309,9 @@ impl Shard {
     pub fn drain(&mut self, watermark: i64) -> Result<(), ShardError> {
         let all = watermark == MAX_WM;
         loop {
+            if self.pending.read_touches_db() {
+                self.await_checkpoint()?;
+            }
             let next_event = self.pending.peek_time(self.store.db())?;
             let next_timer = self.store.next_timer()?;
             let event_due = next_event.filter(|&t| all || t < watermark);
@@ -466,10 +479,9 @@ impl Shard {
         self.published = self.counters.clone();
     }
 
-    /// Writes a checkpoint of this shard as it is now (between two records):
-    /// outputs so far acknowledged, every entry in RocksDB, a RocksDB checkpoint,
-    /// the reorder buffer, offsets, watermarks and counters. Returns the
-    /// checkpoint's directory and size.
+    /// Writes a checkpoint of this shard as it is now (between two records) and
+    /// waits for it: see [`Self::begin_checkpoint`]. With exactly-once delivery
+    /// its transaction then commits. Returns the checkpoint's directory and size.
     pub fn checkpoint(
         &mut self,
         root: &std::path::Path,
@@ -477,29 +489,53 @@ impl Shard {
         now_ms: i64,
         job_wm: i64,
     ) -> Result<(std::path::PathBuf, u64), ShardError> {
+        self.begin_checkpoint(root, id, now_ms, job_wm)?;
+        let published = match self.take_written(true) {
+            Some(r) => r?,
+            None => unreachable!("a begun checkpoint ends when waited for"),
+        };
+        // Exactly-once: the checkpoint exists before its output becomes visible;
+        // the committed offsets name it (see `exactly_once`).
+        let inputs = [0, 1].map(|i| self.inputs[i].source.position());
+        if let Some(c) = &mut self.sinks.commit {
+            c.commit(id, inputs)
+                .map_err(sink_error(self.partition, "transaction"))?;
+        }
+        Ok(published)
+    }
+
+    /// Whether a commit follows each checkpoint (exactly-once delivery): such a
+    /// checkpoint must be complete before reading goes on.
+    pub fn commits_with_checkpoints(&self) -> bool {
+        self.sinks.commit.is_some()
+    }
+
+    /// Starts a checkpoint of this shard as it is now (between two records):
+    /// outputs so far acknowledged, then a copy of the changed entries, the
+    /// reorder buffer, offsets, watermarks and counters; a thread of its own
+    /// writes them (see `snapshot`). [`Self::take_written`] tells how it ended.
+    pub fn begin_checkpoint(
+        &mut self,
+        root: &std::path::Path,
+        id: u64,
+        now_ms: i64,
+        job_wm: i64,
+    ) -> Result<(), ShardError> {
+        self.await_checkpoint()?;
         self.flush()?;
-        self.store.persist_all()?;
         let tmp = checkpoint::prepare(root, self.partition, id)?;
-        let db = self.store.db();
-        rocksdb::checkpoint::Checkpoint::new(&db.db)
-            .and_then(|c| c.create_checkpoint(tmp.join(DB_DIR)))
-            .map_err(|e| db.err(e))?;
-        let (events, pending) = self.pending.snapshot();
-        let bytes = postcard::to_stdvec(&events)
-            .unwrap_or_else(|e| unreachable!("encoding pending events to memory: {e}"));
-        let path = tmp.join(PENDING);
-        std::fs::write(&path, bytes).map_err(|source| CheckpointError::Io { path, source })?;
+        let changes = self.store.take_changes();
+        let (pending_events, pending) = self.pending.snapshot();
         let input = |i: usize| InputState {
             next_offset: self.inputs[i].source.position(),
             max_event_time: self.board.max_event_time(self.inputs[i].slot),
         };
-        let inputs = [input(0), input(1)];
         let manifest = CheckpointManifest {
             format_version: FORMAT_VERSION,
             shard: self.partition,
             id,
             created_ms: now_ms,
-            inputs,
+            inputs: [input(0), input(1)],
             job_watermark: job_wm,
             live_entries: self.store.live_entries(),
             pending,
@@ -508,14 +544,56 @@ impl Shard {
             process_started_ms: Some(checkpoint::process_started_ms()),
             files: Vec::new(),
         };
-        let published = checkpoint::publish(&tmp, manifest)?;
-        // Exactly-once: the checkpoint exists before its output becomes visible;
-        // the committed offsets name it (see `exactly_once`).
-        if let Some(c) = &mut self.sinks.commit {
-            c.commit(id, inputs.map(|i| i.next_offset))
-                .map_err(sink_error(self.partition, "transaction"))?;
+        let snapshot = Snapshot {
+            changes,
+            tmp,
+            pending: pending_events,
+            manifest,
+        };
+        match InFlight::start(self.store.shared_db(), snapshot) {
+            Ok(f) => self.in_flight = Some(f),
+            Err(written) => self.took(written)?,
         }
-        Ok(published)
+        Ok(())
+    }
+
+    /// Waits for the checkpoint in flight, if any; its outcome waits for
+    /// [`Self::take_written`].
+    pub fn await_checkpoint(&mut self) -> Result<(), ShardError> {
+        match self.in_flight.take() {
+            Some(f) => self.took(f.join()),
+            None => Ok(()),
+        }
+    }
+
+    fn took(&mut self, w: Written) -> Result<(), ShardError> {
+        if let Some(changes) = w.unwritten {
+            self.store.untake(changes);
+        }
+        self.store.give_back(w.spare);
+        self.written = Some(w.result);
+        self.store.thaw()?;
+        Ok(())
+    }
+
+    /// How the last checkpoint ended, once it has (waiting for it with `wait`);
+    /// `None` when none ended since the last call.
+    pub fn take_written(
+        &mut self,
+        wait: bool,
+    ) -> Option<Result<(std::path::PathBuf, u64), ShardError>> {
+        if wait || self.in_flight.as_ref().is_some_and(InFlight::is_finished) {
+            if let Err(e) = self.await_checkpoint() {
+                return Some(Err(e));
+            }
+        }
+        self.written.take()
+    }
+
+    /// Keeps the outcome of a checkpoint written by [`Self::checkpoint`] for
+    /// [`Self::take_written`].
+    pub fn keep_written(&mut self, outcome: Result<(std::path::PathBuf, u64), ShardError>) {
+        self.written = Some(outcome);
     }
 
     /// Takes up a checkpoint's reorder buffer, watermarks and counters (the
@@ -551,5 +629,15 @@ impl Shard {
     /// entries do not linger.
     pub fn compact_state(&self) {
         self.store.db().compact();
+    }
+}
+
+impl Drop for Shard {
+    /// A checkpoint thread still writing holds the shard's RocksDB open: wait
+    /// for it, so that the directory can be opened again at once.
+    fn drop(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            drop(f.join());
+        }
     }
 }

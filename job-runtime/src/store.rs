@@ -8,8 +8,16 @@
 //!   family while it has a copy in RocksDB; timer times never change, so the two
 //!   indexes agree on a key that is in both;
 //! - firing is a merge of two ordered scans, never a scan of all entries.
+//!
+//! A checkpoint takes the changed entries out as copies ([`ShardStore::take_changes`])
+//! and another thread writes them and links RocksDB's files; until it is done
+//! the store is *frozen*: it writes nothing to RocksDB (evictions wait, deletes
+//! of fired entries are queued), so the files hold exactly the state at the
+//! moment the changes were taken.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
@@ -276,9 +284,71 @@ pub enum Applied {
     Conflict,
 }
 
+/// A changed entry taken out for a checkpoint.
+pub struct Change {
+    key: Key,
+    entry: Entry,
+    /// RocksDB has no copy yet: its timer is written too.
+    new_in_db: bool,
+}
+
+/// Changed entries, as a checkpoint writes them.
+pub struct TakenChanges(Vec<Change>);
+
+impl TakenChanges {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The emptied list, to take the next changes into: its memory is already
+    /// touched, which on a fresh allocation costs more than the copying.
+    pub fn recycle(mut self) -> Vec<Change> {
+        self.0.clear();
+        self.0
+    }
+
+    /// Writes the entries (and timers of new ones) into RocksDB in one batch, in
+    /// key order: RocksDB inserts keys in order several times faster.
+    pub fn write(&self, db: &ShardDb) -> Result<(), StateError> {
+        let entries_cf = db.cf(CF_ENTRIES)?;
+        let timers_cf = db.cf(CF_TIMERS)?;
+        let mut batch = WriteBatch::default();
+        let mut order: Vec<([u8; 16], u32)> = (self.0.iter().enumerate())
+            .map(|(i, c)| (c.key.to_bytes(), i as u32))
+            .collect();
+        order.sort_unstable();
+        for &(key, i) in &order {
+            batch.put_cf(entries_cf, key, self.0[i as usize].entry.encode());
+        }
+        let mut timers: Vec<[u8; 24]> = (self.0.iter())
+            .filter(|c| c.new_in_db)
+            .map(|c| timer_key(c.entry.timer, c.key))
+            .collect();
+        timers.sort_unstable();
+        for t in &timers {
+            batch.put_cf(timers_cf, t, []);
+        }
+        db.write(batch)
+    }
+}
+
+/// What waits while a checkpoint is being written from taken changes.
+#[derive(Default)]
+struct Frozen {
+    /// Timers (and entries) fired since, to delete from RocksDB afterwards.
+    deletes: Vec<Timer>,
+    deleted: HashSet<Key, FastState>,
+    /// The last timer fired since: RocksDB timer scans start after it.
+    fired_up_to: Option<Timer>,
+}
+
 /// The keyed state of one shard.
 pub struct ShardStore {
-    db: ShardDb,
+    db: Arc<ShardDb>,
     cache: HashMap<Key, Cached, FastState>,
     ops: u64,
     capacity: usize,
@@ -292,12 +362,15 @@ pub struct ShardStore {
     window_ms: i64,
     spilled_total: u64,
     changes: Changes,
+    frozen: Option<Frozen>,
+    /// The list the last checkpoint's changes were taken into, emptied.
+    spare: Vec<Change>,
 }
 
 impl ShardStore {
     pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
         Self {
-            db,
+            db: Arc::new(db),
             // Sized up front for a busy shard's window (a table of 2^18 buckets): growing
             // copies the whole table into fresh memory, and first-touching fresh memory
             // costs more than all the probes of a run.
@@ -314,6 +387,8 @@ impl ShardStore {
             window_ms,
             spilled_total: 0,
             changes: Changes::default(),
+            frozen: None,
+            spare: Vec::new(),
         }
     }
 
@@ -335,21 +410,73 @@ impl ShardStore {
         &self.db
     }
 
+    /// The RocksDB instance, for a thread that writes a checkpoint of it.
+    pub fn shared_db(&self) -> Arc<ShardDb> {
+        Arc::clone(&self.db)
+    }
+
     /// Writes every cached entry RocksDB lacks or holds an older copy of, so that
     /// RocksDB alone holds the state (the consistent point of a checkpoint). The
     /// entries stay cached.
     pub fn persist_all(&mut self) -> Result<(), StateError> {
-        let entries_cf = self.db.cf(CF_ENTRIES)?;
-        let timers_cf = self.db.cf(CF_TIMERS)?;
-        let mut batch = WriteBatch::default();
+        let changes = self.take_changes();
+        let written = changes.write(&self.db);
+        if written.is_err() {
+            self.untake(changes);
+        } else {
+            self.give_back(changes.recycle());
+        }
+        self.thaw()?;
+        written
+    }
+
+    /// Taken changes that could not be written: their entries are changed again
+    /// (for the next checkpoint or an eviction) and count as not in RocksDB.
+    /// Keeps a written list of changes for the next checkpoint to take into.
+    pub fn give_back(&mut self, list: Vec<Change>) {
+        if list.capacity() > self.spare.capacity() {
+            self.spare = list;
+        }
+    }
+
+    pub fn untake(&mut self, changes: TakenChanges) {
+        for c in changes.0 {
+            // An entry fired since was counted out of RocksDB when it fired.
+            if let Some(cached) = self.cache.get_mut(&c.key) {
+                // (A newer entry of the same key, opened since, is not in RocksDB.)
+                if c.new_in_db && cached.in_db {
+                    cached.in_db = false;
+                    self.db_entries -= 1;
+                }
+                cached.dirty = true;
+                self.changes.note(c.key);
+            }
+        }
+    }
+
+    /// Copies out every cached entry RocksDB lacks or holds an older copy of and
+    /// counts them as written; the store is frozen until [`Self::thaw`], which
+    /// the caller calls once the copies are written (and linked into a
+    /// checkpoint). The entries stay cached.
+    pub fn take_changes(&mut self) -> TakenChanges {
+        let mut out = std::mem::take(&mut self.spare);
+        let expected = if !self.changes.tracking || self.changes.overflowed {
+            self.cache.len()
+        } else {
+            self.changes.keys.len()
+        };
+        out.reserve(expected);
         let mut floor = self.db_timer_floor;
         let mut added = 0u64;
-        let mut write = |key: &Key, c: &mut Cached| {
+        let mut take = |key: &Key, c: &mut Cached| {
             if c.dirty || !c.in_db {
-                batch.put_cf(entries_cf, key.to_bytes(), c.entry.encode());
+                out.push(Change {
+                    key: *key,
+                    entry: c.entry.clone(),
+                    new_in_db: !c.in_db,
+                });
             }
             if !c.in_db {
-                batch.put_cf(timers_cf, timer_key(c.entry.timer, *key), []);
                 floor = floor.min(c.entry.timer);
                 added += 1;
                 c.in_db = true;
@@ -358,14 +485,27 @@ impl ShardStore {
         };
         if !self.changes.tracking || self.changes.overflowed {
             for (key, c) in self.cache.iter_mut() {
-                write(key, c);
+                take(key, c);
             }
         } else {
-            // Keys of entries evicted since are skipped; a key noted twice is
-            // written once (the first visit leaves it clean).
-            for key in &self.changes.keys {
+            // Visited in about the order of their hash table slots (grouped by the
+            // top ten bits): the probes then walk the table in one direction
+            // instead of missing the CPU caches at random. Keys of entries
+            // evicted since are skipped; a key noted twice is taken once (the
+            // first visit leaves it clean).
+            let hasher = self.cache.hasher();
+            let buckets = (self.cache.capacity() / 7 * 8)
+                .next_power_of_two()
+                .max(1 << 10);
+            let shift = buckets.trailing_zeros() - 10;
+            let keys = &mut self.changes.keys;
+            radsort::sort_by_key(keys, |key| {
+                let slot = std::hash::BuildHasher::hash_one(hasher, key) & (buckets as u64 - 1);
+                (slot >> shift) as u16
+            });
+            for key in keys.iter() {
                 if let Some(c) = self.cache.get_mut(key) {
-                    write(key, c);
+                    take(key, c);
                 }
             }
         }
@@ -373,7 +513,32 @@ impl ShardStore {
         self.changes.overflowed = false;
         self.db_timer_floor = floor;
         self.db_entries += added;
-        self.db.write(batch)
+        self.frozen = Some(Frozen::default());
+        TakenChanges(out)
+    }
+
+    /// Whether taken changes are still being written (see [`Self::take_changes`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Ends a freeze: deletes what fired meanwhile and evicts what waited.
+    pub fn thaw(&mut self) -> Result<(), StateError> {
+        let Some(frozen) = self.frozen.take() else {
+            return Ok(());
+        };
+        if !frozen.deletes.is_empty() {
+            let entries_cf = self.db.cf(CF_ENTRIES)?;
+            let timers_cf = self.db.cf(CF_TIMERS)?;
+            let mut batch = WriteBatch::default();
+            for (fire, key) in frozen.deletes {
+                batch.delete_cf(entries_cf, key.to_bytes());
+                batch.delete_cf(timers_cf, timer_key(fire, key));
+            }
+            self.db.write(batch)?;
+        }
+        self.evict_over_capacity()?;
+        self.settle()
     }
 
     /// Open entries, wherever they are held.
@@ -439,6 +604,11 @@ impl ShardStore {
     }
 
     fn load(&self, key: Key) -> Result<Option<Entry>, StateError> {
+        if let Some(f) = &self.frozen
+            && f.deleted.contains(&key)
+        {
+            return Ok(None);
+        }
         let cf = self.db.cf(CF_ENTRIES)?;
         match self.db.db.get_pinned_cf(cf, key.to_bytes()) {
             Ok(Some(bytes)) => Entry::decode(&bytes)
@@ -456,8 +626,9 @@ impl ShardStore {
     /// Writes the least recently used entries to RocksDB when the cache is over
     /// capacity: a tenth of the capacity at a time, so the selection is amortised.
     fn evict_over_capacity(&mut self) -> Result<(), StateError> {
-        // With capacity zero the entry just used stays until `settle` writes it through.
-        if self.cache.len() <= self.capacity || self.capacity == 0 {
+        // With capacity zero the entry just used stays until `settle` writes it through;
+        // while frozen nothing is written (the cache holds more for a moment).
+        if self.cache.len() <= self.capacity || self.capacity == 0 || self.frozen.is_some() {
             return Ok(());
         }
         let excess = self.cache.len() - self.capacity;
@@ -501,7 +672,7 @@ impl ShardStore {
 
     /// With capacity zero the last touched entry is written through after use.
     pub fn settle(&mut self) -> Result<(), StateError> {
-        if self.capacity == 0 {
+        if self.capacity == 0 && self.frozen.is_none() {
             let all: Vec<Key> = self.cache.keys().copied().collect();
             self.write_back_all(all.into_iter())?;
         }
@@ -513,7 +684,16 @@ impl ShardStore {
             return Ok(None);
         }
         let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(order_bytes(self.db_timer_floor).to_vec());
+        match self.frozen.as_ref().and_then(|f| f.fired_up_to) {
+            // Timers up to the last one fired are deleted, or queued for deletion:
+            // start just after it (the key with a zero byte appended).
+            Some((fire, key)) => {
+                let mut after = timer_key(fire, key).to_vec();
+                after.push(0);
+                ro.set_iterate_lower_bound(after);
+            }
+            None => ro.set_iterate_lower_bound(order_bytes(self.db_timer_floor).to_vec()),
+        }
         let cf = self.db.cf(CF_TIMERS)?;
         let mut iter = self.db.db.iterator_cf_opt(cf, ro, IteratorMode::Start);
         match iter.next() {
@@ -561,10 +741,17 @@ impl ShardStore {
     }
 
     fn delete_from_db(&mut self, fire: i64, key: Key) -> Result<(), StateError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes());
-        batch.delete_cf(self.db.cf(CF_TIMERS)?, timer_key(fire, key));
-        self.db.write(batch)?;
+        if let Some(f) = &mut self.frozen {
+            f.deletes.push((fire, key));
+            f.deleted.insert(key);
+            // Timers fire in order: the latest is the largest.
+            f.fired_up_to = Some((fire, key));
+        } else {
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes());
+            batch.delete_cf(self.db.cf(CF_TIMERS)?, timer_key(fire, key));
+            self.db.write(batch)?;
+        }
         self.db_entries -= 1;
         if self.db_entries == 0 {
             self.db_timer_floor = i64::MIN;
@@ -676,5 +863,119 @@ mod tests {
         s.persist_all().expect("persist");
         assert_eq!(s.db_entry_count().expect("count"), 1);
         assert!(!s.changes.overflowed);
+    }
+
+    /// A copy of the shard's RocksDB as a checkpoint would link it now, opened
+    /// as a restored store.
+    fn linked_copy(s: &ShardStore, dir: &Path, entries: u64) -> (StateEnv, ShardStore) {
+        rocksdb::checkpoint::Checkpoint::new(&s.db().db)
+            .and_then(|c| c.create_checkpoint(dir.join("shard-0")))
+            .expect("checkpoint");
+        let env = StateEnv::new(dir, 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open copy");
+        let restored = ShardStore::restored(db, 1_000, W, entries);
+        (env, restored)
+    }
+
+    #[test]
+    fn changes_made_while_frozen_stay_out_of_the_checkpoint_and_reach_rocksdb_after_thaw() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = store(&dir.path().join("live"), true);
+        let ev = |input, id: &str, t, p| event(input, id, t, p);
+        // Entry 0 fires while frozen; entry 1 changes while frozen; entry 2 is
+        // only in RocksDB and fires while frozen.
+        s.apply(&ev(Input::Impressions, "i0", 1_000, 0))
+            .expect("apply");
+        s.apply(&ev(Input::Impressions, "i2", 1_500, 2))
+            .expect("apply");
+        s.persist_all().expect("persist");
+        s.write_back_all([ev(Input::Impressions, "i2", 1_500, 2).key].into_iter())
+            .expect("evict");
+        s.apply(&ev(Input::Impressions, "i1", 2_000, 1))
+            .expect("apply");
+        let taken = s.take_changes();
+        assert_eq!(
+            taken.len(),
+            1,
+            "only entry 1 changed since the last checkpoint"
+        );
+        let k1 = ev(Input::Impressions, "i1", 2_000, 1).key;
+        let at_take = s.cache.get(&k1).expect("cached").entry.encode();
+
+        // While frozen: entry 1 changes, entries 0 and 2 fire, key 0 opens again.
+        s.apply(&ev(Input::Plays, "p1", 2_500, 1)).expect("fold");
+        let (fire0, key0) = s.next_timer().expect("timer").expect("due");
+        assert_eq!(key0.profile, 0);
+        s.fire(fire0, key0).expect("fire 0");
+        let (fire2, key2) = s.next_timer().expect("timer").expect("due");
+        assert_eq!(key2.profile, 2, "the RocksDB-only entry is next");
+        s.fire(fire2, key2).expect("fire 2");
+        assert_eq!(
+            s.next_timer().expect("timer").map(|(_, k)| k.profile),
+            Some(1),
+            "fired timers waiting for deletion are not found again"
+        );
+        s.apply(&ev(Input::Impressions, "i0b", fire0 + 10, 0))
+            .expect("reopen");
+        assert_eq!(
+            s.cache.get(&key0).expect("reopened").entry.window_start,
+            fire0 + 10,
+            "a fired entry waiting for deletion is never loaded again"
+        );
+
+        // What the checkpoint thread does: write the taken changes, link the files.
+        taken.write(s.db()).expect("write");
+        let copy_dir = tempfile::tempdir().expect("tmp");
+        let (_copy_env, copy) = linked_copy(&s, copy_dir.path(), 3);
+        assert_eq!(
+            copy.db_entry_count().expect("count"),
+            3,
+            "entries 0, 1 and 2"
+        );
+        assert_eq!(db_copy(&copy, k1), at_take, "entry 1 as it was when taken");
+        assert_eq!(
+            db_copy(&copy, key2).is_empty(),
+            false,
+            "entry 2 not yet deleted"
+        );
+        drop(copy);
+
+        s.thaw().expect("thaw");
+        assert_eq!(
+            s.db_entry_count().expect("count"),
+            1,
+            "fired entries deleted"
+        );
+        s.persist_all().expect("persist");
+        assert_eq!(
+            db_copy(&s, k1),
+            s.cache.get(&k1).expect("cached").entry.encode(),
+            "the change made while frozen is in the next checkpoint"
+        );
+        assert_eq!(
+            s.db_entry_count().expect("count"),
+            2,
+            "entry 1 and the reopened 0"
+        );
+    }
+
+    #[test]
+    fn changes_that_could_not_be_written_are_taken_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = store(dir.path(), true);
+        s.apply(&event(Input::Impressions, "i0", 1_000, 0))
+            .expect("apply");
+        let taken = s.take_changes();
+        assert_eq!(taken.len(), 1);
+        // The write failed: nothing reached RocksDB.
+        s.untake(taken);
+        s.thaw().expect("thaw");
+        assert_eq!(s.db_entry_count().expect("count"), 0);
+        let again = s.take_changes();
+        assert_eq!(again.len(), 1, "the entry is taken again");
+        again.write(s.db()).expect("write");
+        s.thaw().expect("thaw");
+        assert_eq!(s.db_entry_count().expect("count"), 1);
+        assert_eq!(s.db_entries, 1, "counted once");
     }
 }

@@ -51,6 +51,18 @@ pub struct Worker {
     seen_generation: u64,
     /// Stopped with a savepoint: reads, drains and checkpoints nothing more.
     halted: bool,
+    /// A checkpoint begun whose shard parts are not all written yet.
+    in_flight: Option<CheckpointRun>,
+}
+
+/// One checkpoint of a worker's shards, while their parts are written.
+struct CheckpointRun {
+    id: u64,
+    now: i64,
+    started: Instant,
+    all_ok: bool,
+    /// Per shard: its part was begun and is not taken up yet.
+    outstanding: Vec<bool>,
 }
 
 impl Worker {
@@ -78,6 +90,7 @@ impl Worker {
             control: None,
             seen_generation: 0,
             halted: false,
+            in_flight: None,
         }
     }
 
@@ -97,6 +110,7 @@ impl Worker {
     /// This worker's part of a savepoint: a checkpoint of each owned shard into
     /// the savepoint's staging directory; for a stop-with-savepoint, then halts.
     fn take_savepoint_part(&mut self, run: &SavepointRun) -> Result<(), ShardError> {
+        self.collect_checkpoints(true)?;
         let now = self.clock.now_ms();
         let id = self.next_checkpoint_id(now);
         let mut staged = Vec::with_capacity(self.shards.len());
@@ -166,39 +180,50 @@ impl Worker {
         self.last_checkpoint_id = last_id;
     }
 
-    /// Checkpoints every owned shard now. A failed shard checkpoint is logged and
-    /// counted; the previous one stays the one a restart uses.
+    /// Checkpoints every owned shard now and waits until they are written. A
+    /// failed shard checkpoint is logged and counted; the previous one stays the
+    /// one a restart uses.
     pub fn checkpoint_now(&mut self) -> Result<(), ShardError> {
+        self.collect_checkpoints(true)?;
+        self.begin_checkpoint()?;
+        self.collect_checkpoints(true)
+    }
+
+    /// Starts a checkpoint of every owned shard (after the one in flight, if
+    /// any, is written). The worker spends only the copying in it; each shard's
+    /// files are written by a thread of its own and taken up by later steps
+    /// ([`Self::collect_checkpoints`]). With exactly-once delivery every shard
+    /// checkpoint is written and committed before this returns.
+    pub fn begin_checkpoint(&mut self) -> Result<(), ShardError> {
         let Some(plan) = self.checkpoints.clone() else {
             return Ok(());
         };
+        self.collect_checkpoints(true)?;
         let now = self.clock.now_ms();
         let started = Instant::now();
         let id = self.next_checkpoint_id(now);
-        let mut all_ok = true;
-        for s in &mut self.shards {
-            let t = std::time::Instant::now();
-            match s.checkpoint(&plan.root, id, now, self.job_wm) {
-                Ok((dir, size)) => {
-                    if let Err(e) =
-                        crate::checkpoint::retain(&plan.root, s.partition, plan.retained)
-                    {
-                        tracing::warn!(shard = s.partition, "checkpoint retention: {e}");
-                    }
-                    tracing::debug!(shard = s.partition, id, size, dir = %dir.display(), "checkpoint");
-                    if let Some(m) = &plan.metrics {
-                        m.duration.observe(t.elapsed().as_secs_f64());
-                        m.size_bytes
-                            .with_label_values(&[&s.partition.to_string()])
-                            .set(i64::try_from(size).unwrap_or(i64::MAX));
-                        m.completed.inc();
-                        m.last_completed.set(now as f64 / 1000.0);
-                    }
-                }
+        let mut run = CheckpointRun {
+            id,
+            now,
+            started,
+            all_ok: true,
+            outstanding: vec![false; self.shards.len()],
+        };
+        for (i, s) in self.shards.iter_mut().enumerate() {
+            let begun = if s.commits_with_checkpoints() {
+                // The commit must follow the written checkpoint before more output.
+                s.checkpoint(&plan.root, id, now, self.job_wm).map(|done| {
+                    s.keep_written(Ok(done));
+                })
+            } else {
+                s.begin_checkpoint(&plan.root, id, now, self.job_wm)
+            };
+            match begun {
+                Ok(()) => run.outstanding[i] = true,
                 // Output that could not be delivered must not be skipped: fail the process.
                 Err(e @ ShardError::Sink { .. }) => return Err(e),
                 Err(e) => {
-                    all_ok = false;
+                    run.all_ok = false;
                     tracing::error!(shard = s.partition, id, "checkpoint failed: {e}");
                     if let Some(m) = &plan.metrics {
                         m.failures.inc();
@@ -209,18 +234,76 @@ impl Worker {
         if let Some(m) = &plan.metrics {
             m.stall.observe(started.elapsed().as_secs_f64());
         }
-        if all_ok && let Some((c, index)) = &self.control {
+        self.last_checkpoint_id = id;
+        self.last_checkpoint_ms = now;
+        self.in_flight = Some(run);
+        Ok(())
+    }
+
+    /// Whether a checkpoint was begun and not all of it is written yet.
+    pub fn checkpoint_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Takes up the shard checkpoints of the run in flight that are written
+    /// (all of them, waiting, with `wait`): retention, metrics, and once every
+    /// shard's is, the checkpoint the status reports.
+    pub fn collect_checkpoints(&mut self, wait: bool) -> Result<(), ShardError> {
+        let (Some(plan), Some(run)) = (self.checkpoints.clone(), self.in_flight.as_mut()) else {
+            return Ok(());
+        };
+        for (i, s) in self.shards.iter_mut().enumerate() {
+            if !run.outstanding[i] {
+                continue;
+            }
+            let Some(outcome) = s.take_written(wait) else {
+                continue;
+            };
+            run.outstanding[i] = false;
+            match outcome {
+                Ok((dir, size)) => {
+                    if let Err(e) =
+                        crate::checkpoint::retain(&plan.root, s.partition, plan.retained)
+                    {
+                        tracing::warn!(shard = s.partition, "checkpoint retention: {e}");
+                    }
+                    tracing::debug!(shard = s.partition, id = run.id, size, dir = %dir.display(), "checkpoint");
+                    if let Some(m) = &plan.metrics {
+                        m.duration.observe(run.started.elapsed().as_secs_f64());
+                        m.size_bytes
+                            .with_label_values(&[&s.partition.to_string()])
+                            .set(i64::try_from(size).unwrap_or(i64::MAX));
+                        m.completed.inc();
+                        m.last_completed.set(run.now as f64 / 1000.0);
+                    }
+                }
+                Err(e @ ShardError::Sink { .. }) => return Err(e),
+                Err(e) => {
+                    run.all_ok = false;
+                    tracing::error!(shard = s.partition, id = run.id, "checkpoint failed: {e}");
+                    if let Some(m) = &plan.metrics {
+                        m.failures.inc();
+                    }
+                }
+            }
+        }
+        if run.outstanding.iter().any(|&o| o) {
+            return Ok(());
+        }
+        if run.all_ok
+            && let Some((c, index)) = &self.control
+        {
             c.record_checkpoint(
                 *index,
                 LastCheckpoint {
-                    id,
-                    completed_at_ms: now,
-                    duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                    id: run.id,
+                    completed_at_ms: run.now,
+                    duration_ms: i64::try_from(run.started.elapsed().as_millis())
+                        .unwrap_or(i64::MAX),
                 },
             );
         }
-        self.last_checkpoint_id = id;
-        self.last_checkpoint_ms = now;
+        self.in_flight = None;
         Ok(())
     }
 
@@ -254,10 +337,12 @@ impl Worker {
         self.steps += 1;
         let now = self.clock.now_ms();
         self.refresh()?;
+        self.collect_checkpoints(false)?;
         if let Some(plan) = &self.checkpoints
             && now - self.last_checkpoint_ms >= plan.interval_ms
+            && self.in_flight.is_none()
         {
-            self.checkpoint_now()?;
+            self.begin_checkpoint()?;
         }
         let mut candidates: Vec<(i64, usize, usize)> = Vec::with_capacity(self.shards.len() * 2);
         for (si, s) in self.shards.iter().enumerate() {
@@ -327,6 +412,7 @@ impl Worker {
     }
 
     fn finish(&mut self) -> Result<(), ShardError> {
+        self.collect_checkpoints(true)?;
         for s in &mut self.shards {
             s.drain(MAX_WM)?;
             s.flush()?;
@@ -370,6 +456,7 @@ impl Worker {
                 }
             }
         }
+        self.collect_checkpoints(true)?;
         for s in &mut self.shards {
             s.flush()?;
         }
