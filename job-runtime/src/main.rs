@@ -54,6 +54,10 @@ enum Command {
         /// Serve the admin API (/metrics, /healthz, /readyz, /v1/...) on this address.
         #[arg(long)]
         admin_addr: Option<String>,
+        /// Write the admin endpoint's bound address to this file once it
+        /// listens (useful with port 0).
+        #[arg(long, requires = "admin_addr")]
+        admin_addr_file: Option<PathBuf>,
         /// Worker threads (default: the number of cores, at most the owned shards).
         #[arg(long)]
         threads: Option<usize>,
@@ -269,6 +273,7 @@ fn run_job(command: Command) -> ExitCode {
         replicas,
         data_dir,
         admin_addr,
+        admin_addr_file,
         threads,
         admin_token_file,
         restore_from,
@@ -290,6 +295,7 @@ fn run_job(command: Command) -> ExitCode {
         replicas,
         data_dir,
         admin_addr,
+        admin_addr_file,
         threads,
         admin_token_file,
         restore_from,

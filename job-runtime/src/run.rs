@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub replicas: Option<u32>,
     pub data_dir: PathBuf,
     pub admin_addr: Option<String>,
+    /// Where to write the admin endpoint's bound address once it listens, so
+    /// that a supervisor or a test can ask for port 0 and learn the port.
+    pub admin_addr_file: Option<PathBuf>,
     pub threads: Option<usize>,
     pub admin_token_file: Option<PathBuf>,
     pub restore_from: Option<String>,
@@ -377,6 +380,14 @@ fn committed_markers(
 }
 
 /// Runs until `stop` is set (SIGTERM) or a fatal error.
+/// Written aside and renamed, so a reader never sees a partial address.
+fn write_admin_addr(path: &Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".tmp");
+    std::fs::write(&aside, format!("{addr}\n"))?;
+    std::fs::rename(&aside, path)
+}
+
 pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     // Pinned now: checkpoints record when their process started.
     crate::checkpoint::process_started_ms();
@@ -425,6 +436,12 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         ),
         None => None,
     };
+    if let (Some(admin), Some(path)) = (&admin, &opts.admin_addr_file) {
+        write_admin_addr(path, admin.addr).map_err(|e| RunError::Manifest {
+            path: "--admin-addr-file".into(),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+    }
 
     let consumer: Arc<RuntimeConsumer> = Arc::new(
         consumer_config(&job)?

@@ -229,8 +229,24 @@ struct Cached {
 
 type FastState = foldhash::fast::FixedState;
 
-/// The most entries a hash table of 2^18 buckets holds before it grows (7/8 load).
-const INITIAL_CACHE_ENTRIES: usize = (1 << 18) / 8 * 7;
+/// The most entries a hash table of 2^n buckets holds before it grows (7/8 load).
+const fn table_entries(log2_buckets: u32) -> usize {
+    (1 << log2_buckets) / 8 * 7
+}
+
+/// How many entries a shard's cache table is sized for up front: its share of
+/// a process-wide 2^21 buckets (~440 MB of 208-byte buckets), between 2^14 and
+/// 2^19 buckets per shard, and never more than the shard may cache. Growing a
+/// table copies it into fresh memory, and first-touching fresh memory costs
+/// more than all the probes of a run; entries come and go all the time, so a
+/// table also grows when tombstones fill it while more than half of it is live
+/// (2^18 buckets doubled at ~180k live entries). The process-wide share keeps a
+/// pod with many sparse shards from reserving a full table for each.
+pub fn presized_entries(cache_capacity: usize, shards: usize) -> usize {
+    (table_entries(21) / shards.max(1))
+        .clamp(table_entries(14), table_entries(19))
+        .min(cache_capacity)
+}
 
 fn fold_cached(c: &mut Cached, event: &Event, ops: u64, changed: &mut Changes) -> Applied {
     c.used = ops;
@@ -368,16 +384,12 @@ pub struct ShardStore {
 }
 
 impl ShardStore {
-    pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
+    /// A store caching up to `capacity` entries, its table sized for `presized`
+    /// of them (see [`presized_entries`]).
+    pub fn new(db: ShardDb, capacity: usize, presized: usize, window_ms: i64) -> Self {
         Self {
             db: Arc::new(db),
-            // Sized up front for a busy shard's window (a table of 2^18 buckets): growing
-            // copies the whole table into fresh memory, and first-touching fresh memory
-            // costs more than all the probes of a run.
-            cache: HashMap::with_capacity_and_hasher(
-                capacity.min(INITIAL_CACHE_ENTRIES),
-                FastState::default(),
-            ),
+            cache: HashMap::with_capacity_and_hasher(presized.min(capacity), FastState::default()),
             ops: 0,
             capacity,
             timers: TimerQueue::default(),
@@ -399,8 +411,14 @@ impl ShardStore {
 
     /// A store over a RocksDB instance restored from a checkpoint: every entry is
     /// in RocksDB only (the checkpoint wrote the cache through).
-    pub fn restored(db: ShardDb, capacity: usize, window_ms: i64, entries: u64) -> Self {
-        let mut s = Self::new(db, capacity, window_ms);
+    pub fn restored(
+        db: ShardDb,
+        capacity: usize,
+        presized: usize,
+        window_ms: i64,
+        entries: u64,
+    ) -> Self {
+        let mut s = Self::new(db, capacity, presized, window_ms);
         s.db_entries = entries;
         s.db_only = entries;
         s
@@ -791,6 +809,20 @@ mod tests {
 
     const W: i64 = 4 * 3_600_000;
 
+    #[test]
+    fn cache_tables_share_a_process_budget_and_never_exceed_the_cache_capacity() {
+        let (max, min) = (table_entries(19), table_entries(14));
+        // Up to four shards get a full table each; more share 2^21 buckets.
+        assert_eq!(presized_entries(1_000_000, 1), max);
+        assert_eq!(presized_entries(1_000_000, 4), max);
+        assert_eq!(presized_entries(500_000, 8), table_entries(18));
+        assert_eq!(presized_entries(usize::MAX, 1024), min);
+        assert!(presized_entries(usize::MAX, 16) * 16 <= table_entries(21));
+        // A small cache is never sized beyond what it may hold.
+        assert_eq!(presized_entries(1_000, 4), 1_000);
+        assert_eq!(presized_entries(0, 4), 0);
+    }
+
     fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {
         let line = match input {
             Input::Impressions => format!(
@@ -808,7 +840,7 @@ mod tests {
     fn store(dir: &Path, tracking: bool) -> (StateEnv, ShardStore) {
         let env = StateEnv::new(dir, 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open");
-        let mut s = ShardStore::new(db, 1_000, W);
+        let mut s = ShardStore::new(db, 1_000, 1_000, W);
         if tracking {
             s.track_changes();
         }
@@ -873,7 +905,7 @@ mod tests {
             .expect("checkpoint");
         let env = StateEnv::new(dir, 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open copy");
-        let restored = ShardStore::restored(db, 1_000, W, entries);
+        let restored = ShardStore::restored(db, 1_000, 1_000, W, entries);
         (env, restored)
     }
 

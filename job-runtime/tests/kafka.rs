@@ -449,7 +449,7 @@ struct Admin {
 }
 
 impl Admin {
-    fn new(port: u16, token: &str) -> Admin {
+    fn new(addr: &str, token: &str) -> Admin {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
@@ -457,7 +457,7 @@ impl Admin {
             .into();
         Admin {
             agent,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{addr}"),
             token: token.to_owned(),
         }
     }
@@ -536,14 +536,11 @@ impl Admin {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 const TOKEN: &str = "test-admin-token-0123456789abcdef";
 
-/// A runtime with an admin API and the admin token.
+/// A runtime with an admin API and the admin token. The admin endpoint binds
+/// port 0 and reports the port it got: a port picked beforehand could be taken
+/// by a client connection before the process binds it.
 fn runtime_admin(
     job: &Job,
     ordinal: u32,
@@ -552,18 +549,42 @@ fn runtime_admin(
 ) -> (Pod, Admin) {
     let token_file = job.dir.path().join("admin-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
-    let port = free_port();
+    let addr_file = job.dir.path().join(format!("pod-{ordinal}.admin-addr"));
+    match std::fs::remove_file(&addr_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("{}: {e}", addr_file.display()),
+    }
     let mut args = vec![
         "--admin-addr".to_owned(),
-        format!("127.0.0.1:{port}"),
+        "127.0.0.1:0".to_owned(),
+        "--admin-addr-file".to_owned(),
+        addr_file.display().to_string(),
         "--admin-token-file".to_owned(),
         token_file.display().to_string(),
     ];
     if let Some(sp) = restore_from {
         args.extend(["--restore-from".to_owned(), sp.to_owned()]);
     }
-    let pod = runtime_with(job, ordinal, replicas, &args);
-    (pod, Admin::new(port, TOKEN))
+    let mut pod = runtime_with(job, ordinal, replicas, &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            break addr.trim().to_owned();
+        }
+        if let Some(status) = pod.0.try_wait().expect("pod status") {
+            panic!(
+                "runtime {ordinal} exited before its admin endpoint listened ({status}); log: {}",
+                job.dir.path().join(format!("pod-{ordinal}.log")).display()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runtime {ordinal}: no admin endpoint after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (pod, Admin::new(&addr, TOKEN))
 }
 
 /// Takes a stop-with-savepoint on every process (the same id, as the operator
