@@ -25,6 +25,10 @@ use streamjoin_runtime::source::FeedHandle;
 use streamjoin_runtime::watermark::ManualClock;
 use streamjoin_runtime::worker::CheckpointPlan;
 
+// The runtime binary's allocator, so the figures are the runtime's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: i64 = 1_700_000_000_000;
 const KEYS: i64 = 1_000_000;
 const ROUNDS: usize = 30;

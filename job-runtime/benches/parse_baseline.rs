@@ -11,6 +11,10 @@ use streamjoin_runtime::record::{Input, RecordParser};
 use streamjoin_runtime::replay::{count_partitions, peak_rss_bytes};
 use streamjoin_runtime::source::{FileSource, Next, PartitionSource};
 
+// The runtime binary's allocator, so the figures are the runtime's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)

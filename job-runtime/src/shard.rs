@@ -582,10 +582,10 @@ impl Shard {
         &mut self,
         wait: bool,
     ) -> Option<Result<(std::path::PathBuf, u64), ShardError>> {
-        if wait || self.in_flight.as_ref().is_some_and(InFlight::is_finished) {
-            if let Err(e) = self.await_checkpoint() {
-                return Some(Err(e));
-            }
+        if (wait || self.in_flight.as_ref().is_some_and(InFlight::is_finished))
+            && let Err(e) = self.await_checkpoint()
+        {
+            return Some(Err(e));
         }
         self.written.take()
     }
