@@ -2,6 +2,7 @@
 //! the job's `kafka` section, the start-up topic check, per-partition sources
 //! and the entry, dead-letter and late sinks.
 
+pub mod batch;
 pub mod sink;
 pub mod source;
 pub mod txn;

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::kafka::{QuietEof, RuntimeConsumer};
-use rdkafka::Message;
-use rdkafka::consumer::base_consumer::PartitionQueue;
+use crate::kafka::RuntimeConsumer;
+use crate::kafka::batch::{BatchQueue, Polled};
 use rdkafka::error::KafkaError;
 
 use crate::source::{Next, PartitionSource, RecordRef, SourceError};
@@ -24,12 +23,9 @@ pub struct PartitionPosition {
 }
 
 pub struct KafkaSource {
-    queue: PartitionQueue<QuietEof>,
-    // Keeps the consumer alive while the queue is used.
-    _consumer: Arc<RuntimeConsumer>,
+    queue: BatchQueue,
     topic: String,
     partition: i32,
-    buf: Vec<u8>,
     position: Arc<PartitionPosition>,
     /// Recovery by timestamp on a broker without offset lookup: skip older records.
     skip_before_ms: Option<i64>,
@@ -47,9 +43,8 @@ impl KafkaSource {
         skip_before_ms: Option<i64>,
         start: Option<i64>,
     ) -> Result<(Self, Arc<PartitionPosition>), SourceError> {
-        let queue = consumer
-            .split_partition_queue(topic, partition)
-            .ok_or_else(|| SourceError::Other {
+        let queue =
+            BatchQueue::new(consumer, topic, partition).ok_or_else(|| SourceError::Other {
                 name: format!("{topic}/{partition}"),
                 reason: "the consumer has no queue for this partition".into(),
             })?;
@@ -60,10 +55,8 @@ impl KafkaSource {
         Ok((
             Self {
                 queue,
-                _consumer: consumer,
                 topic: topic.to_owned(),
                 partition,
-                buf: Vec::with_capacity(1024),
                 position: position.clone(),
                 skip_before_ms,
                 last_warning: None,
@@ -86,32 +79,33 @@ impl KafkaSource {
 
 impl PartitionSource for KafkaSource {
     fn next(&mut self) -> Result<Next<'_>, SourceError> {
-        loop {
-            let offset = match self.queue.poll(Duration::ZERO) {
-                None | Some(Err(KafkaError::PartitionEOF(_))) => return Ok(Next::CaughtUp),
-                Some(Err(e)) => {
-                    self.warn(&e);
+        let offset = loop {
+            match self.queue.poll() {
+                Polled::Empty | Polled::Eof => return Ok(Next::CaughtUp),
+                Polled::Error(code) => {
+                    self.warn(&KafkaError::MessageConsumption(code));
                     return Ok(Next::CaughtUp);
                 }
-                Some(Ok(m)) => {
-                    self.position.next_offset.store(m.offset() + 1, Relaxed);
-                    if let (Some(min), Some(ts)) = (self.skip_before_ms, m.timestamp().to_millis())
+                Polled::Message {
+                    offset,
+                    timestamp_ms,
+                } => {
+                    self.position.next_offset.store(offset + 1, Relaxed);
+                    if let (Some(min), Some(ts)) = (self.skip_before_ms, timestamp_ms)
                         && ts < min
                     {
                         self.position.skipped.fetch_add(1, Relaxed);
                         continue;
                     }
-                    self.buf.clear();
-                    // A record without a payload reaches the dead letters as invalid JSON.
-                    self.buf.extend_from_slice(m.payload().unwrap_or_default());
-                    m.offset()
+                    break offset;
                 }
-            };
-            return Ok(Next::Record(RecordRef {
-                payload: &self.buf,
-                offset,
-            }));
-        }
+            }
+        };
+        // A record without a payload reaches the dead letters as invalid JSON.
+        Ok(Next::Record(RecordRef {
+            payload: self.queue.payload(),
+            offset,
+        }))
     }
 
     fn describe(&self) -> String {
