@@ -379,7 +379,6 @@ fn committed_markers(
     Ok(out)
 }
 
-/// Runs until `stop` is set (SIGTERM) or a fatal error.
 /// Written aside and renamed, so a reader never sees a partial address.
 fn write_admin_addr(path: &Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
     let mut aside = path.as_os_str().to_owned();
@@ -388,6 +387,7 @@ fn write_admin_addr(path: &Path, addr: std::net::SocketAddr) -> std::io::Result<
     std::fs::rename(&aside, path)
 }
 
+/// Runs until `stop` is set (SIGTERM) or a fatal error.
 pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     // Pinned now: checkpoints record when their process started.
     crate::checkpoint::process_started_ms();
