@@ -117,7 +117,7 @@ impl Engine {
             cfg.write_buffer_bytes,
         );
         let per_shard_cache = cfg.cache_entries / io.len();
-        let presized = store::presized_entries(per_shard_cache, io.len());
+        let presized = store::presized_entries(per_shard_cache);
         // Unused partitions (a process owns only some) must not hold the watermark back.
         let owned: Vec<u32> = io.iter().map(|s| s.partition).collect();
         for p in 0..partitions as u32 {

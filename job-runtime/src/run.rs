@@ -622,7 +622,10 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             partition: p,
             sources: [imp, play],
             sinks: ShardSinks {
-                entries: Box::new(KafkaEntrySink::new(producer.clone(), &spec.output.topic)),
+                entries: Box::new(
+                    KafkaEntrySink::new(producer.clone(), &spec.output.topic)
+                        .map_err(KafkaSetupError::from)?,
+                ),
                 late,
                 dead_letter: Box::new(KafkaSideSink::new(
                     producer.clone(),

@@ -237,17 +237,15 @@ const fn table_entries(log2_buckets: u32) -> usize {
     (1 << log2_buckets) / 8 * 7
 }
 
-/// How many entries a shard's cache table is sized for up front: its share of
-/// a process-wide 2^21 buckets (24-byte buckets: ~50 MB), between 2^14 and
-/// 2^19 buckets per shard, and never more than the shard may cache. Growing a
-/// table copies it into fresh memory, and first-touching fresh memory is
-/// expensive; entries come and go all the time, so a table also grows when
-/// tombstones fill it while more than half of it is live (2^18 buckets doubled
-/// at ~180k live entries).
-pub fn presized_entries(cache_capacity: usize, shards: usize) -> usize {
-    (table_entries(21) / shards.max(1))
-        .clamp(table_entries(14), table_entries(19))
-        .min(cache_capacity)
+/// How many entries a shard's cache table is sized for up front: 2^14 buckets
+/// (under 400 KB), never more than the shard may cache. A table grows with its
+/// live entries, which keeps its buckets dense and in the CPU caches: tables
+/// presized for a few hundred thousand entries spread the open entries over
+/// megabytes, and a lookup missing the caches three times (control bytes,
+/// bucket, entry) took a quarter of a worker's time. Growth is amortised and
+/// cheaper than that on every data set measured (bench/RESULTS.md).
+pub fn presized_entries(cache_capacity: usize) -> usize {
+    table_entries(14).min(cache_capacity)
 }
 
 fn fold_cached(c: &mut Cached, event: &Event, ops: u64, changed: &mut Changes) -> Applied {
@@ -814,17 +812,15 @@ mod tests {
     const W: i64 = 4 * 3_600_000;
 
     #[test]
-    fn cache_tables_share_a_process_budget_and_never_exceed_the_cache_capacity() {
-        let (max, min) = (table_entries(19), table_entries(14));
-        // Up to four shards get a full table each; more share 2^21 buckets.
-        assert_eq!(presized_entries(1_000_000, 1), max);
-        assert_eq!(presized_entries(1_000_000, 4), max);
-        assert_eq!(presized_entries(500_000, 8), table_entries(18));
-        assert_eq!(presized_entries(usize::MAX, 1024), min);
-        assert!(presized_entries(usize::MAX, 16) * 16 <= table_entries(21));
-        // A small cache is never sized beyond what it may hold.
-        assert_eq!(presized_entries(1_000, 4), 1_000);
-        assert_eq!(presized_entries(0, 4), 0);
+    fn cache_tables_start_small_and_never_beyond_the_cache_capacity() {
+        assert_eq!(presized_entries(1_000_000), 14_336);
+        assert_eq!(presized_entries(1_000), 1_000);
+        assert_eq!(presized_entries(0), 0);
+        let dir = tempfile::tempdir().expect("tmp");
+        let env = StateEnv::new(dir.path(), 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open");
+        let s = ShardStore::new(db, 1_000_000, presized_entries(1_000_000), W);
+        assert!(s.cache.capacity() >= 14_336 && s.cache.capacity() < 30_000);
     }
 
     fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {

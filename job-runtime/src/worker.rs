@@ -249,7 +249,8 @@ impl Worker {
     /// (all of them, waiting, with `wait`): retention, metrics, and once every
     /// shard's is, the checkpoint the status reports.
     pub fn collect_checkpoints(&mut self, wait: bool) -> Result<(), ShardError> {
-        let (Some(plan), Some(run)) = (self.checkpoints.clone(), self.in_flight.as_mut()) else {
+        // Called on every step: borrowed, not cloned (the plan holds the metrics).
+        let (Some(plan), Some(run)) = (self.checkpoints.as_ref(), self.in_flight.as_mut()) else {
             return Ok(());
         };
         for (i, s) in self.shards.iter_mut().enumerate() {

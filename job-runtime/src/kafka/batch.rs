@@ -2,8 +2,8 @@
 //! polls one event per call, and each poll takes the queue's lock and reads the
 //! clock: a fifth of the runtime's CPU went there. librdkafka's
 //! `rd_kafka_consume_batch_queue` takes up to a batch of messages under one
-//! lock. This module is the only place that calls librdkafka directly; every
-//! pointer it holds is owned here and released in `Drop`.
+//! lock. This module and `topic.rs` are the only places that call librdkafka
+//! directly; every pointer they hold is owned there and released in `Drop`.
 
 use std::ffi::CString;
 use std::ptr::NonNull;

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod sink;
 pub mod source;
+pub mod topic;
 pub mod txn;
 
 use std::time::Duration;

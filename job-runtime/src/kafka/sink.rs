@@ -12,14 +12,14 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use crate::kafka::topic::TopicHandle;
 use crate::record::Key;
 use crate::sink::{EntrySink, SideKind, SideRecord, SideSink, SinkError};
 
-/// Counts deliveries; a failed delivery fails the next flush, so a checkpoint is
-/// never taken over lost output.
+/// Counts failed deliveries (librdkafka reports only those); a failure fails the
+/// next flush, so a checkpoint is never taken over lost output.
 #[derive(Default)]
 pub struct DeliveryTracker {
-    pub delivered: AtomicU64,
     pub failed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -30,17 +30,12 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Relaxed);
-            }
-            Err((e, _)) => {
-                self.failed.fetch_add(1, Relaxed);
-                if let Ok(mut first) = self.first_error.lock()
-                    && first.is_none()
-                {
-                    *first = Some(e.to_string());
-                }
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Relaxed);
+            if let Ok(mut first) = self.first_error.lock()
+                && first.is_none()
+            {
+                *first = Some(e.to_string());
             }
         }
     }
@@ -68,6 +63,9 @@ impl KafkaProducer {
             ("linger.ms", "20"),
             ("batch.size", "1000000"),
             ("compression.type", "lz4"),
+            // Failures only: the success reports of every record cost a callback
+            // each on the polling thread, and flush() waits for the queue anyway.
+            ("delivery.report.only.error", "true"),
             ("queue.buffering.max.messages", "200000"),
             ("queue.buffering.max.kbytes", "262144"),
             // Same partition for the same key as Java clients.
@@ -136,22 +134,48 @@ impl KafkaProducer {
         self.inner.context()
     }
 
+    pub(super) fn client(&self) -> &rdkafka::client::Client<DeliveryTracker> {
+        self.inner.client()
+    }
+
     /// Sends, waiting while the producer queue is full.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], ()>) -> Result<(), KafkaError> {
+    fn send(&self, record: BaseRecord<'_, [u8], [u8], ()>) -> Result<(), KafkaError> {
+        // rdkafka hands a record it could not queue back; it is kept for the retry.
+        let mut pending = Some(record);
+        self.wait_for_room(|| {
+            let Some(record) = pending.take() else {
+                return Ok(());
+            };
+            self.inner.send(record).map_err(|(e, back)| {
+                pending = Some(back);
+                e
+            })
+        })
+    }
+
+    /// Queues one entry through its topic handle, waiting while the queue is full.
+    fn produce(&self, topic: &TopicHandle, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        self.wait_for_room(|| {
+            topic
+                .produce(key, value)
+                .map_err(KafkaError::MessageProduction)
+        })
+    }
+
+    /// Runs `attempt` until the producer queue has room for its record.
+    fn wait_for_room(
+        &self,
+        mut attempt: impl FnMut() -> Result<(), KafkaError>,
+    ) -> Result<(), KafkaError> {
         loop {
-            match self.inner.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
-                    if self.stop.load(Relaxed) =>
+            match attempt() {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull))
+                    if !self.stop.load(Relaxed) =>
                 {
-                    return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
                     // The producer thread drains the queue; give it a moment.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(e),
+                done => return done,
             }
         }
     }
@@ -193,18 +217,18 @@ fn sink_err(topic: &str, e: impl std::fmt::Display) -> SinkError {
 
 /// Emitted entries of one shard.
 pub struct KafkaEntrySink {
-    producer: Arc<KafkaProducer>,
+    handle: TopicHandle,
     topic: String,
     key: Vec<u8>,
 }
 
 impl KafkaEntrySink {
-    pub fn new(producer: Arc<KafkaProducer>, topic: &str) -> Self {
-        Self {
-            producer,
+    pub fn new(producer: Arc<KafkaProducer>, topic: &str) -> Result<Self, KafkaError> {
+        Ok(Self {
+            handle: TopicHandle::new(producer, topic)?,
             topic: topic.to_owned(),
             key: Vec::with_capacity(48),
-        }
+        })
     }
 }
 
@@ -216,16 +240,17 @@ impl EntrySink for KafkaEntrySink {
             .extend_from_slice(num.format(key.profile).as_bytes());
         self.key.push(b':');
         self.key.extend_from_slice(num.format(key.title).as_bytes());
-        let rec = BaseRecord::to(&self.topic)
-            .key(&self.key[..])
-            .payload(record);
-        self.producer
-            .send(rec)
+        self.handle
+            .producer()
+            .produce(&self.handle, &self.key, record)
             .map_err(|e| sink_err(&self.topic, e))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.producer.flush().map_err(|e| sink_err(&self.topic, e))
+        self.handle
+            .producer()
+            .flush()
+            .map_err(|e| sink_err(&self.topic, e))
     }
 }
 
