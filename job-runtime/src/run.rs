@@ -20,9 +20,11 @@ use crate::control::Control;
 use crate::engine::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::exactly_once::{Committed, parse_marker};
 use crate::kafka::sink::{KafkaEntrySink, KafkaProducer, KafkaSideSink};
-use crate::kafka::source::{KafkaSource, PartitionPosition};
+use crate::kafka::source::{PartitionPosition, SourceSpec};
 use crate::kafka::txn::{ShardTransaction, transactional_id};
-use crate::kafka::{KafkaSetupError, QuietEof, RuntimeConsumer, Topics, base_config, check_topics};
+use crate::kafka::{
+    self, KafkaSetupError, QuietEof, RuntimeConsumer, Topics, base_config, check_topics,
+};
 use crate::metrics::Metrics;
 use crate::restore::{self, Plan};
 use crate::savepoint::{self, SavepointStore};
@@ -584,36 +586,60 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
                 .map_err(KafkaSetupError::from)?;
         }
     }
-    consumer
-        .assign(&assignment)
-        .map_err(KafkaSetupError::from)?;
     let last_id = restored.iter().map(|r| r.2.id).max().unwrap_or(0);
 
+    // Every owned partition's source, made before the assignment (see
+    // `open_then_assign`), in shard order: impressions, then plays.
+    let mut specs = Vec::with_capacity(shards.len() * 2);
+    for &p in &shards {
+        let restore = restored.iter().find(|r| r.0 == p);
+        let skip = if restore.is_some() { None } else { skip_before };
+        let starts = restore.map_or([None, None], |r| r.2.inputs.map(|i| i.next_offset));
+        for (topic, start) in input_topics.into_iter().zip(starts) {
+            specs.push(SourceSpec {
+                topic,
+                partition: p as i32,
+                skip_before_ms: skip,
+                start,
+            });
+        }
+    }
+    let opened = kafka::source::open_then_assign(&consumer, &specs, &assignment).map_err(|e| {
+        KafkaSetupError::Metadata {
+            topic: format!("{} and {}", input_topics[0], input_topics[1]),
+            reason: e.to_string(),
+        }
+    })?;
+    let positions: Vec<(String, i32, Arc<PartitionPosition>)> = specs
+        .iter()
+        .zip(&opened)
+        .map(|(s, (_, position))| (s.topic.to_owned(), s.partition, position.clone()))
+        .collect();
+    let mut by_shard: std::collections::BTreeMap<u32, Vec<Box<dyn PartitionSource>>> =
+        std::collections::BTreeMap::new();
+    for (spec, (source, _)) in specs.iter().zip(opened) {
+        by_shard
+            .entry(spec.partition as u32)
+            .or_default()
+            .push(Box::new(source));
+    }
+
     let mut io = Vec::with_capacity(shards.len());
-    let mut positions: Vec<(String, i32, Arc<PartitionPosition>)> = Vec::new();
     for &(p, ref producer) in &producers {
         let restore = restored
             .iter()
             .find(|r| r.0 == p)
             .map(|r| (r.1.clone(), r.2.clone()));
-        let skip = if restore.is_some() { None } else { skip_before };
-        let starts = restore
-            .as_ref()
-            .map_or([None, None], |r| r.1.inputs.map(|i| i.next_offset));
-        let mut source =
-            |topic: &str, start: Option<i64>| -> Result<Box<dyn PartitionSource>, RunError> {
-                let (source, position) =
-                    KafkaSource::new(consumer.clone(), topic, p as i32, skip, start).map_err(
-                        |e| KafkaSetupError::Metadata {
-                            topic: topic.to_owned(),
-                            reason: e.to_string(),
-                        },
-                    )?;
-                positions.push((topic.to_owned(), p as i32, position));
-                Ok(Box::new(source))
-            };
-        let imp = source(input_topics[0], starts[0])?;
-        let play = source(input_topics[1], starts[1])?;
+        let Some([imp, play]) = by_shard
+            .remove(&p)
+            .and_then(|sources| <[_; 2]>::try_from(sources).ok())
+        else {
+            return Err(KafkaSetupError::Metadata {
+                topic: input_topics[0].to_owned(),
+                reason: format!("no sources were opened for shard {p}"),
+            }
+            .into());
+        };
         let late: Box<dyn SideSink> = match late_topic {
             Some(t) => Box::new(KafkaSideSink::new(producer.clone(), t)),
             None => Box::new(NullSink),
@@ -733,8 +759,22 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         let stop = stop.clone();
         std::thread::spawn(move || {
             while !stop.load(Relaxed) {
-                if let Some(Err(e)) = consumer.poll(Duration::from_millis(200)) {
-                    tracing::warn!("consumer: {e}");
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Err(e)) => tracing::warn!("consumer: {e}"),
+                    Some(Ok(m)) => {
+                        use rdkafka::Message;
+                        // No shard will see this record. Stopping normally would
+                        // checkpoint past it; ending now restarts from the last
+                        // checkpoint, which reads it again.
+                        tracing::error!(
+                            topic = m.topic(),
+                            partition = m.partition(),
+                            offset = m.offset(),
+                            "a record reached the consumer's main queue instead of its partition's; exiting without a checkpoint"
+                        );
+                        std::process::exit(i32::from(exit_code::OTHER));
+                    }
+                    None => {}
                 }
             }
         })

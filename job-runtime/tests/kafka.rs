@@ -240,6 +240,84 @@ fn two_processes_through_tansu_match_the_oracle() {
     assert_matches_at_least_once(&data, &records);
 }
 
+#[test]
+fn every_fetched_record_reaches_its_partitions_source_and_none_the_main_queue() {
+    use rdkafka::consumer::Consumer;
+    use std::sync::Arc;
+    use streamjoin_runtime::kafka::source::{SourceSpec, open_then_assign};
+    use streamjoin_runtime::kafka::{CONSUMER_FETCH_SETTINGS, QuietEof, RuntimeConsumer};
+    use streamjoin_runtime::source::{Next, PartitionSource};
+
+    let data = dataset(20_000, 2, 21);
+    let broker = Broker::start(Kind::Tansu);
+    let mut specs = Vec::new();
+    let mut expected = Vec::new();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for topic in ["impressions", "plays"] {
+        broker.create_topic(topic, 2);
+        for p in 0..2 {
+            let file = data.join(format!("{topic}-{p}.jsonl"));
+            expected.push(broker.produce_lines(topic, p, &file));
+            specs.push(SourceSpec {
+                topic,
+                partition: p,
+                skip_before_ms: None,
+                start: None,
+            });
+            assignment
+                .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    let mut config = broker.client();
+    config
+        .set("group.id", "streamjoin-queues-test")
+        .set("enable.partition.eof", "true");
+    for (k, v) in CONSUMER_FETCH_SETTINGS {
+        config.set(k, v);
+    }
+    let consumer: Arc<RuntimeConsumer> =
+        Arc::new(config.create_with_context(QuietEof).expect("consumer"));
+    // Connected first, as the runtime is by its topic checks: a fetch can then
+    // follow the assignment at once.
+    consumer
+        .fetch_metadata(None, Duration::from_secs(30))
+        .expect("metadata");
+    let mut sources = open_then_assign(&consumer, &specs, &assignment).expect("sources");
+
+    // Every record of every partition arrives through that partition's source.
+    let mut read = vec![0u64; sources.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while read != expected {
+        for (i, (source, _)) in sources.iter_mut().enumerate() {
+            while let Next::Record(_) = source.next().expect("read") {
+                read[i] += 1;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {read:?} of {expected:?}"
+        );
+        std::thread::yield_now();
+    }
+    for (i, (_, position)) in sources.iter().enumerate() {
+        let next = position
+            .next_offset
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(next, expected[i] as i64, "position of source {i}");
+    }
+    // Nothing was left on the consumer's main queue.
+    if let Some(Ok(m)) = consumer.poll(Duration::ZERO) {
+        use rdkafka::Message;
+        panic!(
+            "a record reached the main queue: {} {} @{}",
+            m.topic(),
+            m.partition(),
+            m.offset()
+        );
+    }
+}
+
 /// Produces the data set in the background, a slice at a time, so that the
 /// runtimes are killed while input is still arriving.
 fn load_slowly(broker: &Broker, data: &Path, partitions: u32) -> std::thread::JoinHandle<()> {

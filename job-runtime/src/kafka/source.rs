@@ -77,6 +77,46 @@ impl KafkaSource {
     }
 }
 
+/// One partition to read, and where from.
+pub struct SourceSpec<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    /// Recovery by timestamp on a broker without offset lookup: skip older records.
+    pub skip_before_ms: Option<i64>,
+    /// The next offset the partition is assigned at, when known (see [`KafkaSource::new`]).
+    pub start: Option<i64>,
+}
+
+/// Makes a source for each partition, then assigns `assignment`. In this order:
+/// librdkafka delivers what it fetches for a partition without a queue of its
+/// own to the consumer's main queue, which no shard reads.
+pub fn open_then_assign(
+    consumer: &Arc<RuntimeConsumer>,
+    specs: &[SourceSpec<'_>],
+    assignment: &rdkafka::TopicPartitionList,
+) -> Result<Vec<(KafkaSource, Arc<PartitionPosition>)>, SourceError> {
+    use rdkafka::consumer::Consumer;
+    let sources = specs
+        .iter()
+        .map(|s| {
+            KafkaSource::new(
+                consumer.clone(),
+                s.topic,
+                s.partition,
+                s.skip_before_ms,
+                s.start,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    consumer
+        .assign(assignment)
+        .map_err(|e| SourceError::Other {
+            name: "consumer assignment".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(sources)
+}
+
 impl PartitionSource for KafkaSource {
     fn next(&mut self) -> Result<Next<'_>, SourceError> {
         let offset = loop {
