@@ -4,10 +4,13 @@
 //!
 //! The `small` data set (1M records, 4 partitions, seed 1; `STREAMJOIN_BENCH_EVENTS`
 //! changes the size) is loaded into tansu. The raw rate: one rdkafka consumer with
-//! the runtime's fetch settings reads every input record. End to end: one
-//! `streamjoin-runtime run` process (2 worker threads) reads, joins and produces
-//! the entries; the time runs from its start until `/v1/status` shows every input
-//! record read. Target: end to end at least 70% of the raw rate.
+//! the runtime's fetch settings (`STREAMJOIN_BENCH_RAW_PROPERTIES="k=v,..."` adds
+//! others) reads every input record. End to end: one `streamjoin-runtime run`
+//! process (2 worker threads) reads, joins and produces the entries; the time runs
+//! from its start until `/v1/status` shows every input record read. Each round
+//! measures both (`STREAMJOIN_BENCH_ROUNDS`, default 3); the medians count, as
+//! this shared machine's speed varies from run to run. Target: the median end to
+//! end at least 70% of the median raw rate.
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;
@@ -21,17 +24,21 @@ use broker::{Broker, Kind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 fn raw_consume(broker: &Broker, total: u64) -> Duration {
-    let consumer: BaseConsumer = broker
-        .client()
+    let mut config = broker.client();
+    config
         .set("group.id", "streamjoin-bench-raw")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "4194304")
-        .set("queued.min.messages", "200000")
-        .set("queued.max.messages.kbytes", "262144")
-        .create()
-        .unwrap_or_else(|e| panic!("consumer: {e}"));
+        .set("enable.auto.commit", "false");
+    for (k, v) in streamjoin_runtime::kafka::CONSUMER_FETCH_SETTINGS {
+        config.set(k, v);
+    }
+    let extra = std::env::var("STREAMJOIN_BENCH_RAW_PROPERTIES").unwrap_or_default();
+    for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .unwrap_or_else(|| panic!("STREAMJOIN_BENCH_RAW_PROPERTIES: {kv} is not k=v"));
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config.create().unwrap_or_else(|e| panic!("consumer: {e}"));
     let mut tpl = rdkafka::TopicPartitionList::new();
     for topic in ["impressions", "plays"] {
         for p in 0..4 {
@@ -60,6 +67,17 @@ fn raw_consume(broker: &Broker, total: u64) -> Duration {
     started.elapsed()
 }
 
+/// User and system CPU seconds a process has used so far (Linux `/proc`).
+fn process_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // Clock ticks are 100 a second on every Linux this runs on.
+    Some((ticks(11)? / 100.0, ticks(12)? / 100.0))
+}
+
 fn is_ready(addr: &str) -> bool {
     ureq::get(format!("http://{addr}/readyz"))
         .call()
@@ -84,37 +102,23 @@ fn records_read(addr: &str) -> Option<u64> {
     )
 }
 
-fn main() {
-    let events: u64 = std::env::var("STREAMJOIN_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let seed = if events == 1_000_000 { 1 } else { 5 };
-    let input = data::dataset(events, 4, seed);
-    let broker = Broker::start(Kind::Tansu);
-    for topic in ["impressions", "plays", "entries", "dead-letter", "late"] {
-        broker.create_topic(topic, 4);
-    }
-    let mut total = 0;
-    for p in 0..4 {
-        for topic in ["impressions", "plays"] {
-            total += broker.produce_lines(topic, p, &input.join(format!("{topic}-{p}.jsonl")));
-        }
-    }
-    let raw = raw_consume(&broker, total);
-    let raw_rate = total as f64 / raw.as_secs_f64();
-    println!(
-        "raw consume: {total} records in {:.2} s = {raw_rate:.0} records/s",
-        raw.as_secs_f64()
-    );
+/// One run of the runtime over the loaded topics.
+struct EndToEnd {
+    /// From the process start until every input record was read.
+    elapsed: Duration,
+    /// From the process start until `/readyz` answered.
+    ready: Duration,
+    /// The process's user and system CPU seconds at the end.
+    cpu: Option<(f64, f64)>,
+}
 
+fn run_runtime(bootstrap: &str, total: u64) -> EndToEnd {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let manifest = dir.path().join("job.yaml");
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: streamjoin.dev/v1alpha1\nkind: StreamJoinJob\nmetadata:\n  name: bench\nspec:\n  parallelism: 1\n  kafka:\n    bootstrapServers: {}\n  inputs:\n    impressions: {{ topic: impressions }}\n    plays: {{ topic: plays }}\n  output: {{ topic: entries }}\n  deadLetter: {{ topic: dead-letter }}\n  lateOutput: {{ topic: late }}\n  recovery:\n    onMissingCheckpoint: earliest\n",
-            broker.bootstrap
+            "apiVersion: streamjoin.dev/v1alpha1\nkind: StreamJoinJob\nmetadata:\n  name: bench\nspec:\n  parallelism: 1\n  kafka:\n    bootstrapServers: {bootstrap}\n  inputs:\n    impressions: {{ topic: impressions }}\n    plays: {{ topic: plays }}\n  output: {{ topic: entries }}\n  deadLetter: {{ topic: dead-letter }}\n  lateOutput: {{ topic: late }}\n  recovery:\n    onMissingCheckpoint: earliest\n",
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -135,12 +139,12 @@ fn main() {
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     // Start-up (RocksDB, topic checks, restore) is reported apart: it is a
     // fixed cost that a longer run spreads thinner.
-    let mut ready_after = None;
-    let e2e = loop {
+    let mut ready = None;
+    let elapsed = loop {
         let addr = std::fs::read_to_string(&addr_file).unwrap_or_default();
         if !addr.is_empty() {
-            if ready_after.is_none() && is_ready(addr.trim()) {
-                ready_after = Some(started.elapsed());
+            if ready.is_none() && is_ready(addr.trim()) {
+                ready = Some(started.elapsed());
             }
             if records_read(addr.trim()) == Some(total) {
                 break started.elapsed();
@@ -150,29 +154,95 @@ fn main() {
             started.elapsed() < Duration::from_secs(900),
             "the runtime did not read every record"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
+    let cpu = process_cpu_seconds(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    let e2e_rate = total as f64 / e2e.as_secs_f64();
+    EndToEnd {
+        elapsed,
+        ready: ready.unwrap_or(Duration::ZERO),
+        cpu,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let env_u64 = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let events = env_u64("STREAMJOIN_BENCH_EVENTS", 1_000_000);
+    let rounds = env_u64("STREAMJOIN_BENCH_ROUNDS", 3).max(1);
+    let seed = if events == 1_000_000 { 1 } else { 5 };
+    let input = data::dataset(events, 4, seed);
+    let broker = Broker::start(Kind::Tansu);
+    for topic in ["impressions", "plays", "entries", "dead-letter", "late"] {
+        broker.create_topic(topic, 4);
+    }
+    let mut total = 0;
+    for p in 0..4 {
+        for topic in ["impressions", "plays"] {
+            total += broker.produce_lines(topic, p, &input.join(format!("{topic}-{p}.jsonl")));
+        }
+    }
+
+    let (mut raw_rates, mut e2e_rates, mut after_ready_rates, mut startups, mut cpu_per_record) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for round in 1..=rounds {
+        let raw = raw_consume(&broker, total);
+        let raw_rate = total as f64 / raw.as_secs_f64();
+        let run = run_runtime(&broker.bootstrap, total);
+        let e2e_rate = total as f64 / run.elapsed.as_secs_f64();
+        let after_ready_rate = total as f64 / (run.elapsed - run.ready).as_secs_f64();
+        println!(
+            "round {round}: raw consume {raw_rate:.0} records/s; end to end {e2e_rate:.0} records/s = {:.1}% (start-up {:.2} s; from ready {:.1}%)",
+            e2e_rate / raw_rate * 100.0,
+            run.ready.as_secs_f64(),
+            after_ready_rate / raw_rate * 100.0
+        );
+        if let Some((user, system)) = run.cpu {
+            println!(
+                "round {round}: runtime CPU until every record was read: {user:.2} s user + {system:.2} s system = {:.2} µs a record",
+                (user + system) * 1e6 / total as f64
+            );
+            cpu_per_record.push((user + system) * 1e6 / total as f64);
+        }
+        raw_rates.push(raw_rate);
+        e2e_rates.push(e2e_rate);
+        after_ready_rates.push(after_ready_rate);
+        startups.push(run.ready.as_secs_f64());
+    }
+    let raw_rate = median(raw_rates);
+    let e2e_rate = median(e2e_rates);
+    let after_ready_rate = median(after_ready_rates);
     let ratio = e2e_rate / raw_rate;
-    let ready = ready_after.unwrap_or(Duration::ZERO);
-    let after_ready_rate = total as f64 / (e2e - ready).as_secs_f64();
+    println!("medians of {rounds} rounds, {total} records:");
+    println!("raw consume: {raw_rate:.0} records/s");
     println!(
-        "start-up until ready: {:.2} s; from ready: {after_ready_rate:.0} records/s = {:.0}% of the raw rate",
-        ready.as_secs_f64(),
+        "end to end: {e2e_rate:.0} records/s = {:.1}% of the raw rate (target 70%); from ready: {after_ready_rate:.0} records/s = {:.1}%",
+        ratio * 100.0,
         after_ready_rate / raw_rate * 100.0
     );
     println!(
-        "end to end: {total} records in {:.2} s = {e2e_rate:.0} records/s = {:.0}% of the raw rate (target 70%)",
-        e2e.as_secs_f64(),
-        ratio * 100.0
-    );
-    println!(
-        "{{\"records\":{total},\"raw_records_per_s\":{raw_rate:.0},\"e2e_records_per_s\":{e2e_rate:.0},\"ratio\":{ratio:.3},\"startup_seconds\":{:.3},\"after_ready_records_per_s\":{after_ready_rate:.0}}}",
-        ready.as_secs_f64()
+        "{{\"records\":{total},\"rounds\":{rounds},\"raw_records_per_s\":{raw_rate:.0},\"e2e_records_per_s\":{e2e_rate:.0},\"ratio\":{ratio:.3},\"startup_seconds\":{:.3},\"after_ready_records_per_s\":{after_ready_rate:.0},\"cpu_us_per_record\":{:.2}}}",
+        median(startups),
+        median(cpu_per_record)
     );
     // The target: a miss fails the benchmark (the broker stopped first).
     drop(broker);

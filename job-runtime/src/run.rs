@@ -245,13 +245,10 @@ fn consumer_config(job: &StreamJoinJob) -> Result<rdkafka::ClientConfig, KafkaSe
         ("enable.partition.eof", "true"),
         ("auto.offset.reset", "earliest"),
         ("isolation.level", "read_committed"),
-        // Throughput: large fetches, a deep local queue per partition.
-        ("fetch.wait.max.ms", "100"),
-        ("fetch.max.bytes", "52428800"),
-        ("max.partition.fetch.bytes", "4194304"),
-        ("queued.min.messages", "200000"),
-        ("queued.max.messages.kbytes", "262144"),
-    ] {
+    ]
+    .into_iter()
+    .chain(crate::kafka::CONSUMER_FETCH_SETTINGS)
+    {
         c.set(k, v);
     }
     for (k, v) in &job.spec.kafka.consumer_properties {
