@@ -301,17 +301,23 @@ impl Broker {
         let consumer = self.reader(topic, partitions, read_committed, false);
         let mut out = Vec::new();
         let deadline = Instant::now() + limit;
+        let mut nudge = Nudge::new(self);
         loop {
             if Instant::now() >= deadline {
                 return Err(out);
             }
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                let payload = m.payload().unwrap_or_default().to_vec();
-                let finished = done(&payload);
-                out.push(payload);
-                if finished {
-                    return Ok(out);
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.payload() == Some(NUDGE) => {}
+                Some(Ok(m)) => {
+                    nudge.progressed();
+                    let payload = m.payload().unwrap_or_default().to_vec();
+                    let finished = done(&payload);
+                    out.push(payload);
+                    if finished {
+                        return Ok(out);
+                    }
                 }
+                _ => nudge.if_stalled(topic, partitions),
             }
         }
     }
@@ -329,6 +335,7 @@ impl Broker {
     ) -> Vec<Vec<u8>> {
         use rdkafka::Message;
         let consumer = self.reader(topic, partitions, read_committed, true);
+        let mut nudge = Nudge::new(self);
         let mut out = Vec::new();
         let mut at_end = vec![false; partitions as usize];
         let deadline = Instant::now() + limit;
@@ -339,7 +346,9 @@ impl Broker {
                 out.len()
             );
             match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.payload() == Some(NUDGE) => {}
                 Some(Ok(m)) => {
+                    nudge.progressed();
                     at_end[m.partition() as usize] = false;
                     out.push(m.payload().unwrap_or_default().to_vec());
                 }
@@ -348,8 +357,9 @@ impl Broker {
                     if out.len() >= at_least && at_end.iter().all(|e| *e) {
                         return out;
                     }
+                    nudge.if_stalled(topic, partitions);
                 }
-                _ => {}
+                _ => nudge.if_stalled(topic, partitions),
             }
         }
     }
@@ -367,6 +377,51 @@ impl Broker {
             .as_ref()
             .map(Child::id)
             .expect("only a broker this test started can be paused")
+    }
+}
+
+/// The value of the records [`Nudge`] writes; readers drop them.
+pub const NUDGE: &[u8] = b"\0streamjoin-test-nudge";
+
+/// tansu sometimes serves a partition only up to the start of its last
+/// compressed batch: the batch stays invisible to readers until another record
+/// follows it. A reader that has seen nothing new for a while writes one record
+/// of its own to every partition (tansu only; readers skip them).
+struct Nudge<'a> {
+    broker: &'a Broker,
+    last_progress: Instant,
+}
+
+impl<'a> Nudge<'a> {
+    const QUIET: Duration = Duration::from_secs(2);
+
+    fn new(broker: &'a Broker) -> Self {
+        Self {
+            broker,
+            last_progress: Instant::now(),
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    fn if_stalled(&mut self, topic: &str, partitions: u32) {
+        if self.broker.kind != Kind::Tansu || self.last_progress.elapsed() < Self::QUIET {
+            return;
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            self.broker.client().create().expect("producer");
+        for p in 0..partitions as i32 {
+            let rec = BaseRecord::<(), [u8]>::to(topic)
+                .partition(p)
+                .payload(NUDGE);
+            producer.send(rec).map_err(|(e, _)| e).expect("nudge");
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("nudge flush");
+        self.last_progress = Instant::now();
     }
 }
 
