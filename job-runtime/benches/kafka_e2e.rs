@@ -8,7 +8,7 @@
 //! others) reads every input record. End to end: one `streamjoin-runtime run`
 //! process (2 worker threads) reads, joins and produces the entries; the time runs
 //! from its start until `/v1/status` shows every input record read. Each round
-//! measures both (`STREAMJOIN_BENCH_ROUNDS`, default 3); the medians count, as
+//! measures both (`STREAMJOIN_BENCH_ROUNDS`, default 5); the medians count, as
 //! this shared machine's speed varies from run to run. Target: the median end to
 //! end at least 70% of the median raw rate.
 
@@ -188,7 +188,7 @@ fn main() {
             .unwrap_or(default)
     };
     let events = env_u64("STREAMJOIN_BENCH_EVENTS", 1_000_000);
-    let rounds = env_u64("STREAMJOIN_BENCH_ROUNDS", 3).max(1);
+    let rounds = env_u64("STREAMJOIN_BENCH_ROUNDS", 5).max(1);
     let seed = if events == 1_000_000 { 1 } else { 5 };
     let input = data::dataset(events, 4, seed);
     let broker = Broker::start(Kind::Tansu);
