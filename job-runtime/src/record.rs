@@ -295,11 +295,7 @@ impl RecordParser {
 
     /// Parses one record (one line or one message value).
     pub fn parse(&self, bytes: &[u8]) -> Result<Event, Rejection> {
-        // One UTF-8 check of the whole record: reading from a `str`, serde_json
-        // does not check each string again.
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Rejection::new(Malformed::InvalidJson, e.to_string()))?;
-        let mut de = serde_json::Deserializer::from_str(text);
+        let mut de = serde_json::Deserializer::from_slice(bytes);
         let fields = de
             .deserialize_any(ObjectVisitor { parser: self })
             .and_then(|f| de.end().map(|()| f))
