@@ -802,10 +802,8 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     let lag = |positions: &[(String, i32, Arc<PartitionPosition>)]| {
         let mut out = std::collections::BTreeMap::new();
         for (topic, p, pos) in positions {
-            if let Ok((low, high)) =
-                consumer.fetch_watermarks(topic, *p, Duration::from_millis(500))
-            {
-                let next = pos.next_offset.load(Relaxed).max(low);
+            if let Some((low, high)) = kafka::batch::cached_watermarks(&consumer, topic, *p) {
+                let next = pos.next_offset.load(Relaxed).max(low.unwrap_or(0));
                 let lag = (high - next).max(0);
                 monitor_metrics
                     .checkpoints

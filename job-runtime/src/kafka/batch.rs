@@ -33,6 +33,38 @@ pub enum Polled {
     Empty,
 }
 
+/// The low and high watermarks librdkafka last saw for a partition (the high
+/// one arrives with every fetch response), without asking the broker: a
+/// watermark query waits behind the fetch in flight on the same connection, and
+/// when it timed out librdkafka closed the connection, stalling every partition
+/// of the broker. `None` until the first fetch response; the low watermark only
+/// when statistics are enabled.
+pub fn cached_watermarks(
+    consumer: &RuntimeConsumer,
+    topic: &str,
+    partition: i32,
+) -> Option<(Option<i64>, i64)> {
+    use rdkafka::consumer::Consumer;
+    let topic = CString::new(topic).ok()?;
+    let invalid = i64::from(rdsys::RD_KAFKA_OFFSET_INVALID);
+    let (mut low, mut high) = (invalid, invalid);
+    // SAFETY: the consumer's handle is live for the call; the two out-pointers
+    // are locals written before the call returns.
+    let err = unsafe {
+        rdsys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+        return None;
+    }
+    Some(((low >= 0).then_some(low), high))
+}
+
 pub struct BatchQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
     /// The current batch: `batch[..len]` are messages owned here until the
