@@ -13,7 +13,7 @@ use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::shard::{Shard, ShardCounters, ShardError, ShardSinks, TitleStats};
 use crate::source::PartitionSource;
-use crate::store::{self, ShardStore, StateEnv, StateError};
+use crate::store::{ShardStore, StateEnv, StateError};
 use crate::watermark::{Clock, MAX_WM, MIN_WM, SystemClock, WatermarkBoard};
 use crate::worker::{CheckpointPlan, Progress, Worker};
 
@@ -117,7 +117,6 @@ impl Engine {
             cfg.write_buffer_bytes,
         );
         let per_shard_cache = cfg.cache_entries / io.len();
-        let presized = store::presized_entries(per_shard_cache);
         // Unused partitions (a process owns only some) must not hold the watermark back.
         let owned: Vec<u32> = io.iter().map(|s| s.partition).collect();
         for p in 0..partitions as u32 {
@@ -147,17 +146,11 @@ impl Engine {
                     )
                     .map_err(ShardError::from)?;
                     let db = env.open_shard(s.partition)?;
-                    ShardStore::restored(
-                        db,
-                        per_shard_cache,
-                        presized,
-                        cfg.window_ms,
-                        manifest.live_entries,
-                    )
+                    ShardStore::restored(db, per_shard_cache, cfg.window_ms, manifest.live_entries)
                 }
                 None => {
                     let db = env.open_shard(s.partition)?;
-                    ShardStore::new(db, per_shard_cache, presized, cfg.window_ms)
+                    ShardStore::new(db, per_shard_cache, cfg.window_ms)
                 }
             };
             if opts.checkpoints.is_some() {

@@ -607,14 +607,11 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             reason: e.to_string(),
         }
     })?;
-    let positions: Vec<(String, i32, Arc<PartitionPosition>)> = specs
-        .iter()
-        .zip(&opened)
-        .map(|(s, (_, position))| (s.topic.to_owned(), s.partition, position.clone()))
-        .collect();
+    let mut positions: Vec<(String, i32, Arc<PartitionPosition>)> = Vec::new();
     let mut by_shard: std::collections::BTreeMap<u32, Vec<Box<dyn PartitionSource>>> =
         std::collections::BTreeMap::new();
-    for (spec, (source, _)) in specs.iter().zip(opened) {
+    for (spec, (source, position)) in specs.iter().zip(opened) {
+        positions.push((spec.topic.to_owned(), spec.partition, position));
         by_shard
             .entry(spec.partition as u32)
             .or_default()

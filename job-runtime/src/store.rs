@@ -244,7 +244,7 @@ const fn table_entries(log2_buckets: u32) -> usize {
 /// megabytes, and a lookup missing the caches three times (control bytes,
 /// bucket, entry) took a quarter of a worker's time. Growth is amortised and
 /// cheaper than that on every data set measured (bench/RESULTS.md).
-pub fn presized_entries(cache_capacity: usize) -> usize {
+fn presized_entries(cache_capacity: usize) -> usize {
     table_entries(14).min(cache_capacity)
 }
 
@@ -384,12 +384,15 @@ pub struct ShardStore {
 }
 
 impl ShardStore {
-    /// A store caching up to `capacity` entries, its table sized for `presized`
-    /// of them (see [`presized_entries`]).
-    pub fn new(db: ShardDb, capacity: usize, presized: usize, window_ms: i64) -> Self {
+    /// A store caching up to `capacity` entries (its table sized as
+    /// [`presized_entries`] says).
+    pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
         Self {
             db: Arc::new(db),
-            cache: HashMap::with_capacity_and_hasher(presized.min(capacity), FastState::default()),
+            cache: HashMap::with_capacity_and_hasher(
+                presized_entries(capacity),
+                FastState::default(),
+            ),
             ops: 0,
             capacity,
             timers: TimerQueue::default(),
@@ -411,14 +414,8 @@ impl ShardStore {
 
     /// A store over a RocksDB instance restored from a checkpoint: every entry is
     /// in RocksDB only (the checkpoint wrote the cache through).
-    pub fn restored(
-        db: ShardDb,
-        capacity: usize,
-        presized: usize,
-        window_ms: i64,
-        entries: u64,
-    ) -> Self {
-        let mut s = Self::new(db, capacity, presized, window_ms);
+    pub fn restored(db: ShardDb, capacity: usize, window_ms: i64, entries: u64) -> Self {
+        let mut s = Self::new(db, capacity, window_ms);
         s.db_entries = entries;
         s.db_only = entries;
         s
@@ -819,7 +816,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let env = StateEnv::new(dir.path(), 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open");
-        let s = ShardStore::new(db, 1_000_000, presized_entries(1_000_000), W);
+        let s = ShardStore::new(db, 1_000_000, W);
         assert!(s.cache.capacity() >= 14_336 && s.cache.capacity() < 30_000);
     }
 
@@ -840,7 +837,7 @@ mod tests {
     fn store(dir: &Path, tracking: bool) -> (StateEnv, ShardStore) {
         let env = StateEnv::new(dir, 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open");
-        let mut s = ShardStore::new(db, 1_000, 1_000, W);
+        let mut s = ShardStore::new(db, 1_000, W);
         if tracking {
             s.track_changes();
         }
@@ -905,7 +902,7 @@ mod tests {
             .expect("checkpoint");
         let env = StateEnv::new(dir, 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open copy");
-        let restored = ShardStore::restored(db, 1_000, 1_000, W, entries);
+        let restored = ShardStore::restored(db, 1_000, W, entries);
         (env, restored)
     }
 
