@@ -1,5 +1,5 @@
 //! The streamjoin join runtime: an exact event-time join of impressions with
-//! plays on RocksDB state, per `JOIN_SEMANTICS.md`.
+//! plays on RocksDB state, per `docs/join-semantics.md`.
 
 pub mod admin;
 pub mod assignment;

@@ -1,4 +1,4 @@
-//! One test per rule of JOIN_SEMANTICS.md, with hand-written events.
+//! One test per rule of docs/join-semantics.md, with hand-written events.
 
 mod common;
 
