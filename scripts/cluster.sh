@@ -61,6 +61,20 @@ load_ports() {
   source "$STATE/ports"
 }
 
+# A stopped cluster's ports may have been taken since: then it starts afresh
+# (etcd's data names its peer port).
+forget_taken_ports() {
+  [ -s "$STATE/ports" ] || return 0
+  local line
+  while IFS='=' read -r _ line; do
+    if ! port_free "$line"; then
+      say "port $line of the previous cluster is taken: starting a new cluster"
+      rm -rf "$STATE/etcd" "$STATE/ports"
+      return
+    fi
+  done <"$STATE/ports"
+}
+
 write_env() {
   cat >"$STATE/env" <<EOF
 export KUBECONFIG=$STATE/kubeconfig
@@ -83,6 +97,7 @@ cmd_up() {
   fi
   any_running && stop_all
   mkdir -p "$STATE"
+  forget_taken_ports
   chmod 700 "$STATE"
   local started=$SECONDS
   load_ports

@@ -19,9 +19,21 @@ go_env() {
   local go_root="$HOME/.cache/streamjoin/k8s/go"
   export GOPATH="$go_root/path" GOMODCACHE="$go_root/mod" GOCACHE="$go_root/build"
   # The go.sum files are committed: a build must not change the pins.
-  export GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
+  export GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
   mkdir -p "$GOPATH" "$GOMODCACHE" "$GOCACHE"
-  command -v go >/dev/null || fail "go is not installed (Go 1.26 is needed to build the control plane)"
+  ensure_go
+}
+
+# The modules need Go >= 1.26 (their go lines); an older go fetches that toolchain
+# itself through the module proxy (GOTOOLCHAIN=auto, the default).
+ensure_go() {
+  command -v go >/dev/null && return
+  [ -x /usr/local/go/bin/go ] && { export PATH="/usr/local/go/bin:$PATH"; return; }
+  say "installing golang-go"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq golang-go >&2
 }
 
 # Runs a step under /usr/bin/time, printing its wall time and peak memory.
