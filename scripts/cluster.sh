@@ -160,7 +160,7 @@ case "${1:-}" in
   status) cmd_status ;;
   node-kubeconfig) node_kubeconfig "${2:-}" ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

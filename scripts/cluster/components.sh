@@ -29,7 +29,9 @@ etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"heal
 start_apiserver() {
   # --endpoint-reconciler-type=none: the `kubernetes` Endpoints may not hold a
   # loopback address, so the reconciler would only log errors.
-  # OwnerReferencesPermissionEnforcement is added to the default admission plugins.
+  # Added to the default admission plugins: OwnerReferencesPermissionEnforcement, and
+  # NodeRestriction (with the Node authorizer, as kubeadm: a kubelet may only touch
+  # its own Node and its pods).
   start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
@@ -46,7 +48,7 @@ start_apiserver() {
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --authorization-mode=Node,RBAC \
-    --enable-admission-plugins=OwnerReferencesPermissionEnforcement \
+    --enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction \
     --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
   wait_until kube-apiserver "$HEALTH_TIMEOUT_SECS" apiserver_ready
 }

@@ -23,7 +23,16 @@ start() {
   local name=$1; shift
   mkdir -p "$STATE/run" "$STATE/logs"
   setsid "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
-  echo $! >"$STATE/run/$name.pid"
+  local pid=$! tries=0
+  echo "$pid" >"$STATE/run/$name.pid"
+  # Until the fork has exec'd the binary, its command line is this script's.
+  until pid_of "$name" >/dev/null; do
+    kill -0 "$pid" 2>/dev/null && [ $((tries += 1)) -lt 100 ] || {
+      tail_log "$name"
+      fail "$name did not start"
+    }
+    sleep 0.05
+  done
 }
 
 tail_log() {
