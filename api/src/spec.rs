@@ -44,7 +44,9 @@ pub struct PodTemplate {
     /// Service account the runtime pods run as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
-    /// Extra environment variables for the runtime container.
+    /// Extra environment variables for the runtime container. Entries named like
+    /// those the operator sets (POD_NAME, POD_NAMESPACE, POD_IP, STREAMJOIN_REPLICAS,
+    /// STREAMJOIN_KAFKA_*) are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
     pub env: Vec<EnvVar>,

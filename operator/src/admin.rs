@@ -26,6 +26,8 @@ pub struct PodAddr {
     /// The headless Service naming the pods.
     pub service: String,
     pub ordinal: i32,
+    /// The pod's `status.podIP` as last observed; `None` before the pod has one.
+    pub pod_ip: Option<String>,
 }
 
 /// `GET /v1/status`: one pod's view.
@@ -152,15 +154,47 @@ pub trait RuntimeAdmin: Send + Sync {
     ) -> BoxFuture<'a, AdminResult<()>>;
 }
 
-/// Where a pod's admin API is: the headless Service's per-pod DNS name by default.
-pub type Resolver = Arc<dyn Fn(&PodAddr) -> String + Send + Sync>;
+/// Where a pod's admin API is (`http://host:port`), or `None` when the pod cannot be
+/// addressed yet (no IP assigned).
+pub type Resolver = Arc<dyn Fn(&PodAddr) -> Option<String> + Send + Sync>;
+
+/// How the operator reaches the runtime pods (`--pod-address`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodAddressing {
+    /// The headless Service's per-pod DNS name: needs the operator inside the
+    /// cluster's DNS and pod network.
+    #[default]
+    Dns,
+    /// The pod's `status.podIP`: no cluster DNS needed (an operator run outside the
+    /// cluster with a route to the pod network, or pods on the host network).
+    Ip,
+}
+
+pub fn resolver(mode: PodAddressing) -> Resolver {
+    match mode {
+        PodAddressing::Dns => dns_resolver(),
+        PodAddressing::Ip => ip_resolver(),
+    }
+}
 
 pub fn dns_resolver() -> Resolver {
     Arc::new(|p: &PodAddr| {
-        format!(
+        Some(format!(
             "http://{}-{}.{}.{}.svc:{ADMIN_PORT}",
             p.job, p.ordinal, p.service, p.namespace
-        )
+        ))
+    })
+}
+
+pub fn ip_resolver() -> Resolver {
+    Arc::new(|p: &PodAddr| {
+        let ip = p.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+        // An IPv6 literal needs brackets in a URL.
+        Some(if ip.contains(':') {
+            format!("http://[{ip}]:{ADMIN_PORT}")
+        } else {
+            format!("http://{ip}:{ADMIN_PORT}")
+        })
     })
 }
 
@@ -193,11 +227,13 @@ impl HttpAdmin {
         body: Option<serde_json::Value>,
     ) -> AdminResult<Bytes> {
         let name = format!("{}-{}", pod.job, pod.ordinal);
-        let url = format!("{}{path}", (self.resolve)(pod));
         let unreachable = |message: String| AdminError::Unreachable {
             pod: name.clone(),
             message,
         };
+        let base = (self.resolve)(pod)
+            .ok_or_else(|| unreachable(format!("{what}: the pod has no status.podIP yet")))?;
+        let url = format!("{base}{path}");
         let mut req = hyper::Request::builder().method(method).uri(&url);
         if let Some(t) = token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -325,5 +361,55 @@ impl RuntimeAdmin for HttpAdmin {
             .await
             .map(|_| ())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(ip: Option<&str>) -> PodAddr {
+        PodAddr {
+            namespace: "streams".into(),
+            job: "clicks".into(),
+            service: "clicks".into(),
+            ordinal: 2,
+            pod_ip: ip.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn dns_addressing_names_the_pod_through_the_headless_service() {
+        let r = resolver(PodAddressing::Dns);
+        assert_eq!(
+            r(&addr(Some("10.0.0.7"))).as_deref(),
+            Some("http://clicks-2.clicks.streams.svc:9249")
+        );
+    }
+
+    #[test]
+    fn ip_addressing_uses_the_pod_ip_and_brackets_ipv6() {
+        let r = resolver(PodAddressing::Ip);
+        assert_eq!(
+            r(&addr(Some("127.0.0.5"))).as_deref(),
+            Some("http://127.0.0.5:9249")
+        );
+        assert_eq!(
+            r(&addr(Some("fd00::5"))).as_deref(),
+            Some("http://[fd00::5]:9249")
+        );
+        assert_eq!(r(&addr(None)), None);
+        assert_eq!(r(&addr(Some(""))), None);
+    }
+
+    #[tokio::test]
+    async fn a_pod_without_an_ip_is_reported_unreachable_without_a_request() {
+        let admin = HttpAdmin::new(resolver(PodAddressing::Ip));
+        let err = admin.status(&addr(None)).await.expect_err("no address");
+        let text = err.to_string();
+        assert!(
+            text.contains("clicks-2") && text.contains("status.podIP"),
+            "{text}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use streamjoin_api::StreamJoinJob;
 use tokio::sync::watch;
 
+use crate::admin::{HttpAdmin, PodAddressing, resolver};
 use crate::build::{JOB_LABEL, MANAGED_BY_SELECTOR};
 use crate::metrics::Metrics;
 use crate::observe::Stores;
@@ -31,6 +32,8 @@ pub struct Settings {
     /// This replica's name, for Events.
     pub instance: Option<String>,
     pub requeue: Requeue,
+    /// How the runtime pods' admin API is reached.
+    pub pod_addressing: PodAddressing,
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -90,6 +93,7 @@ async fn run_scope(
 
     let mut ctx = Context::new(client.clone(), stores, metrics, settings.instance.clone());
     ctx.requeue = settings.requeue;
+    ctx.admin = Arc::new(HttpAdmin::new(resolver(settings.pod_addressing)));
     let jobs = scoped::<DeserializeGuard<StreamJoinJob>>(&client, ns);
     tracing::info!(
         scope = ns.unwrap_or("<all namespaces>"),

@@ -15,6 +15,9 @@ pub fn crd() -> Result<CustomResourceDefinition, serde_json::Error> {
     let mut value = serde_json::to_value(StreamJoinJob::crd())?;
     if let Some(Value::Array(versions)) = value.pointer_mut("/spec/versions") {
         for v in versions {
+            if let Some(schema) = v.pointer_mut("/schema/openAPIV3Schema") {
+                kubernetes_formats(schema);
+            }
             if let Some(Value::Object(root)) = v.pointer_mut("/schema/openAPIV3Schema") {
                 root.insert(
                     "x-kubernetes-validations".into(),
@@ -29,8 +32,96 @@ pub fn crd() -> Result<CustomResourceDefinition, serde_json::Error> {
     serde_json::from_value(value)
 }
 
+/// Integer formats the API server knows instead of schemars' unsigned ones, which
+/// it does not know and warns about on every apply (`unrecognized format "uint32"`).
+/// The bounds stay (`minimum: 0` and the fields' own); the API server stores every
+/// integer as an int64 anyway.
+fn kubernetes_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(m) => {
+            if let Some(Value::String(f)) = m.get_mut("format") {
+                match f.as_str() {
+                    "uint8" | "uint16" => *f = "int32".into(),
+                    "uint32" | "uint64" | "uint" => *f = "int64".into(),
+                    _ => {}
+                }
+            }
+            m.values_mut().for_each(kubernetes_formats);
+        }
+        Value::Array(a) => a.iter_mut().for_each(kubernetes_formats),
+        _ => {}
+    }
+}
+
 /// The CRD as YAML, with a header saying where it comes from.
 pub fn crd_yaml() -> anyhow::Result<String> {
     let body = serde_norway::to_string(&crd()?)?;
     Ok(format!("{HEADER}{body}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `format`s of `k8s.io/apiextensions-apiserver/pkg/apiserver/validation/formats.go`.
+    const KNOWN: &[&str] = &[
+        "bsonobjectid",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "byte",
+        "password",
+        "date",
+        "duration",
+        "datetime",
+        "date-time",
+        "int32",
+        "int64",
+        "float",
+        "double",
+    ];
+
+    fn formats(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(f)) = m.get("format") {
+                    out.push(f.clone());
+                }
+                m.values().for_each(|x| formats(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| formats(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_format_in_the_crd_is_one_the_api_server_knows() {
+        let crd = serde_json::to_value(crd().expect("crd")).expect("json");
+        let mut found = Vec::new();
+        formats(&crd, &mut found);
+        assert!(found.iter().any(|f| f == "int64"), "{found:?}");
+        let unknown: Vec<_> = found
+            .iter()
+            .filter(|f| !KNOWN.contains(&f.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "formats the API server warns about: {unknown:?}"
+        );
+    }
 }

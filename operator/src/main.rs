@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::Client;
+use streamjoin_operator::admin::PodAddressing;
 use streamjoin_operator::controller::{self, Settings};
 use streamjoin_operator::crd;
 use streamjoin_operator::leader::{Elector, LeaseConfig};
@@ -67,6 +68,16 @@ struct RunArgs {
     /// Run without leader election (a single replica only).
     #[arg(long)]
     no_leader_election: bool,
+    /// How to reach the runtime pods' admin API: `dns` (the headless Service's
+    /// per-pod names; the operator runs in the cluster) or `ip` (each pod's
+    /// `status.podIP`; no cluster DNS needed).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "dns",
+        env = "STREAMJOIN_POD_ADDRESS"
+    )]
+    pod_address: PodAddressing,
 }
 
 #[tokio::main]
@@ -147,6 +158,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings {
         namespaces: args.namespaces.clone(),
         instance: Some(identity.clone()),
+        pod_addressing: args.pod_address,
         ..Settings::default()
     };
 

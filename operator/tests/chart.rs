@@ -163,6 +163,7 @@ fn deployment_runs_two_replicas_with_leader_election() {
     );
     assert!(a.contains(&"--lease-duration-secs=15".to_owned()), "{a:?}");
     assert!(a.contains(&"--http-addr=0.0.0.0:8080".to_owned()), "{a:?}");
+    assert!(a.contains(&"--pod-address=dns".to_owned()), "{a:?}");
     assert!(!a.iter().any(|x| x.starts_with("--no-leader-election")));
     assert!(
         !a.iter().any(|x| x.starts_with("--namespaces")),
@@ -326,6 +327,7 @@ fn values_schema_and_guards_reject_unsafe_values() {
         &["replicaCount=0"],
         &["leaderElection.enabled=false"],
         &["image.pullPolicy=Sometimes"],
+        &["podAddress=hostname"],
         &["watch.namespaces={Not_A_Namespace}"],
         &["networkPolicy.enabled=true"],
         &["noSuchValue=1"],
@@ -348,6 +350,7 @@ fn non_default_values_reach_the_objects() {
         "leaderElection.leaseName=sj-leader",
         "leaderElection.leaseDurationSeconds=30",
         "logFormat=text",
+        "podAddress=ip",
         "metrics.port=9090",
         "serviceAccount.name=custom-sa",
         "crds.install=false",
@@ -363,6 +366,7 @@ fn non_default_values_reach_the_objects() {
     assert!(a.contains(&"--lease-name=sj-leader".to_owned()));
     assert!(a.contains(&"--lease-duration-secs=30".to_owned()));
     assert!(a.contains(&"--http-addr=0.0.0.0:9090".to_owned()));
+    assert!(a.contains(&"--pod-address=ip".to_owned()));
     assert_eq!(c["ports"][0]["containerPort"], 9090);
     assert_eq!(one(&objs, "Service")["spec"]["ports"][0]["port"], 9090);
     assert!(

@@ -33,8 +33,9 @@ pub const KAFKA_TLS_DIR: &str = "/var/run/secrets/streamjoin/kafka-tls";
 const CONTAINER: &str = "runtime";
 const RESTART_NONCE: &str = "streamjoin.dev/restart-nonce";
 /// Environment names the operator sets; a user entry with one of them is dropped.
-const RESERVED_ENV: [&str; 6] = [
+const RESERVED_ENV: [&str; 7] = [
     "POD_NAME",
+    "POD_IP",
     "POD_NAMESPACE",
     "STREAMJOIN_REPLICAS",
     "STREAMJOIN_KAFKA_SASL_USERNAME",
@@ -67,8 +68,11 @@ pub fn runtime_args(
         &format!("{CONFIG_DIR}/{CONFIG_KEY}"),
         "--data-dir",
         DATA_DIR,
+        // The pod IP, not 0.0.0.0: pods that share the host network (a local kubelet)
+        // each bind their own address; the kubelet probes and the operator call it.
+        // `$(POD_IP)` is expanded by the kubelet from the container's env.
         "--admin-addr",
-        &format!("0.0.0.0:{ADMIN_PORT}"),
+        &format!("$(POD_IP):{ADMIN_PORT}"),
         "--admin-token-file",
         &format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
     ]
@@ -227,6 +231,7 @@ fn container(job: &JobRef<'_>) -> Container {
     let mut env = vec![
         env_field("POD_NAME", "metadata.name"),
         env_field("POD_NAMESPACE", "metadata.namespace"),
+        env_field("POD_IP", "status.podIP"),
         env_value("STREAMJOIN_REPLICAS", spec.parallelism.to_string()),
     ];
     if let Some(sasl) = &spec.kafka.sasl {
@@ -624,7 +629,7 @@ mod tests {
                 "--data-dir",
                 "/var/lib/streamjoin",
                 "--admin-addr",
-                "0.0.0.0:9249",
+                "$(POD_IP):9249",
                 "--admin-token-file",
                 "/var/run/secrets/streamjoin/admin/token"
             ]
@@ -651,6 +656,16 @@ mod tests {
             .as_ref()
             .and_then(|v| v.field_ref.as_ref());
         assert_eq!(field.map(|f| f.field_path.as_str()), Some("metadata.name"));
+        let pod_ip = env.iter().find(|e| e.name == "POD_IP").expect("POD_IP");
+        let field = pod_ip
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref());
+        assert_eq!(
+            field.map(|f| f.field_path.as_str()),
+            Some("status.podIP"),
+            "the admin address `$(POD_IP)` comes from the downward API"
+        );
     }
 
     #[test]
@@ -694,11 +709,13 @@ mod tests {
             value: Some("debug".into()),
             value_from: None,
         });
-        pt.env.push(EnvVar {
-            name: "POD_NAME".into(),
-            value: Some("x".into()),
-            value_from: None,
-        });
+        for reserved in ["POD_NAME", "POD_IP"] {
+            pt.env.push(EnvVar {
+                name: reserved.into(),
+                value: Some("x".into()),
+                value_from: None,
+            });
+        }
         job.spec.kafka.tls = Some(TlsSpec::default());
         let sts = sts_for(&job);
         let tpl = sts.spec.template;
@@ -714,7 +731,11 @@ mod tests {
         assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
         assert_eq!(pod.node_selector.expect("selector")["pool"], "streaming");
         let env = pod.containers[0].env.clone().expect("env");
-        assert_eq!(env.iter().filter(|e| e.name == "POD_NAME").count(), 1);
+        for reserved in ["POD_NAME", "POD_IP"] {
+            let set: Vec<_> = env.iter().filter(|e| e.name == reserved).collect();
+            assert_eq!(set.len(), 1, "{reserved} set once");
+            assert!(set[0].value_from.is_some(), "{reserved} is the operator's");
+        }
         assert!(env.iter().any(|e| e.name == "RUST_LOG"));
         assert!(
             pod.volumes

@@ -63,12 +63,20 @@ fn ts_string(t: Timestamp) -> String {
         .to_string()
 }
 
-fn pod(r: &JobRef<'_>, ordinal: i32) -> PodAddr {
+/// The address of one pod; its IP from the pod cache (used with `--pod-address ip`).
+fn pod(r: &JobRef<'_>, observed: &ObservedChildren, ordinal: i32) -> PodAddr {
+    let name = format!("{}-{ordinal}", build::stateful_set_name(r.name));
+    let pod_ip = observed
+        .pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone());
     PodAddr {
         namespace: r.namespace.to_owned(),
         job: r.name.to_owned(),
         service: build::service_name(r.name),
         ordinal,
+        pod_ip,
     }
 }
 
@@ -153,7 +161,7 @@ pub async fn run(
     let mut statuses: Vec<Option<RuntimeStatus>> = Vec::new();
     if ready > 0 {
         for i in 0..running_pods {
-            match ctx.admin.status(&pod(r, i)).await {
+            match ctx.admin.status(&pod(r, observed, i)).await {
                 Ok(s) => statuses.push(Some(s)),
                 Err(e) => {
                     tracing::debug!(job = r.name, error = %e, "runtime status unavailable");
@@ -275,7 +283,11 @@ pub async fn run(
     let mut answers: Vec<(i32, SavepointInfo)> = Vec::new();
     if let Some(p) = old.as_ref().and_then(|o| o.savepoint.as_ref()) {
         for q in &p.requests {
-            match ctx.admin.savepoint(&pod(r, q.ordinal), &q.id).await {
+            match ctx
+                .admin
+                .savepoint(&pod(r, observed, q.ordinal), &q.id)
+                .await
+            {
                 Ok(info) => answers.push((q.ordinal, info)),
                 Err(e) => tracing::debug!(job = r.name, error = %e, "savepoint state unavailable"),
             }
@@ -367,7 +379,7 @@ pub async fn run(
                 for i in 0..p.parallelism {
                     match ctx
                         .admin
-                        .trigger_savepoint(&pod(r, i), &token, &p.id, p.stop)
+                        .trigger_savepoint(&pod(r, observed, i), &token, &p.id, p.stop)
                         .await
                     {
                         Ok(id) => requests.push(SavepointRequest {
@@ -439,7 +451,11 @@ pub async fn run(
     }
     if advance {
         for i in 0..running_pods {
-            if let Err(e) = ctx.admin.advance_watermark(&pod(r, i), &token).await {
+            if let Err(e) = ctx
+                .admin
+                .advance_watermark(&pod(r, observed, i), &token)
+                .await
+            {
                 notes.push(Note {
                     warning: true,
                     reason: "ForceAdvanceFailed",
@@ -670,4 +686,46 @@ fn upgrade_summary(r: &LifecycleStatus, prev: Option<&UpgradeStatus>) -> Option<
             .or_else(|| r.deploy_started_at.clone())
             .or_else(|| r.savepoint.as_ref().map(|p| p.started_at.clone())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::{Pod, PodStatus};
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::build::test_support;
+
+    fn with_ip(name: &str, ip: Option<&str>) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                pod_ip: ip.map(str::to_owned),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        })
+    }
+
+    #[test]
+    fn a_pod_address_carries_the_observed_pod_ip_of_its_ordinal() {
+        let job = test_support::job("clicks");
+        let r = JobRef::new(&job).expect("meta");
+        let observed = ObservedChildren {
+            pods: vec![
+                with_ip("clicks-0", Some("127.0.0.3")),
+                with_ip("clicks-1", None),
+            ],
+            ..ObservedChildren::default()
+        };
+        assert_eq!(pod(&r, &observed, 0).pod_ip.as_deref(), Some("127.0.0.3"));
+        assert_eq!(pod(&r, &observed, 1).pod_ip, None, "no IP assigned yet");
+        assert_eq!(pod(&r, &observed, 2).pod_ip, None, "pod not observed");
+        assert_eq!(pod(&r, &observed, 0).service, "clicks");
+    }
 }

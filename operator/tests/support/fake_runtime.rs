@@ -206,7 +206,7 @@ impl FakeRuntime {
     pub fn admin(&self) -> HttpAdmin {
         let base = self.base.clone();
         let resolve: Resolver =
-            Arc::new(move |p: &PodAddr| format!("{base}/pods/{}/{}", p.job, p.ordinal));
+            Arc::new(move |p: &PodAddr| Some(format!("{base}/pods/{}/{}", p.job, p.ordinal)));
         HttpAdmin::new(resolve)
     }
 
