@@ -89,7 +89,7 @@ EOF
 }
 
 cmd_up() {
-  build_all
+  build_all quiet
   if running && (load_ports && apiserver_ready); then
     say "already running ($STATE)"
     cat "$STATE/env"

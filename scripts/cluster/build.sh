@@ -100,6 +100,7 @@ build_all() {
   need_packages
   if built "$K8S_BIN/hyperkube" "$CLUSTER_LIB/k8s" && built "$ETCD_BIN/etcd" "$CLUSTER_LIB/etcd"; then
     for cmd in "${K8S_COMMANDS[@]}"; do ln -sfn hyperkube "$K8S_BIN/$cmd"; done
+    [ "${1:-}" = quiet ] || say "built already: $K8S_BIN (kubernetes $K8S_VERSION), $ETCD_BIN (etcd $ETCD_VERSION)"
     return
   fi
   go_env
