@@ -1,22 +1,75 @@
 #!/usr/bin/env bash
-# Runs the whole test suite, installing what the tests need first.
+# Runs the whole test suite. Installs and builds what the tests need (system
+# packages, helm/lua/promtool, cargo-nextest, the local Kubernetes control plane,
+# Apache Kafka, the S3 store, the workspace), starts the shared components, runs
+# every test, and stops what it started, also on failure. Each step prints its time.
+# Extra arguments go to `cargo nextest run` (for example a test-name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+logs="${STREAMJOIN_TEST_LOGS:-$HOME/.cache/streamjoin/test-logs}"
+mkdir -p "$logs"
+
+step_start=$SECONDS
+step() {
+  echo "test.sh: $1 took $((SECONDS - step_start)) s" >&2
+  step_start=$SECONDS
+}
+
 source scripts/env.sh
 # helm, lua5.1 and promtool for the packaging tests (chart, Argo CD health check, alerts).
 source scripts/tools.sh
+source scripts/nextest.sh
+step "system packages and tools"
 
-if [ ! -f ../shared/bench/oracle.py ]; then
-  echo "warning: ../shared/bench (reference generator and oracle) not found; the oracle tests will fail" >&2
-fi
-
-# Kafka-protocol brokers for the Kafka tests (each test starts its own on a free port).
-bash scripts/brokers.sh
-export STREAMJOIN_BROKERS="${STREAMJOIN_BROKERS:-$HOME/.cache/streamjoin/brokers}"
-
+# The Go builds (control plane, S3 store) and the Maven download (Kafka) run beside
+# the Rust build: each has long single-threaded stretches (links, RocksDB's last files).
+pids=()
+names=()
+background() {
+  local name="$1"
+  shift
+  "$@" >"$logs/$name.log" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+}
+background cluster-build bash scripts/cluster.sh build
+background s3-install bash scripts/s3.sh install
+background kafka-install bash scripts/kafka.sh install
 # One build profile (release) for tests, benchmarks and the demo: RocksDB is built once.
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --release --no-fail-fast "$@"
-else
-  cargo test --workspace --release --no-fail-fast "$@"
-fi
+cargo build --workspace --release --all-targets
+step "cargo build (workspace, release, all targets)"
+failed=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    echo "test.sh: ${names[$i]} failed; its log ($logs/${names[$i]}.log) ends:" >&2
+    tail -n 40 "$logs/${names[$i]}.log" >&2
+    failed=1
+  fi
+  grep -h " took " "$logs/${names[$i]}.log" >&2 || true
+done
+[ "$failed" -eq 0 ] || exit 1
+step "waiting for the Go and Maven builds"
+
+# The shared components run in state directories of their own (a cluster a
+# developer keeps running is left alone) and are stopped on exit, also on failure.
+export STREAMJOIN_CLUSTER_DIR="$HOME/.cache/streamjoin/cluster-test"
+export STREAMJOIN_S3_DIR="$HOME/.cache/streamjoin/s3-test"
+cleanup() {
+  local code=$?
+  bash scripts/s3.sh down >/dev/null 2>&1 || true
+  bash scripts/cluster.sh down >/dev/null 2>&1 || true
+  exit "$code"
+}
+trap cleanup EXIT
+bash scripts/cluster.sh up >/dev/null
+source "$STREAMJOIN_CLUSTER_DIR/env"
+bash scripts/s3.sh up >/dev/null
+# (an assignment first, so that a failing `env` stops the script)
+exports="$(bash scripts/s3.sh env)"
+eval "$exports"
+exports="$(bash scripts/kafka.sh env)"
+eval "$exports"
+step "starting the control plane and the S3 store"
+
+cargo nextest run --workspace --release --no-fail-fast "$@"
+step "tests"
