@@ -213,6 +213,53 @@ async fn put_if_not_exists_refuses_an_existing_key() {
     assert_eq!(&read[..], b"first");
 }
 
+/// Only one of many writers racing to create the same key wins, and the object
+/// holds the winner's bytes (a commit marker must not be written twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_key_have_a_single_winner() {
+    let Some(s3) = S3Env::from_env("concurrent_creates_of_one_key_have_a_single_winner") else {
+        return;
+    };
+    let store = std::sync::Arc::new(s3.store(&s3.new_bucket("race")));
+    for round in 0..5 {
+        let path = Path::from(format!("savepoints/job-1/{round}/_COMMITTED"));
+        let writers: Vec<_> = (0..16)
+            .map(|writer| {
+                let (store, path) = (store.clone(), path.clone());
+                // Large enough that the writes overlap on the server.
+                let body = vec![writer as u8; 256 * 1024];
+                tokio::spawn(async move {
+                    let put = store
+                        .put_opts(&path, body.into(), PutMode::Create.into())
+                        .await;
+                    (writer, put)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for writer in writers {
+            match writer.await.expect("a writer task") {
+                (w, Ok(_)) => winners.push(w),
+                (_, Err(Error::AlreadyExists { .. })) => {}
+                (w, Err(e)) => panic!("round {round}, writer {w}: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let read = store
+            .get(&path)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("body");
+        assert!(
+            read.len() == 256 * 1024 && read.iter().all(|&b| b == winners[0] as u8),
+            "round {round}: the object is not the winner's ({} bytes)",
+            read.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_conditional_update_with_a_stale_etag_is_refused() {
     let Some(s3) = S3Env::from_env("a_conditional_update_with_a_stale_etag_is_refused") else {
