@@ -12,6 +12,15 @@
 //! must fail CI) and otherwise prints SKIPPED and gets `None`.
 #![allow(dead_code)]
 
+// Helpers of the operator's cluster tests (cluster_crd.rs, cluster_job.rs, local_demo.rs).
+pub mod example;
+pub mod kubectl;
+pub mod kubelet;
+pub mod namespace;
+pub mod operator;
+pub mod testbed;
+pub mod wait;
+
 use std::path::PathBuf;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
