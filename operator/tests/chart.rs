@@ -77,6 +77,9 @@ fn namespaced_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
             &["get", "list", "watch", "patch"],
         ),
         ("streamjoin.dev", "streamjoinjobs/status", &["get", "patch"]),
+        // blockOwnerDeletion on the children's owner references (admission plugin
+        // OwnerReferencesPermissionEnforcement).
+        ("streamjoin.dev", "streamjoinjobs/finalizers", &["update"]),
         ("", "configmaps", watch_apply),
         ("", "services", watch_apply),
         ("apps", "statefulsets", watch_apply),

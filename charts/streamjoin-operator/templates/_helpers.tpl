@@ -62,6 +62,12 @@ is deleted: children go through their owner references.
 - apiGroups: ["streamjoin.dev"]
   resources: ["streamjoinjobs/status"]
   verbs: ["get", "patch"]
+# Children carry an owner reference with blockOwnerDeletion; with the
+# OwnerReferencesPermissionEnforcement admission plugin that needs update on the
+# owner's finalizers.
+- apiGroups: ["streamjoin.dev"]
+  resources: ["streamjoinjobs/finalizers"]
+  verbs: ["update"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "patch"]
