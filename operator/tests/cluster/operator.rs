@@ -161,7 +161,9 @@ impl OperatorProcess {
         kubectl: &Kubectl,
         opts: OperatorOptions,
     ) -> OperatorProcess {
-        let release = format!("streamjoin-operator-{}", opts.namespace);
+        // Release names are at most 53 characters: the namespace's random suffix.
+        let suffix = &opts.namespace[opts.namespace.len().saturating_sub(6)..];
+        let release = format!("streamjoin-operator-{suffix}");
         let mut sets = vec!["crds.install=false".to_owned()];
         if !opts.watch.is_empty() {
             sets.push(format!("watch.namespaces={{{}}}", opts.watch.join(",")));
@@ -216,6 +218,7 @@ impl OperatorProcess {
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kube=info")
             .env("STREAMJOIN_LOG_FORMAT", "text")
+            .env("NO_COLOR", "1")
             .env_remove("POD_NAMESPACE")
             .stdin(Stdio::null())
             .stdout(
@@ -280,7 +283,7 @@ impl Drop for OperatorProcess {
         self.stop();
         if std::thread::panicking() {
             let text = self.log_text();
-            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            let tail: Vec<&str> = text.lines().rev().take(25).collect();
             eprintln!(
                 "operator log {} (last lines):\n{}",
                 self.log.display(),
