@@ -31,19 +31,24 @@ fn a_container_sees_its_binary_and_volumes_where_the_pod_says_and_the_host_does_
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data");
     std::os::unix::fs::chown(&data, Some(65532), Some(65532)).expect("chown");
+    // A volume on /tmp, where the other sources live too: they must still be found.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp volume");
+    std::fs::write(tmp.join("marker"), "").expect("marker");
     let spec = json!({
         "scratch": dir.path().join("scratch"),
         "mounts": [
             {"source": "/bin/sh", "target": "/opt/streamjoin-shim-test/bin/sh", "read_only": true},
             {"source": vol, "target": "/etc/streamjoin-shim-test", "read_only": true},
-            {"source": data, "target": "/var/lib/streamjoin-shim-test", "read_only": false}
+            {"source": data, "target": "/var/lib/streamjoin-shim-test", "read_only": false},
+            {"source": tmp, "target": "/tmp", "read_only": false}
         ],
         "process": {
             "uid": 65532, "gid": 65532, "groups": [65532],
             "working_dir": "/var/lib/streamjoin-shim-test",
             "argv": ["/opt/streamjoin-shim-test/bin/sh", "-c",
                      "id -u; id -g; pwd; cat /etc/streamjoin-shim-test/job.yaml; touch written && echo wrote; \
-                      touch /etc/streamjoin-shim-test/x 2>/dev/null || echo read-only; echo $GREETING"],
+                      touch /etc/streamjoin-shim-test/x 2>/dev/null || echo read-only; echo $GREETING; ls /tmp"],
             "env": [["PATH", "/usr/bin:/bin"], ["GREETING", "hello"]],
             "parent_pid": std::process::id()
         }
@@ -70,7 +75,8 @@ fn a_container_sees_its_binary_and_volumes_where_the_pod_says_and_the_host_does_
             "name: j",
             "wrote",
             "read-only",
-            "hello"
+            "hello",
+            "marker"
         ]
     );
     assert!(data.join("written").exists(), "writes reach the volume");

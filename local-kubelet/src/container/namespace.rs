@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -216,6 +217,21 @@ fn overlay(root: &Path, scratch: &Path, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An `O_PATH` descriptor of a mount source, and whether it is a directory.
+fn open_path(p: &Path) -> anyhow::Result<(std::fs::File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(p)
+        .with_context(|| format!("opening mount source {}", p.display()))?;
+    let is_dir = file
+        .metadata()
+        .with_context(|| format!("reading mount source {}", p.display()))?
+        .is_dir();
+    Ok((file, is_dir))
+}
+
 fn setup_container(spec: ContainerSpec) -> anyhow::Result<Infallible> {
     // SAFETY: plain syscalls on a single-threaded process.
     check(unsafe { libc::unshare(libc::CLONE_NEWNS) }, || {
@@ -238,17 +254,26 @@ fn setup_container(spec: ContainerSpec) -> anyhow::Result<Infallible> {
     {
         overlay(root, &spec.scratch, n)?;
     }
-    for m in &mounts {
-        make_mount_point(&m.target, m.source.is_dir())?;
-        bind(&m.source, &m.target, m.read_only)?;
+    // Sources are opened before anything is mounted: a mount on, say, /tmp would
+    // hide sources that live below it.
+    let sources = mounts
+        .iter()
+        .map(|m| open_path(&m.source))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (m, (fd, is_dir)) in mounts.iter().zip(&sources) {
+        make_mount_point(&m.target, *is_dir)?;
+        let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        bind(&source, &m.target, m.read_only).with_context(|| {
+            format!("mounting {} at {}", m.source.display(), m.target.display())
+        })?;
     }
+    drop(sources);
     become_process(&spec.process)
 }
 
 fn enter_container(spec: ExecSpec) -> anyhow::Result<Infallible> {
     let ns = format!("/proc/{}/ns/mnt", spec.target_pid);
     let file = std::fs::File::open(&ns).with_context(|| format!("opening {ns}"))?;
-    use std::os::fd::AsRawFd;
     // SAFETY: a valid descriptor of a mount namespace; the process is single-threaded.
     check(
         unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNS) },

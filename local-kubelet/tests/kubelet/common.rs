@@ -62,7 +62,16 @@ impl Env {
         Self::with_args(test, &[]).await
     }
 
+    /// With more entries (YAML list items) in the image map.
+    pub async fn with_images(test: &str, more_images: &str) -> Option<Self> {
+        Self::start(test, &[], more_images).await
+    }
+
     pub async fn with_args(test: &str, extra: &[&str]) -> Option<Self> {
+        Self::start(test, extra, "").await
+    }
+
+    async fn start(test: &str, extra: &[&str], more_images: &str) -> Option<Self> {
         let kubeconfig = kubeconfig()?;
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -82,7 +91,11 @@ impl Env {
             .prefix("local-kubelet-")
             .tempdir()
             .expect("root dir");
-        std::fs::write(root.path().join("images.yaml"), IMAGES).expect("image map");
+        std::fs::write(
+            root.path().join("images.yaml"),
+            format!("{IMAGES}{more_images}"),
+        )
+        .expect("image map");
         Api::<Namespace>::all(client.clone())
             .create(
                 &PostParams::default(),

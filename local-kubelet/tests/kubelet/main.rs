@@ -8,5 +8,6 @@ mod common;
 mod lifecycle;
 mod pods;
 mod probes;
+mod runtime_shape;
 mod statefulset;
 mod volumes;
