@@ -66,15 +66,40 @@ pub fn split_image(image: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Expands `$VAR` and `${VAR}` from `lookup`; an unknown variable expands to "".
+/// The end of a `${...}` body starting at `braced` (after the `{`), nested braces
+/// counted.
+fn closing_brace(braced: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in braced.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Expands `$VAR`, `${VAR}` and `${VAR:-default}` (the default expanded in turn)
+/// from `lookup`; an unknown variable expands to "".
 pub fn expand_env_vars(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
+        if let Some(braced) = after.strip_prefix('{')
+            && let Some(end) = closing_brace(braced)
+            && let Some((name, default)) = braced[..end].split_once(":-")
+        {
+            let value = lookup(name).filter(|v| !v.is_empty());
+            out.push_str(&value.unwrap_or_else(|| expand_env_vars(default, lookup)));
+            rest = &braced[end + 1..];
+            continue;
+        }
         let (name, len) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
+            match closing_brace(braced) {
                 Some(end) => (&braced[..end], end + 2),
                 None => ("", 0),
             }
@@ -220,6 +245,27 @@ mod tests {
         assert_eq!(expand_env_vars("${T}/r", &env), "/tgt/r");
         assert_eq!(expand_env_vars("/a/$NOPE/b", &env), "/a//b");
         assert_eq!(expand_env_vars("cost $ 5", &env), "cost $ 5");
+        assert_eq!(expand_env_vars("${T:-/d}/x", &env), "/tgt/x");
+        assert_eq!(
+            expand_env_vars("${NOPE:-${T}/cache}/x", &env),
+            "/tgt/cache/x"
+        );
+    }
+
+    #[test]
+    fn the_example_map_names_the_release_binaries() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images.example.yaml");
+        let map = ImageMap::load(&path).expect("example loads");
+        let r = map
+            .lookup("ghcr.io/streamjoin/streamjoin-runtime:0.1.0")
+            .expect("runtime");
+        let bin = r.binary.expect("binary").display().to_string();
+        assert!(
+            bin.starts_with('/') && bin.ends_with("/release/streamjoin-runtime"),
+            "{bin}"
+        );
+        assert_eq!(r.entrypoint, ["/usr/local/bin/streamjoin-runtime"]);
+        assert_eq!((r.uid, r.gid), (Some(65532), Some(65532)));
     }
 
     #[test]
