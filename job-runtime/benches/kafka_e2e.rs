@@ -8,7 +8,9 @@
 //! others) reads every input record. End to end: one `streamjoin-runtime run`
 //! process (2 worker threads) reads, joins and produces the entries; the time runs
 //! from its start until `/v1/status` shows every input record read. Each round
-//! measures both (`STREAMJOIN_BENCH_ROUNDS`, default 5); the medians count, as
+//! measures both (`STREAMJOIN_BENCH_ROUNDS`, default 5, after
+//! `STREAMJOIN_BENCH_WARMUP` unmeasured rounds, default 1, that let the broker's
+//! JIT compile its fetch and produce paths); the medians count, as
 //! this shared machine's speed varies from run to run. Target: the median end to
 //! end at least 80% of the median raw rate (the benchmark exits non-zero on a miss).
 
@@ -117,11 +119,22 @@ struct EndToEnd {
 
 fn run_runtime(bootstrap: &str, total: u64) -> EndToEnd {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // STREAMJOIN_BENCH_PRODUCER_PROPERTIES="k=v,...": the job's producerProperties.
+    let producer: String = std::env::var("STREAMJOIN_BENCH_PRODUCER_PROPERTIES")
+        .map(|kvs| {
+            let lines: String = kvs
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| format!("      {k}: \"{v}\"\n"))
+                .collect();
+            format!("    producerProperties:\n{lines}")
+        })
+        .unwrap_or_default();
     let manifest = dir.path().join("job.yaml");
     std::fs::write(
         &manifest,
         format!(
-            "apiVersion: streamjoin.dev/v1alpha1\nkind: StreamJoinJob\nmetadata:\n  name: bench\nspec:\n  parallelism: 1\n  kafka:\n    bootstrapServers: {bootstrap}\n  inputs:\n    impressions: {{ topic: impressions }}\n    plays: {{ topic: plays }}\n  output: {{ topic: entries }}\n  deadLetter: {{ topic: dead-letter }}\n  lateOutput: {{ topic: late }}\n  recovery:\n    onMissingCheckpoint: earliest\n",
+            "apiVersion: streamjoin.dev/v1alpha1\nkind: StreamJoinJob\nmetadata:\n  name: bench\nspec:\n  parallelism: 1\n  kafka:\n    bootstrapServers: {bootstrap}\n{producer}  inputs:\n    impressions: {{ topic: impressions }}\n    plays: {{ topic: plays }}\n  output: {{ topic: entries }}\n  deadLetter: {{ topic: dead-letter }}\n  lateOutput: {{ topic: late }}\n  recovery:\n    onMissingCheckpoint: earliest\n",
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -143,13 +156,19 @@ fn run_runtime(bootstrap: &str, total: u64) -> EndToEnd {
     // Start-up (RocksDB, topic checks, restore) is reported apart: it is a
     // fixed cost that a longer run spreads thinner.
     let mut ready = None;
+    // STREAMJOIN_BENCH_TIMELINE=1: the records read at every poll, on stderr.
+    let timeline = std::env::var_os("STREAMJOIN_BENCH_TIMELINE").is_some();
     let elapsed = loop {
         let addr = std::fs::read_to_string(&addr_file).unwrap_or_default();
         if !addr.is_empty() {
             if ready.is_none() && is_ready(addr.trim()) {
                 ready = Some(started.elapsed());
             }
-            if records_read(addr.trim()) == Some(total) {
+            let read = records_read(addr.trim());
+            if timeline {
+                eprintln!("{:.3} s: {read:?}", started.elapsed().as_secs_f64());
+            }
+            if read == Some(total) {
                 break started.elapsed();
             }
         }
@@ -210,10 +229,32 @@ fn main() {
 
     let (mut raw_rates, mut e2e_rates, mut after_ready_rates, mut startups, mut cpu_per_record) =
         (vec![], vec![], vec![], vec![], vec![]);
+    // The broker is a JVM: its fetch and produce paths are compiled while
+    // they first run (the JIT threads took ~18% of the CPU in the first
+    // rounds). Unmeasured warm-up rounds run both paths first.
+    let warmup = env_u64("STREAMJOIN_BENCH_WARMUP", 1);
+    for _ in 0..warmup {
+        raw_consume(&broker, total);
+        run_runtime(&broker.bootstrap, total);
+    }
     for round in 1..=rounds {
+        let broker_cpu = || {
+            process_cpu_seconds(broker.pid())
+                .map(|(u, s)| u + s)
+                .unwrap_or(f64::NAN)
+        };
+        let before_raw = broker_cpu();
         let raw = raw_consume(&broker, total);
+        let raw_broker_cpu = broker_cpu() - before_raw;
         let raw_rate = total as f64 / raw.as_secs_f64();
+        let before_run = broker_cpu();
         let run = run_runtime(&broker.bootstrap, total);
+        // Up to the runtime's stop: it includes the produce of the entries
+        // still queued then, which is little.
+        let run_broker_cpu = broker_cpu() - before_run;
+        println!(
+            "round {round}: broker CPU: raw read {raw_broker_cpu:.2} s, end to end {run_broker_cpu:.2} s"
+        );
         let e2e_rate = total as f64 / run.elapsed.as_secs_f64();
         let after_ready_rate = total as f64 / (run.elapsed - run.ready).as_secs_f64();
         println!(

@@ -152,6 +152,11 @@ impl Broker {
         n
     }
 
+    /// The broker's JVM.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Freezes the broker (SIGSTOP): connections stay open, nothing answers.
     pub fn pause(&self) {
         self.process.signal("STOP");

@@ -142,12 +142,15 @@ impl KafkaProcess {
         )
     }
 
-    pub fn signal(&self, sig: &str) {
-        let pid = self
-            .child
+    pub fn pid(&self) -> u32 {
+        self.child
             .as_ref()
             .map(Child::id)
-            .expect("a running broker");
+            .expect("a running broker")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid();
         let status = Command::new("kill")
             .args([&format!("-{sig}"), &pid.to_string()])
             .status()
