@@ -80,7 +80,7 @@ async fn a_failing_container_enters_crash_loop_back_off_with_its_exit_code() {
 }
 
 #[tokio::test]
-async fn deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period() {
+async fn deleting_a_pod_runs_pre_stop_then_sigterm_then_sigkill_after_the_grace_period() {
     let Some(env) = Env::new("grace").await else {
         return;
     };
@@ -92,6 +92,7 @@ async fn deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period() {
         "metadata": {"name": "stubborn"},
         "spec": {"terminationGracePeriodSeconds": 3,
             "containers": [{"name": "c", "image": "test/sh", "args": ["-c", script],
+                "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "echo PRESTOP >> /var/lib/streamjoin-test-marks/signals"]}}},
                 "volumeMounts": [{"name": "m", "mountPath": "/var/lib/streamjoin-test-marks"}]}],
             "volumes": [{"name": "m", "hostPath": {"path": marks.to_string_lossy(), "type": "Directory"}}]}
     }))
@@ -124,9 +125,11 @@ async fn deleting_a_pod_sends_sigterm_then_sigkill_after_the_grace_period() {
         .expect("delete");
     env.wait_gone("stubborn", Duration::from_secs(30)).await;
     let signals = std::fs::read_to_string(marks.join("signals")).expect("marks");
-    assert!(
-        signals.contains("TERM"),
-        "SIGTERM reached the container: {signals}"
+    let lines: Vec<&str> = signals.lines().collect();
+    assert_eq!(
+        lines,
+        ["started", "PRESTOP", "TERM"],
+        "preStop ran in the container, then SIGTERM came"
     );
     assert!(
         asked.elapsed() >= Duration::from_secs(3),

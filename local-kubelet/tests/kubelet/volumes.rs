@@ -174,3 +174,41 @@ async fn a_claim_gets_a_provisioned_volume_that_survives_pod_deletion() {
     .await;
     env.finish().await;
 }
+
+/// The ServiceAccount admission plugin adds the `kube-api-access-*` projected volume
+/// (a bound token from the TokenRequest API, the cluster CA, the namespace).
+#[tokio::test]
+async fn the_service_account_volume_has_a_bound_token_the_ca_and_the_namespace() {
+    let Some(env) = Env::new("satoken").await else {
+        return;
+    };
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let script = format!(
+        "tr '.' '\\n' < {dir}/token | grep -c .; grep -c 'BEGIN CERTIFICATE' {dir}/ca.crt; cat {dir}/namespace; echo"
+    );
+    let pod = env
+        .create_pod(json!({
+            "metadata": {"name": "sa"},
+            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": true,
+                "containers": [{"name": "c", "image": "test/sh", "args": ["-c", script]}]}
+        }))
+        .await;
+    let done = env
+        .wait_pod("sa", "the pod to succeed", Duration::from_secs(60), |p| {
+            phase(p) == "Succeeded"
+        })
+        .await;
+    let has_projected = done
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|v| v.iter().any(|v| v.projected.is_some()));
+    assert!(
+        has_projected,
+        "the admission plugin added the projected volume"
+    );
+    let log = env.log_of(&pod, "c", 0);
+    let lines: Vec<&str> = log.lines().map(str::trim).collect();
+    assert_eq!(lines, ["3", "1", env.ns.as_str()], "{log}");
+    env.finish().await;
+}
