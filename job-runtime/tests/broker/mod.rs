@@ -4,8 +4,9 @@
 //!
 //! Every test starts its own broker. The tests of the `kafka` binary already
 //! run one at a time (`.config/nextest.toml`: they rely on processing-time
-//! rules and need the 2 cores), so there is one JVM (~0.5–0.8 GB) at a time and
-//! its start (~5–8 s) is small beside each test's run; in exchange no test
+//! rules and need the 2 cores), so there is one JVM (~350–400 MB resident) at a
+//! time and its start (format and start: 3–5 s, up to ~18 s while builds run)
+//! is small beside each test's run; in exchange no test
 //! sees another's topics, groups or transactions, and the tests that pause,
 //! kill or restart the broker need one of their own anyway.
 
