@@ -13,7 +13,6 @@ use kube::Client;
 use kube::api::Api;
 
 use super::kubectl::Kubectl;
-use super::operator::repo_path;
 use super::wait::poll;
 
 pub struct NodeForTest {
@@ -82,6 +81,17 @@ impl NodeForTest {
         let log = std::fs::File::create(dir.path().join("kubelet.log"))
             .unwrap_or_else(|e| panic!("kubelet log: {e}"));
         let release = release_dir();
+        // The image map with this build's runtime binary, by absolute path.
+        let images = dir.path().join("images.yaml");
+        let runtime = release.join("streamjoin-runtime");
+        std::fs::write(
+            &images,
+            format!(
+                "images:\n  - image: ghcr.io/streamjoin/streamjoin-runtime\n    binary: {}\n    entrypoint: [/usr/local/bin/streamjoin-runtime]\n",
+                runtime.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", images.display()));
         let range = format!("127.{}.{suffix}.0/24", 210 + std::process::id() % 40);
         let child = Command::new(release.join("streamjoin-local-kubelet"))
             .arg("--kubeconfig")
@@ -92,7 +102,7 @@ impl NodeForTest {
             .arg("--volume-dir")
             .arg(shared_volume_dir())
             .arg("--images")
-            .arg(repo_path("local-kubelet/images.example.yaml"))
+            .arg(&images)
             .args([
                 "--backoff-base",
                 "1s",
@@ -101,8 +111,6 @@ impl NodeForTest {
                 "--heartbeat",
                 "5s",
             ])
-            // The image map names the binaries under $CARGO_TARGET_DIR/release.
-            .env("CARGO_TARGET_DIR", release.parent().unwrap_or(&release))
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
