@@ -226,6 +226,11 @@ impl Worker {
             return;
         }
         self.setup_retry = Instant::now() + Duration::from_secs(2);
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        if self.ip.is_none() && host_network {
+            // A host-network pod has the node's address, as with the kubelet.
+            self.ip = Some(Ipv4Addr::LOCALHOST);
+        }
         if self.ip.is_none() {
             let preferred = self
                 .pod
