@@ -149,3 +149,37 @@ async fn a_missing_secret_key_is_a_create_container_config_error() {
     assert!(msg.contains("\"absent\" not found"), "{msg}");
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_pod_beyond_max_pods_fails_with_out_of_pods() {
+    let Some(env) = Env::with_args("maxpods", &["--max-pods", "1"]).await else {
+        return;
+    };
+    let sleeper = |name: &str| {
+        json!({"metadata": {"name": name},
+               "spec": {"terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "c", "image": "test/sh", "args": ["-c", "exec sleep 1000"]}]}})
+    };
+    env.create_pod(sleeper("first")).await;
+    env.wait_pod(
+        "first",
+        "the first pod to run",
+        Duration::from_secs(30),
+        |p| phase(p) == "Running",
+    )
+    .await;
+    env.create_pod(sleeper("second")).await;
+    let p = env
+        .wait_pod(
+            "second",
+            "the second pod to fail",
+            Duration::from_secs(30),
+            |p| phase(p) == "Failed",
+        )
+        .await;
+    assert_eq!(
+        p.status.and_then(|s| s.reason).as_deref(),
+        Some("OutOfpods")
+    );
+    env.finish().await;
+}
