@@ -190,10 +190,10 @@ impl Drop for NodeForTest {
             ],
             None,
         );
-        if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!("kubelet directory kept: {}", dir.keep().display());
-            }
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("kubelet directory kept: {}", dir.keep().display());
         }
     }
 }
