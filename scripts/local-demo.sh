@@ -75,6 +75,12 @@ up() {
       --kubeconfig "$KUBECONFIG" --node-name "$node" --root-dir "$dir/kubelet" \
       --pod-ip-range "${STREAMJOIN_DEMO_POD_IPS:-127.0.0.2-127.0.0.254}" \
       --images "$repo/local-kubelet/images.example.yaml"
+    echo "$node" >"$dir/node"
+    # `kubectl wait` fails at once on a node not registered yet.
+    for _ in $(seq 100); do
+      kubectl get node "$node" >/dev/null 2>&1 && break
+      sleep 0.3
+    done
     kubectl wait --for=condition=Ready "node/$node" --timeout=60s >&2
     step "kubelet of node $node running (log $dir/kubelet.log)"
   fi
@@ -103,10 +109,16 @@ down() {
   local env_lines
   if env_lines="$("$repo/scripts/cluster.sh" env 2>/dev/null)"; then
     eval "$env_lines"
-    "$STREAMJOIN_KUBECTL" delete namespace "$ns" --ignore-not-found --wait=false >&2 || true
+    # While the operator (the job's finalizer) and the kubelet (the pods' ends) run.
+    "$STREAMJOIN_KUBECTL" delete namespace "$ns" --ignore-not-found --timeout=120s >&2 || true
   fi
   stop_pid operator
-  stop_pid kubelet
+  if [ -f "$dir/kubelet.pid" ]; then
+    stop_pid kubelet
+    if [ -n "${STREAMJOIN_KUBECTL:-}" ] && [ -f "$dir/node" ]; then
+      "$STREAMJOIN_KUBECTL" delete node "$(cat "$dir/node")" --ignore-not-found --wait=false >&2 || true
+    fi
+  fi
   if [ -f "$dir/kafka/pid" ]; then
     "$repo/scripts/kafka.sh" stop "$dir/kafka"
     rm -rf "$dir/kafka"

@@ -59,6 +59,22 @@ impl Drop for TestNamespace {
             eprintln!("namespace kept: {}", self.name);
             return;
         }
+        // The operator of the test is gone by now: a job it never finalized would
+        // keep the namespace Terminating for ever.
+        if let Ok(names) = self
+            .kubectl
+            .try_run(&["get", "sjj", "-n", &self.name, "-o", "name"], None)
+        {
+            for job in names.lines().filter(|l| !l.is_empty()) {
+                let _ = self.kubectl.try_run(
+                    &[
+                        "patch", job, "-n", &self.name, "--type", "merge", "-p",
+                        r#"{"metadata":{"finalizers":null}}"#,
+                    ],
+                    None,
+                );
+            }
+        }
         // Not waited for: the namespace controller finishes in the background.
         if let Err(e) = self.kubectl.try_run(
             &[
