@@ -68,7 +68,13 @@ impl Drop for TestNamespace {
             for job in names.lines().filter(|l| !l.is_empty()) {
                 let _ = self.kubectl.try_run(
                     &[
-                        "patch", job, "-n", &self.name, "--type", "merge", "-p",
+                        "patch",
+                        job,
+                        "-n",
+                        &self.name,
+                        "--type",
+                        "merge",
+                        "-p",
                         r#"{"metadata":{"finalizers":null}}"#,
                     ],
                     None,

@@ -21,10 +21,10 @@ pub struct Testbed {
     pub ns: TestNamespace,
 }
 
-/// `kubectl apply --server-side -f crds/streamjoinjob.yaml`, then waits until the
-/// CRD is Established. Returns kubectl's output.
+/// `kubectl apply --server-side -f crds/`, as the install docs say, then waits
+/// until the CRD is Established. Returns kubectl's output.
 pub async fn install_crd(client: &Client, kubectl: &Kubectl) -> String {
-    let path = repo_path("crds/streamjoinjob.yaml");
+    let path = repo_path("crds/");
     let out = kubectl.run(&["apply", "--server-side", "-f", &path.display().to_string()]);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     watch_until(
