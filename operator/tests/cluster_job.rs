@@ -225,6 +225,24 @@ async fn example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_or
 
     wait_ready(&t, &node, &op).await;
     assert_pods_run_the_runtime(&t, &node.name).await;
+    // status.watermark is written only when every pod answered GET /v1/status: the
+    // operator reached the admin API at each pod's IP (--pod-address ip).
+    let api = job_api(&t);
+    poll(
+        "status.watermark from every pod's admin API",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let job = api.get(JOB).await.map_err(|e| e.to_string())?;
+                let st = job.status.unwrap_or_default();
+                st.watermark
+                    .map(|_| ())
+                    .ok_or_else(|| format!("no watermark; phase {:?}", st.phase))
+            }
+        },
+    )
+    .await;
 
     // delivery: exactlyOnce, so read committed records only, and expect no repeat.
     let expected = expected_entries(&data);
