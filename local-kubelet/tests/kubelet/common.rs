@@ -362,11 +362,50 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// A test that failed before `finish` still leaves no namespace or node behind:
+    /// its pods are removed at once (no kubelet is left to stop them).
     fn drop(&mut self) {
-        if let Some(mut child) = self.kubelet.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let Some(mut child) = self.kubelet.take() else {
+            return;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        // A client of its own: the test's client lives on the test's runtime, which
+        // is blocked in this drop.
+        let (kubeconfig, ns, node) = (self.kubeconfig.clone(), self.ns.clone(), self.node.clone());
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(kc) = Kubeconfig::read_from(&kubeconfig) else {
+                    return;
+                };
+                let options = KubeConfigOptions::default();
+                let Ok(config) = kube::Config::from_custom_kubeconfig(kc, &options).await else {
+                    return;
+                };
+                let Ok(client) = Client::try_from(config) else {
+                    return;
+                };
+                let now = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                };
+                let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+                let _ = pods.delete_collection(&now, &ListParams::default()).await;
+                let _ = Api::<Namespace>::all(client.clone())
+                    .delete(&ns, &DeleteParams::default())
+                    .await;
+                let _ = Api::<Node>::all(client)
+                    .delete(&node, &DeleteParams::default())
+                    .await;
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 
