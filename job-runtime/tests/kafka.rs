@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use broker::Broker;
-use data::{bench_dir, dataset};
+use data::{bench_dir, dataset, oracle_compare};
 
 fn expected_entries(data: &Path) -> usize {
     let m: serde_json::Value = serde_json::from_str(
@@ -198,28 +198,6 @@ fn assert_matches_at_least_once(data: &Path, records: &[Vec<u8>]) {
         report.contains(" 0 missing") && report.contains(" 0 differing"),
         "{report}"
     );
-}
-
-fn oracle_compare(data: &Path, records: &[Vec<u8>], extra: &[&str]) -> String {
-    let out = tempfile::tempdir().expect("out dir");
-    let mut text = Vec::new();
-    for r in records {
-        text.extend_from_slice(r);
-        text.push(b'\n');
-    }
-    std::fs::write(out.path().join("entries.jsonl"), text).expect("write entries");
-    let res = Command::new("python3")
-        .arg(bench_dir().join("oracle.py"))
-        .args(["compare", "--in"])
-        .arg(data)
-        .arg("--actual")
-        .arg(out.path())
-        .args(extra)
-        .output()
-        .expect("oracle runs");
-    let report = String::from_utf8_lossy(&res.stdout).into_owned();
-    assert!(res.status.success(), "oracle: {report}");
-    report
 }
 
 #[test]

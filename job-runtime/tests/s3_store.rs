@@ -10,7 +10,7 @@ use object_store::path::Path;
 use object_store::{
     Error, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion,
 };
-use s3::S3Env;
+use s3::{S3Env, read_back};
 
 const MIB: usize = 1024 * 1024;
 
@@ -66,13 +66,7 @@ async fn a_multipart_upload_of_many_parts_reads_back_whole() {
         e_tag.trim_matches('"').ends_with("-4"),
         "ETag of a 4-part object: {e_tag}"
     );
-    let read = store
-        .get(&path)
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("reading the body");
+    let read = read_back(&store, &path).await;
     assert!(
         read == whole,
         "the object read back differs from the parts uploaded"
@@ -203,13 +197,7 @@ async fn put_if_not_exists_refuses_an_existing_key() {
         matches!(second, Err(Error::AlreadyExists { .. })),
         "a second create: {second:?}"
     );
-    let read = store
-        .get(&path)
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body");
+    let read = read_back(&store, &path).await;
     assert_eq!(&read[..], b"first");
 }
 
@@ -245,13 +233,7 @@ async fn concurrent_creates_of_one_key_have_a_single_winner() {
             }
         }
         assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
-        let read = store
-            .get(&path)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("body");
+        let read = read_back(&store, &path).await;
         assert!(
             read.len() == 256 * 1024 && read.iter().all(|&b| b == winners[0] as u8),
             "round {round}: the object is not the winner's ({} bytes)",
@@ -295,13 +277,7 @@ async fn a_conditional_update_with_a_stale_etag_is_refused() {
         matches!(refused, Err(Error::Precondition { .. })),
         "an update against a stale ETag: {refused:?}"
     );
-    let read = store
-        .get(&path)
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body");
+    let read = read_back(&store, &path).await;
     assert_eq!(&read[..], b"v2");
 }
 
@@ -403,13 +379,6 @@ async fn wrong_credentials_are_refused() {
             "put with {what}: {put:?}"
         );
     }
-    let read = s3
-        .store(&bucket)
-        .get(&path)
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body");
+    let read = read_back(&s3.store(&bucket), &path).await;
     assert_eq!(&read[..], b"x", "a refused put changed the object");
 }

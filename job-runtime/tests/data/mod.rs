@@ -46,3 +46,28 @@ pub fn dataset(events: u64, partitions: u32, seed: u64) -> PathBuf {
     let _ = std::fs::rename(tmp.keep(), &dir);
     dir
 }
+
+/// `oracle.py compare` of entries read back from an output topic (one record per
+/// entry, in any order) against the data set `data`, with `extra` options such as
+/// `--strict`; its report. Panics when the oracle finds a difference.
+pub fn oracle_compare(data: &Path, records: &[Vec<u8>], extra: &[&str]) -> String {
+    let out = tempfile::tempdir().expect("out dir");
+    let mut text = Vec::new();
+    for r in records {
+        text.extend_from_slice(r);
+        text.push(b'\n');
+    }
+    std::fs::write(out.path().join("entries.jsonl"), text).expect("write entries");
+    let res = Command::new("python3")
+        .arg(bench_dir().join("oracle.py"))
+        .args(["compare", "--in"])
+        .arg(data)
+        .arg("--actual")
+        .arg(out.path())
+        .args(extra)
+        .output()
+        .expect("python3 runs the oracle");
+    let report = String::from_utf8_lossy(&res.stdout).into_owned();
+    assert!(res.status.success(), "oracle: {report}");
+    report
+}

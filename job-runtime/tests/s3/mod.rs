@@ -132,3 +132,10 @@ impl S3Env {
         );
     }
 }
+
+/// The whole object at `path`, as a test reads it back.
+pub async fn read_back(store: &AmazonS3, path: &object_store::path::Path) -> Vec<u8> {
+    use object_store::ObjectStoreExt;
+    let got = store.get(path).await.expect("get");
+    got.bytes().await.expect("reading the body").to_vec()
+}
