@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 use tokio::time::Instant;
 
@@ -77,15 +77,7 @@ impl Ctr {
             let running = state.and_then(|s| s.running.as_ref());
             ever_started = old.container_id.is_some() || term.is_some() || running.is_some();
             facts.last = if let Some(t) = term {
-                Some(Terminated {
-                    exit_code: t.exit_code,
-                    signal: t.signal,
-                    reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
-                    message: t.message.clone(),
-                    started_at: t.started_at.as_ref().map(|t| t.0),
-                    finished_at: t.finished_at.as_ref().map_or_else(Timestamp::now, |t| t.0),
-                    container_id: t.container_id.clone(),
-                })
+                Some(terminated(t))
             } else if let Some(r) = running {
                 // The process died with the previous kubelet.
                 Some(Terminated {
@@ -101,15 +93,7 @@ impl Ctr {
                 old.last_state
                     .as_ref()
                     .and_then(|l| l.terminated.as_ref())
-                    .map(|t| Terminated {
-                        exit_code: t.exit_code,
-                        signal: t.signal,
-                        reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
-                        message: t.message.clone(),
-                        started_at: t.started_at.as_ref().map(|t| t.0),
-                        finished_at: t.finished_at.as_ref().map_or_else(Timestamp::now, |t| t.0),
-                        container_id: t.container_id.clone(),
-                    })
+                    .map(terminated)
             };
         }
         Self {
@@ -136,5 +120,18 @@ impl Ctr {
             reason: reason.to_owned(),
             message,
         };
+    }
+}
+
+/// A termination the API server recorded, as the worker tracks it.
+fn terminated(t: &ContainerStateTerminated) -> Terminated {
+    Terminated {
+        exit_code: t.exit_code,
+        signal: t.signal,
+        reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
+        message: t.message.clone(),
+        started_at: t.started_at.as_ref().map(|t| t.0),
+        finished_at: t.finished_at.as_ref().map_or_else(Timestamp::now, |t| t.0),
+        container_id: t.container_id.clone(),
     }
 }

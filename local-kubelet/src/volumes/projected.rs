@@ -25,33 +25,47 @@ impl PodRef<'_> {
     }
 }
 
-async fn secret_files(
-    p: &PodRef<'_>,
-    name: &str,
-    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
-    default_mode: i32,
-    optional: bool,
-) -> anyhow::Result<Vec<VolumeFile>> {
-    let what = format!("secret {}/{name}", p.ns());
-    match sources::secret(p.client, p.ns(), name).await? {
-        Some(data) => select(&what, &data, items, default_mode, optional).map_err(|e| anyhow!(e)),
-        None if optional => Ok(Vec::new()),
-        None => Err(anyhow!("secret \"{name}\" not found")),
+/// Which kind of object a volume's files come from.
+#[derive(Clone, Copy)]
+enum Source {
+    Secret,
+    ConfigMap,
+}
+
+impl Source {
+    fn kind(self) -> &'static str {
+        match self {
+            Source::Secret => "secret",
+            Source::ConfigMap => "configmap",
+        }
     }
 }
 
-async fn config_map_files(
+/// The files of a secret's or configmap's volume (or projection).
+async fn source_files(
     p: &PodRef<'_>,
+    source: Source,
     name: &str,
     items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
     default_mode: i32,
     optional: bool,
 ) -> anyhow::Result<Vec<VolumeFile>> {
-    let what = format!("configmap {}/{name}", p.ns());
-    match sources::config_map(p.client, p.ns(), name).await? {
-        Some(data) => select(&what, &data, items, default_mode, optional).map_err(|e| anyhow!(e)),
+    let kind = source.kind();
+    let data = match source {
+        Source::Secret => sources::secret(p.client, p.ns(), name).await?,
+        Source::ConfigMap => sources::config_map(p.client, p.ns(), name).await?,
+    };
+    match data {
+        Some(data) => select(
+            &format!("{kind} {}/{name}", p.ns()),
+            &data,
+            items,
+            default_mode,
+            optional,
+        )
+        .map_err(|e| anyhow!(e)),
         None if optional => Ok(Vec::new()),
-        None => Err(anyhow!("configmap \"{name}\" not found")),
+        None => Err(anyhow!("{kind} \"{name}\" not found")),
     }
 }
 
@@ -59,7 +73,7 @@ pub async fn secret(p: &PodRef<'_>, s: &SecretVolumeSource) -> anyhow::Result<Ve
     let name = s.secret_name.as_deref().unwrap_or_default();
     let mode = s.default_mode.unwrap_or(DEFAULT_MODE);
     let opt = s.optional.unwrap_or(false);
-    secret_files(p, name, s.items.as_deref(), mode, opt).await
+    source_files(p, Source::Secret, name, s.items.as_deref(), mode, opt).await
 }
 
 pub async fn config_map(
@@ -68,7 +82,7 @@ pub async fn config_map(
 ) -> anyhow::Result<Vec<VolumeFile>> {
     let mode = s.default_mode.unwrap_or(DEFAULT_MODE);
     let opt = s.optional.unwrap_or(false);
-    config_map_files(p, &s.name, s.items.as_deref(), mode, opt).await
+    source_files(p, Source::ConfigMap, &s.name, s.items.as_deref(), mode, opt).await
 }
 
 pub fn downward(
@@ -145,11 +159,15 @@ pub async fn projected(
     for src in v.sources.iter().flatten() {
         if let Some(s) = &src.secret {
             let opt = s.optional.unwrap_or(false);
-            out.extend(secret_files(p, &s.name, s.items.as_deref(), mode, opt).await?);
+            out.extend(
+                source_files(p, Source::Secret, &s.name, s.items.as_deref(), mode, opt).await?,
+            );
         }
         if let Some(c) = &src.config_map {
             let opt = c.optional.unwrap_or(false);
-            out.extend(config_map_files(p, &c.name, c.items.as_deref(), mode, opt).await?);
+            out.extend(
+                source_files(p, Source::ConfigMap, &c.name, c.items.as_deref(), mode, opt).await?,
+            );
         }
         if let Some(d) = &src.downward_api {
             out.extend(downward(p, d.items.as_deref().unwrap_or_default(), mode)?);
