@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamjoin_runtime::config::EngineConfig;
-use streamjoin_runtime::engine::{Engine, EngineOptions, ShardIo};
-use streamjoin_runtime::shard::ShardSinks;
-use streamjoin_runtime::sink::NullSink;
-use streamjoin_runtime::source::FeedHandle;
-use streamjoin_runtime::watermark::ManualClock;
-use streamjoin_runtime::worker::CheckpointPlan;
+use streamjoin_runtime::engine::runner::{Engine, EngineOptions, ShardIo};
+use streamjoin_runtime::engine::shard::ShardSinks;
+use streamjoin_runtime::engine::worker::CheckpointPlan;
+use streamjoin_runtime::io::sink::NullSink;
+use streamjoin_runtime::io::source::FeedHandle;
+use streamjoin_runtime::time::watermark::ManualClock;
 
 // The runtime binary's allocator, so the figures are the runtime's.
 #[global_allocator]
@@ -61,7 +61,7 @@ fn engine(
     clock: Arc<ManualClock>,
     restore: Option<(
         std::path::PathBuf,
-        streamjoin_runtime::checkpoint::CheckpointManifest,
+        streamjoin_runtime::durability::checkpoint::CheckpointManifest,
     )>,
 ) -> (Engine, [FeedHandle; 2]) {
     // Nothing here is slow on purpose: no partition may be paused or idled.
@@ -188,9 +188,11 @@ fn main() {
     drop(feeds);
     drop(e);
 
-    let (found, _) =
-        streamjoin_runtime::checkpoint::newest_valid(&dir.path().join("checkpoints"), 0)
-            .unwrap_or_else(|e| panic!("list: {e}"));
+    let (found, _) = streamjoin_runtime::durability::checkpoint::newest_valid(
+        &dir.path().join("checkpoints"),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("list: {e}"));
     let newest = found.unwrap_or_else(|| panic!("a checkpoint"));
     let restore_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let started = Instant::now();

@@ -33,7 +33,7 @@ fn raw_consume(broker: &Broker, total: u64) -> Duration {
     config
         .set("group.id", "streamjoin-bench-raw")
         .set("enable.auto.commit", "false");
-    for (k, v) in streamjoin_runtime::kafka::CONSUMER_FETCH_SETTINGS {
+    for (k, v) in streamjoin_runtime::io::kafka::CONSUMER_FETCH_SETTINGS {
         config.set(k, v);
     }
     let extra = std::env::var("STREAMJOIN_BENCH_RAW_PROPERTIES").unwrap_or_default();

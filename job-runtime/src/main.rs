@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use streamjoin_runtime::admin::AdminServer;
 use streamjoin_runtime::config::EngineConfig;
-use streamjoin_runtime::metrics::Metrics;
-use streamjoin_runtime::{demo, replay};
+use streamjoin_runtime::control::admin::AdminServer;
+use streamjoin_runtime::control::metrics::Metrics;
+use streamjoin_runtime::tools::{demo, replay};
 
 // The join allocates small, short-lived objects at a high rate on every worker thread.
 #[global_allocator]
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "replay finished; summary in {}, report with plots in {}",
                 output.join(replay::SUMMARY_FILE).display(),
                 output
-                    .join(streamjoin_runtime::report::REPORT_FILE)
+                    .join(streamjoin_runtime::tools::report::REPORT_FILE)
                     .display()
             );
         }
@@ -289,7 +289,7 @@ fn run_job(command: Command) -> ExitCode {
             tracing::warn!("cannot watch signal {signal}: {e}");
         }
     }
-    let opts = streamjoin_runtime::run::RunOptions {
+    let opts = streamjoin_runtime::job::run::RunOptions {
         job,
         ordinal,
         replicas,
@@ -302,7 +302,7 @@ fn run_job(command: Command) -> ExitCode {
         ignore_checkpoints_before_ms: ignore_checkpoints_before,
         timestamp_filter_only: timestamp_recovery == TimestampRecovery::Filter,
     };
-    match streamjoin_runtime::run::run(opts, Metrics::new(), stop) {
+    match streamjoin_runtime::job::run::run(opts, Metrics::new(), stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

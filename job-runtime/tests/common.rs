@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use streamjoin_runtime::config::EngineConfig;
-use streamjoin_runtime::engine::{Engine, EngineOptions, ShardIo};
-use streamjoin_runtime::shard::{ShardCounters, ShardSinks};
-use streamjoin_runtime::sink::MemorySink;
-use streamjoin_runtime::source::FeedHandle;
-use streamjoin_runtime::watermark::ManualClock;
-use streamjoin_runtime::worker::Progress;
+use streamjoin_runtime::engine::runner::{Engine, EngineOptions, ShardIo};
+use streamjoin_runtime::engine::shard::{ShardCounters, ShardSinks};
+use streamjoin_runtime::engine::worker::Progress;
+use streamjoin_runtime::io::sink::MemorySink;
+use streamjoin_runtime::io::source::FeedHandle;
+use streamjoin_runtime::time::watermark::ManualClock;
 
 pub const T0: i64 = 1_700_000_000_000;
 pub const MIN: i64 = 60_000;

@@ -156,7 +156,7 @@ fn runtime_with(job: &Job, ordinal: u32, replicas: u32, extra: &[String]) -> Pod
             Err(_) => Vec::new(),
         })
         .args(extra)
-        .env("RUST_LOG", "info,streamjoin_runtime::worker=debug")
+        .env("RUST_LOG", "info,streamjoin_runtime::engine::worker=debug")
         .stderr(log)
         .spawn()
         .map(Pod)
@@ -225,9 +225,9 @@ fn two_processes_match_the_oracle() {
 fn every_fetched_record_reaches_its_partitions_source_and_none_the_main_queue() {
     use rdkafka::consumer::Consumer;
     use std::sync::Arc;
-    use streamjoin_runtime::kafka::source::{SourceSpec, open_then_assign};
-    use streamjoin_runtime::kafka::{CONSUMER_FETCH_SETTINGS, QuietEof, RuntimeConsumer};
-    use streamjoin_runtime::source::{Next, PartitionSource};
+    use streamjoin_runtime::io::kafka::source::{SourceSpec, open_then_assign};
+    use streamjoin_runtime::io::kafka::{CONSUMER_FETCH_SETTINGS, QuietEof, RuntimeConsumer};
+    use streamjoin_runtime::io::source::{Next, PartitionSource};
 
     let data = dataset(20_000, 2, 21);
     let Some(broker) = Broker::start() else {

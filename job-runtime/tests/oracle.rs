@@ -9,7 +9,7 @@ mod data;
 
 use data::{bench_dir, dataset};
 use streamjoin_runtime::config::EngineConfig;
-use streamjoin_runtime::replay::{ReplayOptions, SUMMARY_FILE, replay};
+use streamjoin_runtime::tools::replay::{ReplayOptions, SUMMARY_FILE, replay};
 
 fn oracle(args: &[&str]) -> (bool, String) {
     let out = Command::new("python3")

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use streamjoin_runtime::worker::Progress;
+use streamjoin_runtime::engine::worker::Progress;
 
 #[test]
 fn late_event_goes_to_late_output() {
@@ -354,7 +354,7 @@ trait ClockNow {
 }
 impl ClockNow for Harness {
     fn clock_now(&self) -> i64 {
-        use streamjoin_runtime::watermark::Clock;
+        use streamjoin_runtime::time::watermark::Clock;
         self.clock.now_ms()
     }
 }

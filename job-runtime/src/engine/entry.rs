@@ -1,0 +1,475 @@
+//! One summarised state entry per open key: the contract's aggregates plus the
+//! event ids needed for deduplication. Never the raw events.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::engine::record::{DEVICES, Event, Input, Key};
+
+/// Up to this many ids an entry scans a small inline list; beyond it, a hash map,
+/// so a hot key with 100,000 events stays O(1) per event.
+const INLINE_IDS: usize = 8;
+
+type IdHasher = foldhash::fast::FixedState;
+
+/// A 128-bit id hash stored as two words, so an id pair is 24 bytes aligned to 8
+/// (a `u128` would pad every entry to 16-byte alignment).
+type IdHash = [u64; 2];
+
+fn split(id: u128) -> IdHash {
+    [id as u64, (id >> 64) as u64]
+}
+
+fn join(id: IdHash) -> u128 {
+    u128::from(id[0]) | (u128::from(id[1]) << 64)
+}
+
+/// Event ids seen by one entry: id hash -> content fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DedupSet {
+    Inline(SmallVec<[(IdHash, u64); 2]>),
+    Map(Box<HashMap<IdHash, u64, IdHasher>>),
+}
+
+impl Default for DedupSet {
+    fn default() -> Self {
+        DedupSet::Inline(SmallVec::new())
+    }
+}
+
+/// What an id tells about a newly applied event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    New,
+    Copy,
+    Conflict,
+}
+
+fn seen_again(stored: u64, content: u64) -> Seen {
+    if stored == content {
+        Seen::Copy
+    } else {
+        Seen::Conflict
+    }
+}
+
+impl DedupSet {
+    /// Records `id` unless it was seen; tells whether it is new, a copy or a conflict.
+    pub fn insert(&mut self, id: u128, content: u64) -> Seen {
+        let id = split(id);
+        match self {
+            DedupSet::Inline(list) => {
+                if let Some(&(_, c)) = list.iter().find(|(i, _)| *i == id) {
+                    return seen_again(c, content);
+                }
+                if list.len() < INLINE_IDS {
+                    list.push((id, content));
+                } else {
+                    let mut map: HashMap<IdHash, u64, IdHasher> =
+                        HashMap::with_capacity_and_hasher(INLINE_IDS * 4, IdHasher::default());
+                    map.extend(list.drain(..));
+                    map.insert(id, content);
+                    *self = DedupSet::Map(Box::new(map));
+                }
+                Seen::New
+            }
+            DedupSet::Map(map) => match map.entry(id) {
+                std::collections::hash_map::Entry::Occupied(o) => seen_again(*o.get(), content),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(content);
+                    Seen::New
+                }
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            DedupSet::Inline(l) => l.len(),
+            DedupSet::Map(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn to_vec(&self) -> Vec<(u128, u64)> {
+        match self {
+            DedupSet::Inline(l) => l.iter().map(|(k, v)| (join(*k), *v)).collect(),
+            DedupSet::Map(m) => m.iter().map(|(k, v)| (join(*k), *v)).collect(),
+        }
+    }
+
+    fn from_vec(ids: Vec<(u128, u64)>) -> Self {
+        let pairs = ids.into_iter().map(|(k, v)| (split(k), v));
+        if pairs.len() <= INLINE_IDS {
+            DedupSet::Inline(pairs.collect())
+        } else {
+            let mut map = HashMap::with_capacity_and_hasher(pairs.len(), IdHasher::default());
+            map.extend(pairs);
+            DedupSet::Map(Box::new(map))
+        }
+    }
+}
+
+/// An exact sum of play durations kept as two words (an `i128` field would force
+/// 16-byte alignment on every cached entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct WideSum {
+    lo: u64,
+    hi: i64,
+}
+
+impl WideSum {
+    fn get(self) -> i128 {
+        (i128::from(self.hi) << 64) | i128::from(self.lo)
+    }
+
+    fn set(v: i128) -> Self {
+        WideSum {
+            lo: v as u64,
+            hi: (v >> 64) as i64,
+        }
+    }
+}
+
+/// An open entry. Optional aggregates are kept as plain words (presence follows
+/// from the impression and play counts) so a cached entry stays small: the cache
+/// holds hundreds of thousands of them and every probe is a cache miss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub window_start: i64,
+    /// Fire time of the entry's timer: the first event's time + W. Fixed at open.
+    pub timer: i64,
+    pub impressions: u64,
+    pub plays: u64,
+    first_impression_time: i64,
+    last_impression_time: i64,
+    /// Smallest (row, rank).
+    best: (i64, i64),
+    first_play_time: i64,
+    play_duration_ms: WideSum,
+    /// Bit i set: device DEVICES[i] seen.
+    pub devices: u8,
+    pub ids: DedupSet,
+}
+
+impl Entry {
+    /// Opens an entry with its first event.
+    pub fn open(event: &Event, window_ms: i64) -> Entry {
+        let mut entry = Entry {
+            window_start: event.time,
+            timer: event.time.saturating_add(window_ms),
+            impressions: 0,
+            plays: 0,
+            first_impression_time: i64::MAX,
+            last_impression_time: i64::MIN,
+            best: (i64::MAX, i64::MAX),
+            first_play_time: i64::MAX,
+            play_duration_ms: WideSum::default(),
+            devices: 0,
+            ids: DedupSet::default(),
+        };
+        entry.ids.insert(event.id.hash128(), event.content_hash());
+        entry.fold_new(event);
+        entry
+    }
+
+    /// Folds an event in unless its id was seen.
+    pub fn fold(&mut self, event: &Event) -> Seen {
+        let seen = self.ids.insert(event.id.hash128(), event.content_hash());
+        if seen == Seen::New {
+            self.fold_new(event);
+        }
+        seen
+    }
+
+    fn fold_new(&mut self, e: &Event) {
+        self.window_start = self.window_start.min(e.time);
+        self.devices |= 1 << e.device;
+        match e.input {
+            Input::Impressions => {
+                self.impressions += 1;
+                self.first_impression_time = self.first_impression_time.min(e.time);
+                self.last_impression_time = self.last_impression_time.max(e.time);
+                self.best = self.best.min((e.row, e.rank));
+            }
+            Input::Plays => {
+                self.plays += 1;
+                self.first_play_time = self.first_play_time.min(e.time);
+                self.play_duration_ms =
+                    WideSum::set(self.play_duration_ms.get() + i128::from(e.duration_ms));
+            }
+        }
+    }
+
+    pub fn has_plays(&self) -> bool {
+        self.plays > 0
+    }
+
+    fn if_impressions<T>(&self, v: T) -> Option<T> {
+        (self.impressions > 0).then_some(v)
+    }
+
+    pub fn first_impression_time(&self) -> Option<i64> {
+        self.if_impressions(self.first_impression_time)
+    }
+
+    pub fn last_impression_time(&self) -> Option<i64> {
+        self.if_impressions(self.last_impression_time)
+    }
+
+    /// Smallest (row, rank) among the impressions.
+    pub fn best(&self) -> Option<(i64, i64)> {
+        self.if_impressions(self.best)
+    }
+
+    pub fn first_play_time(&self) -> Option<i64> {
+        self.has_plays().then_some(self.first_play_time)
+    }
+
+    pub fn play_duration_ms(&self) -> i128 {
+        self.play_duration_ms.get()
+    }
+
+    /// The canonical output record (fields in the contract's order, no whitespace).
+    pub fn write_json(&self, key: Key, names: &OutputNames, out: &mut Vec<u8>) {
+        let mut num = itoa::Buffer::new();
+        let mut int = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(num.format(v).as_bytes());
+        out.push(b'{');
+        out.extend_from_slice(&names.profile);
+        int(out, key.profile);
+        out.push(b',');
+        out.extend_from_slice(&names.title);
+        int(out, key.title);
+        out.extend_from_slice(b",\"window_start\":");
+        int(out, self.window_start);
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b",\"impressions\":");
+        out.extend_from_slice(num.format(self.impressions).as_bytes());
+        out.extend_from_slice(b",\"plays\":");
+        out.extend_from_slice(num.format(self.plays).as_bytes());
+        let mut opt = |out: &mut Vec<u8>, name: &[u8], v: Option<i64>| {
+            out.extend_from_slice(name);
+            match v {
+                Some(v) => out.extend_from_slice(num.format(v).as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        };
+        opt(
+            out,
+            b",\"first_impression_time\":",
+            self.first_impression_time(),
+        );
+        opt(
+            out,
+            b",\"last_impression_time\":",
+            self.last_impression_time(),
+        );
+        opt(out, b",\"best_row\":", self.best().map(|b| b.0));
+        opt(out, b",\"best_rank\":", self.best().map(|b| b.1));
+        out.extend_from_slice(b",\"devices\":[");
+        let mut first = true;
+        for (i, d) in DEVICES.iter().enumerate() {
+            if self.devices & (1 << i) != 0 {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.push(b'"');
+                out.extend_from_slice(d.as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.push(b']');
+        opt(out, b",\"first_play_time\":", self.first_play_time());
+        out.extend_from_slice(b",\"play_duration_ms\":");
+        out.extend_from_slice(num.format(self.play_duration_ms()).as_bytes());
+        out.push(b'}');
+    }
+
+    /// State encoding: a version tag first, so a later release can read it.
+    pub fn encode(&self) -> Vec<u8> {
+        let stored = StoredEntry::V1(EntryV1 {
+            window_start: self.window_start,
+            timer: self.timer,
+            impressions: self.impressions,
+            plays: self.plays,
+            first_impression_time: self.first_impression_time(),
+            last_impression_time: self.last_impression_time(),
+            best: self.best(),
+            devices: self.devices,
+            first_play_time: self.first_play_time(),
+            play_duration_ms: self.play_duration_ms(),
+            ids: self.ids.to_vec(),
+        });
+        postcard::to_stdvec(&stored).unwrap_or_else(|e| unreachable!("encoding to memory: {e}"))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Entry, postcard::Error> {
+        Ok(match postcard::from_bytes::<StoredEntry>(bytes)? {
+            StoredEntry::V1(v) => Entry {
+                window_start: v.window_start,
+                timer: v.timer,
+                impressions: v.impressions,
+                plays: v.plays,
+                first_impression_time: v.first_impression_time.unwrap_or(i64::MAX),
+                last_impression_time: v.last_impression_time.unwrap_or(i64::MIN),
+                best: v.best.unwrap_or((i64::MAX, i64::MAX)),
+                devices: v.devices,
+                first_play_time: v.first_play_time.unwrap_or(i64::MAX),
+                play_duration_ms: WideSum::set(v.play_duration_ms),
+                ids: DedupSet::from_vec(v.ids),
+            },
+        })
+    }
+}
+
+/// The two key field names of the output, JSON-quoted with their colon, prepared
+/// once per shard.
+#[derive(Clone, Debug)]
+pub struct OutputNames {
+    profile: Vec<u8>,
+    title: Vec<u8>,
+}
+
+impl OutputNames {
+    pub fn new(profile: &str, title: &str) -> Self {
+        let quoted = |name: &str| {
+            let mut out = serde_json::to_vec(name)
+                .unwrap_or_else(|e| unreachable!("a string always serialises: {e}"));
+            out.push(b':');
+            out
+        };
+        OutputNames {
+            profile: quoted(profile),
+            title: quoted(title),
+        }
+    }
+}
+
+/// Versioned state encoding. A new layout is a new variant; old variants stay
+/// decodable and are upgraded on read.
+#[derive(Serialize, Deserialize)]
+enum StoredEntry {
+    V1(EntryV1),
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryV1 {
+    window_start: i64,
+    timer: i64,
+    impressions: u64,
+    plays: u64,
+    first_impression_time: Option<i64>,
+    last_impression_time: Option<i64>,
+    best: Option<(i64, i64)>,
+    devices: u8,
+    first_play_time: Option<i64>,
+    play_duration_ms: i128,
+    ids: Vec<(u128, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::record::EventId;
+
+    fn ev(input: Input, time: i64, id: &str, device: u8) -> Event {
+        Event {
+            input,
+            time,
+            key: Key {
+                profile: 7,
+                title: 9,
+            },
+            id: EventId::new(id),
+            row: 3,
+            rank: 2,
+            duration_ms: if input == Input::Plays { 1000 } else { 0 },
+            device,
+        }
+    }
+
+    #[test]
+    fn canonical_json_has_contract_order_and_nulls() {
+        let e = Entry::open(&ev(Input::Plays, 100, "p", 3), 1000);
+        let mut out = Vec::new();
+        e.write_json(
+            Key {
+                profile: 7,
+                title: 9,
+            },
+            &OutputNames::new("profile_id", "title_id"),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#"{"profile_id":7,"title_id":9,"window_start":100,"impressions":0,"plays":1,"first_impression_time":null,"last_impression_time":null,"best_row":null,"best_rank":null,"devices":["tv"],"first_play_time":100,"play_duration_ms":1000}"#
+        );
+    }
+
+    #[test]
+    fn devices_are_sorted_by_byte_value() {
+        let mut e = Entry::open(&ev(Input::Impressions, 1, "a", 4), 1000);
+        e.fold(&ev(Input::Impressions, 2, "b", 0));
+        e.fold(&ev(Input::Impressions, 3, "c", 3));
+        let mut out = Vec::new();
+        e.write_json(
+            Key::default(),
+            &OutputNames::new("profile_id", "title_id"),
+            &mut out,
+        );
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.contains(r#""devices":["android","tv","web"]"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_fold_once_and_conflicts_are_told_apart() {
+        let first = ev(Input::Impressions, 1, "a", 0);
+        let mut e = Entry::open(&first, 1000);
+        assert_eq!(e.fold(&first), Seen::Copy);
+        let mut changed = first.clone();
+        changed.row = 1;
+        assert_eq!(e.fold(&changed), Seen::Conflict);
+        assert_eq!(e.impressions, 1);
+        assert_eq!(e.best(), Some((3, 2)));
+    }
+
+    #[test]
+    fn hot_key_dedup_switches_to_a_map_and_stays_exact() {
+        let mut e = Entry::open(&ev(Input::Impressions, 0, "0", 0), i64::MAX / 2);
+        for i in 1..100_000 {
+            assert_eq!(
+                e.fold(&ev(Input::Impressions, i, &i.to_string(), 0)),
+                Seen::New
+            );
+        }
+        for i in (0..100_000).step_by(997) {
+            assert_eq!(
+                e.fold(&ev(Input::Impressions, i, &i.to_string(), 0)),
+                Seen::Copy
+            );
+        }
+        assert_eq!(e.impressions, 100_000);
+        assert!(matches!(e.ids, DedupSet::Map(_)));
+    }
+
+    #[test]
+    fn encoding_round_trips_and_starts_with_the_version() {
+        let mut e = Entry::open(&ev(Input::Impressions, 5, "a", 1), 1000);
+        for i in 0..20 {
+            e.fold(&ev(Input::Plays, 6 + i, &format!("p{i}"), 2));
+        }
+        let bytes = e.encode();
+        assert_eq!(bytes[0], 0, "variant V1 is tagged 0");
+        assert_eq!(Entry::decode(&bytes).expect("decodes"), e);
+        assert!(Entry::decode(&[9, 1, 2]).is_err());
+    }
+}

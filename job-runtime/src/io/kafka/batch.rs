@@ -1,0 +1,186 @@
+//! One partition's queue read a batch at a time. rdkafka's `PartitionQueue`
+//! polls one event per call, and each poll takes the queue's lock and reads the
+//! clock: a fifth of the runtime's CPU went there. librdkafka's
+//! `rd_kafka_consume_batch_queue` takes up to a batch of messages under one
+//! lock. This module and `topic.rs` are the only places that call librdkafka
+//! directly; every pointer they hold is owned there and released in `Drop`.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+
+use crate::io::kafka::RuntimeConsumer;
+
+/// Messages taken per call.
+const BATCH: usize = 512;
+
+/// What the queue holds next.
+pub enum Polled {
+    /// A message; [`BatchQueue::payload`] is its value.
+    Message {
+        offset: i64,
+        /// Milliseconds since the epoch, when the broker or producer set one.
+        timestamp_ms: Option<i64>,
+    },
+    /// The end of the partition as it is now.
+    Eof,
+    /// A consumer error carried in the queue (librdkafka retries by itself).
+    Error(RDKafkaErrorCode),
+    /// Nothing queued right now.
+    Empty,
+}
+
+/// The low and high watermarks librdkafka last saw for a partition (the high
+/// one arrives with every fetch response), without asking the broker: a
+/// watermark query waits behind the fetch in flight on the same connection, and
+/// when it timed out librdkafka closed the connection, stalling every partition
+/// of the broker. `None` until the first fetch response; the low watermark only
+/// when statistics are enabled.
+pub fn cached_watermarks(
+    consumer: &RuntimeConsumer,
+    topic: &str,
+    partition: i32,
+) -> Option<(Option<i64>, i64)> {
+    use rdkafka::consumer::Consumer;
+    let topic = CString::new(topic).ok()?;
+    let invalid = i64::from(rdsys::RD_KAFKA_OFFSET_INVALID);
+    let (mut low, mut high) = (invalid, invalid);
+    // SAFETY: the consumer's handle is live for the call; the two out-pointers
+    // are locals written before the call returns.
+    let err = unsafe {
+        rdsys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+        return None;
+    }
+    Some(((low >= 0).then_some(low), high))
+}
+
+pub struct BatchQueue {
+    queue: NonNull<rdsys::rd_kafka_queue_t>,
+    /// The current batch: `batch[..len]` are messages owned here until the
+    /// next refill; `batch[next..len]` were not handed out yet.
+    batch: Box<[*mut rdsys::rd_kafka_message_t]>,
+    len: usize,
+    next: usize,
+    // Declared last: dropped after the queue and messages it owns.
+    _consumer: Arc<RuntimeConsumer>,
+}
+
+// SAFETY: librdkafka queues and messages may be used from any thread; a
+// `BatchQueue` is used by one thread at a time (`&mut self` on every call).
+unsafe impl Send for BatchQueue {}
+
+impl BatchQueue {
+    /// The queue of `topic`/`partition`, no longer forwarded to the consumer's
+    /// main queue (as rdkafka's `split_partition_queue` does). `None` when the
+    /// consumer does not know the partition.
+    pub fn new(consumer: Arc<RuntimeConsumer>, topic: &str, partition: i32) -> Option<Self> {
+        use rdkafka::consumer::Consumer;
+        let topic = CString::new(topic).ok()?;
+        let rk = consumer.client().native_ptr();
+        // SAFETY: `rk` is the live consumer's handle (kept alive by `_consumer`);
+        // the returned queue is ours to destroy.
+        let queue = NonNull::new(unsafe {
+            rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition)
+        })?;
+        // SAFETY: `queue` is a valid queue; a null destination stops forwarding.
+        unsafe { rdsys::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
+        Some(Self {
+            queue,
+            batch: vec![std::ptr::null_mut(); BATCH].into_boxed_slice(),
+            len: 0,
+            next: 0,
+            _consumer: consumer,
+        })
+    }
+
+    fn release_batch(&mut self) {
+        for m in &mut self.batch[..self.len] {
+            // SAFETY: each of `batch[..len]` came from `rd_kafka_consume_batch_queue`
+            // and is destroyed exactly once (the slots are cleared and `len` reset).
+            unsafe { rdsys::rd_kafka_message_destroy(*m) };
+            *m = std::ptr::null_mut();
+        }
+        self.len = 0;
+        self.next = 0;
+    }
+
+    /// Moves to the next message, without waiting.
+    pub fn poll(&mut self) -> Polled {
+        if self.next == self.len {
+            self.release_batch();
+            // SAFETY: `queue` is valid; `batch` has room for `BATCH` pointers,
+            // which librdkafka fills and whose count it returns (or -1).
+            let n = unsafe {
+                rdsys::rd_kafka_consume_batch_queue(
+                    self.queue.as_ptr(),
+                    0,
+                    self.batch.as_mut_ptr(),
+                    self.batch.len(),
+                )
+            };
+            match usize::try_from(n) {
+                Ok(0) => return Polled::Empty,
+                Ok(n) => self.len = n.min(self.batch.len()),
+                // -1: librdkafka refused the call (a queue in use elsewhere).
+                Err(_) => return Polled::Error(RDKafkaErrorCode::Fail),
+            }
+        }
+        let m = self.batch[self.next];
+        self.next += 1;
+        // SAFETY: `m` is a live message owned by this batch until the next refill.
+        let msg = unsafe { &*m };
+        match msg.err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {}
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => return Polled::Eof,
+            e => return Polled::Error(e.into()),
+        }
+        let mut ts_type = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: `m` is a live message; `ts_type` is a valid out-pointer.
+        let ts = unsafe { rdsys::rd_kafka_message_timestamp(m, &mut ts_type) };
+        Polled::Message {
+            offset: msg.offset,
+            timestamp_ms: (ts >= 0).then_some(ts),
+        }
+    }
+
+    /// The value of the message the last [`Self::poll`] moved to (empty when
+    /// it has none, or when that poll found no message).
+    pub fn payload(&self) -> &[u8] {
+        let Some(&m) = self
+            .next
+            .checked_sub(1)
+            .and_then(|i| self.batch[..self.len].get(i))
+        else {
+            return &[];
+        };
+        // SAFETY: `m` is a live message of the current batch; it is destroyed
+        // only by a refill or drop, which need `&mut self` and so end this borrow.
+        let msg = unsafe { &*m };
+        if msg.payload.is_null() {
+            return &[];
+        }
+        // SAFETY: librdkafka guarantees `len` readable bytes at `payload` for
+        // the message's lifetime.
+        unsafe { std::slice::from_raw_parts(msg.payload.cast::<u8>(), msg.len) }
+    }
+}
+
+impl Drop for BatchQueue {
+    fn drop(&mut self) {
+        self.release_batch();
+        // SAFETY: the queue came from `rd_kafka_queue_get_partition` and is
+        // destroyed once, before the consumer it belongs to.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}

@@ -1,0 +1,5 @@
+//! One process of a Kafka job (`streamjoin-runtime run`): which shards it owns
+//! and the wiring of sources, engine, sinks, checkpoints and admin API.
+
+pub mod assignment;
+pub mod run;

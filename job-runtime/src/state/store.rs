@@ -1,0 +1,1006 @@
+//! Keyed state of one shard: a RocksDB instance (entries, timers, spilled
+//! pending events) behind a bounded write-back cache of open entries
+//! (least recently used entries are written back in batches).
+//!
+//! Invariants:
+//! - every open entry is in the cache, or in RocksDB, or both; the cache copy wins;
+//! - an entry's timer is in `timers` while it is cached, and in the timers column
+//!   family while it has a copy in RocksDB; timer times never change, so the two
+//!   indexes agree on a key that is in both;
+//! - firing is a merge of two ordered scans, never a scan of all entries.
+//!
+//! A checkpoint takes the changed entries out as copies ([`ShardStore::take_changes`])
+//! and another thread writes them and links RocksDB's files; until it is done
+//! the store is *frozen*: it writes nothing to RocksDB (evictions wait, deletes
+//! of fired entries are queued), so the files hold exactly the state at the
+//! moment the changes were taken.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
+};
+use std::collections::HashMap;
+
+use crate::engine::entry::{Entry, Seen};
+use crate::engine::record::{Event, Key, from_order_bytes, order_bytes};
+use crate::state::timers::{Timer, TimerQueue};
+
+pub const CF_ENTRIES: &str = "entries";
+pub const CF_TIMERS: &str = "timers";
+pub const CF_PENDING: &str = "pending";
+const CFS: [&str; 3] = [CF_ENTRIES, CF_TIMERS, CF_PENDING];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("RocksDB error in shard {shard} state at {path}: {source}")]
+    Rocks {
+        shard: u32,
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("state of shard {shard} holds an undecodable {what}: {reason}")]
+    Corrupt {
+        shard: u32,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("cannot prepare state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// RocksDB resources shared by all shards of a process: one block cache and one
+/// write-buffer budget.
+pub struct StateEnv {
+    root: PathBuf,
+    block_cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl StateEnv {
+    pub fn new(root: &Path, block_cache_bytes: usize, write_buffer_bytes: usize) -> Self {
+        let block_cache = Cache::new_lru_cache(block_cache_bytes);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            write_buffer_bytes,
+            false,
+            block_cache.clone(),
+        );
+        Self {
+            root: root.to_path_buf(),
+            block_cache,
+            write_buffers,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn options(&self) -> (Options, Vec<ColumnFamilyDescriptor>) {
+        let mut db = Options::default();
+        db.create_if_missing(true);
+        db.create_missing_column_families(true);
+        db.set_write_buffer_manager(&self.write_buffers);
+        db.set_max_background_jobs(2);
+        db.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = CFS
+            .iter()
+            .map(|name| {
+                let mut table = BlockBasedOptions::default();
+                table.set_block_cache(&self.block_cache);
+                if *name == CF_ENTRIES {
+                    // Point lookups of absent keys are the common case when an entry opens.
+                    table.set_bloom_filter(10.0, false);
+                }
+                let mut cf = Options::default();
+                cf.set_block_based_table_factory(&table);
+                cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+                ColumnFamilyDescriptor::new(*name, cf)
+            })
+            .collect();
+        (db, cfs)
+    }
+
+    /// Opens (creating if needed) the RocksDB instance of `shard`.
+    pub fn open_shard(&self, shard: u32) -> Result<ShardDb, StateError> {
+        let path = self.root.join(format!("shard-{shard}"));
+        std::fs::create_dir_all(&path).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (opts, cfs) = self.options();
+        let db =
+            DB::open_cf_descriptors(&opts, &path, cfs).map_err(|source| StateError::Rocks {
+                shard,
+                path: path.clone(),
+                source,
+            })?;
+        let mut write = WriteOptions::default();
+        // Durability comes from checkpoints, not from a write-ahead log.
+        write.disable_wal(true);
+        Ok(ShardDb {
+            shard,
+            path,
+            db,
+            write,
+        })
+    }
+}
+
+/// One shard's RocksDB instance.
+pub struct ShardDb {
+    shard: u32,
+    path: PathBuf,
+    pub(crate) db: DB,
+    write: WriteOptions,
+}
+
+impl ShardDb {
+    pub(crate) fn err(&self, source: rocksdb::Error) -> StateError {
+        StateError::Rocks {
+            shard: self.shard,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StateError> {
+        self.db.cf_handle(name).ok_or_else(|| StateError::Corrupt {
+            shard: self.shard,
+            what: "column family list",
+            reason: format!("column family {name} is missing"),
+        })
+    }
+
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), StateError> {
+        self.db
+            .write_opt(batch, &self.write)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// RocksDB's own estimate of the bytes this shard holds (SST live data + memtables).
+    pub fn estimated_bytes(&self) -> u64 {
+        let mut total = 0;
+        for name in CFS {
+            if let Ok(cf) = self.cf(name) {
+                for prop in [
+                    "rocksdb.estimate-live-data-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ] {
+                    total += self
+                        .db
+                        .property_int_value_cf(cf, prop)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
+                }
+            }
+        }
+        total
+    }
+
+    /// Compacts every column family, dropping tombstones of emitted entries.
+    pub fn compact(&self) {
+        for name in CFS {
+            if let Ok(cf) = self.cf(name) {
+                self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            }
+        }
+    }
+}
+
+fn timer_key(fire: i64, key: Key) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&order_bytes(fire));
+    out[8..].copy_from_slice(&key.to_bytes());
+    out
+}
+
+fn parse_timer_key(b: &[u8]) -> Option<(i64, Key)> {
+    Some((
+        from_order_bytes(b.get(..8)?)?,
+        Key::from_bytes(b.get(8..24)?)?,
+    ))
+}
+
+/// Boxed in the table: a table of entries inline (~208-byte buckets) mostly
+/// holds empty buckets, and touching them cost more than the pointer chase
+/// (first-touch page faults: a 4-shard process reserved 440 MB for 72k entries).
+struct Cached {
+    entry: Entry,
+    /// Operation count at the last use, for least-recently-used eviction.
+    used: u64,
+    /// A copy of the entry (and its timer) is in RocksDB.
+    in_db: bool,
+    /// The cached copy differs from the RocksDB copy.
+    dirty: bool,
+}
+
+type FastState = foldhash::fast::FixedState;
+
+/// The most entries a hash table of 2^n buckets holds before it grows (7/8 load).
+const fn table_entries(log2_buckets: u32) -> usize {
+    (1 << log2_buckets) / 8 * 7
+}
+
+/// How many entries a shard's cache table is sized for up front: 2^14 buckets
+/// (under 400 KB), never more than the shard may cache. A table grows with its
+/// live entries, which keeps its buckets dense and in the CPU caches: tables
+/// presized for a few hundred thousand entries spread the open entries over
+/// megabytes, and a lookup missing the caches three times (control bytes,
+/// bucket, entry) took a quarter of a worker's time. Growth is amortised and
+/// cheaper than that on every data set measured (bench/RESULTS.md).
+fn presized_entries(cache_capacity: usize) -> usize {
+    table_entries(14).min(cache_capacity)
+}
+
+fn fold_cached(c: &mut Cached, event: &Event, ops: u64, changed: &mut Changes) -> Applied {
+    c.used = ops;
+    match c.entry.fold(event) {
+        Seen::New => {
+            if !c.dirty {
+                changed.note(event.key);
+            }
+            c.dirty = true;
+            Applied::Folded
+        }
+        Seen::Copy => Applied::Duplicate,
+        Seen::Conflict => Applied::Conflict,
+    }
+}
+
+/// Keys whose cached entry may differ from RocksDB since the last checkpoint,
+/// so a checkpoint writes those through without scanning the whole cache.
+/// Tracked only for jobs that checkpoint; a list longer than the cache is
+/// dropped for one full scan.
+#[derive(Default)]
+struct Changes {
+    tracking: bool,
+    keys: Vec<Key>,
+    overflowed: bool,
+}
+
+/// Past this many noted keys a checkpoint scans the cache instead.
+const MAX_NOTED_CHANGES: usize = 1 << 20;
+
+impl Changes {
+    #[inline]
+    fn note(&mut self, key: Key) {
+        if self.tracking && !self.overflowed {
+            if self.keys.len() >= MAX_NOTED_CHANGES {
+                self.overflowed = true;
+                self.keys = Vec::new();
+            } else {
+                self.keys.push(key);
+            }
+        }
+    }
+}
+
+/// What applying one event did to the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Opened,
+    Folded,
+    Duplicate,
+    Conflict,
+}
+
+/// A changed entry taken out for a checkpoint.
+pub struct Change {
+    key: Key,
+    entry: Entry,
+    /// RocksDB has no copy yet: its timer is written too.
+    new_in_db: bool,
+}
+
+/// Changed entries, as a checkpoint writes them.
+pub struct TakenChanges(Vec<Change>);
+
+impl TakenChanges {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The emptied list, to take the next changes into: its memory is already
+    /// touched, which on a fresh allocation costs more than the copying.
+    pub fn recycle(mut self) -> Vec<Change> {
+        self.0.clear();
+        self.0
+    }
+
+    /// Writes the entries (and timers of new ones) into RocksDB in one batch, in
+    /// key order: RocksDB inserts keys in order several times faster.
+    pub fn write(&self, db: &ShardDb) -> Result<(), StateError> {
+        let entries_cf = db.cf(CF_ENTRIES)?;
+        let timers_cf = db.cf(CF_TIMERS)?;
+        let mut batch = WriteBatch::default();
+        let mut order: Vec<([u8; 16], u32)> = (self.0.iter().enumerate())
+            .map(|(i, c)| (c.key.to_bytes(), i as u32))
+            .collect();
+        order.sort_unstable();
+        for &(key, i) in &order {
+            batch.put_cf(entries_cf, key, self.0[i as usize].entry.encode());
+        }
+        let mut timers: Vec<[u8; 24]> = (self.0.iter())
+            .filter(|c| c.new_in_db)
+            .map(|c| timer_key(c.entry.timer, c.key))
+            .collect();
+        timers.sort_unstable();
+        for t in &timers {
+            batch.put_cf(timers_cf, t, []);
+        }
+        db.write(batch)
+    }
+}
+
+/// What waits while a checkpoint is being written from taken changes.
+#[derive(Default)]
+struct Frozen {
+    /// Timers (and entries) fired since, to delete from RocksDB afterwards.
+    deletes: Vec<Timer>,
+    deleted: HashSet<Key, FastState>,
+    /// The last timer fired since: RocksDB timer scans start after it.
+    fired_up_to: Option<Timer>,
+}
+
+/// The keyed state of one shard.
+pub struct ShardStore {
+    db: Arc<ShardDb>,
+    cache: HashMap<Key, Box<Cached>, FastState>,
+    ops: u64,
+    capacity: usize,
+    timers: TimerQueue,
+    /// Entries with a copy in RocksDB (each also has a timer there).
+    db_entries: u64,
+    /// Entries that are in RocksDB only.
+    db_only: u64,
+    /// Every RocksDB timer below this was fired and deleted: scans start here.
+    db_timer_floor: i64,
+    window_ms: i64,
+    spilled_total: u64,
+    changes: Changes,
+    frozen: Option<Frozen>,
+    /// The list the last checkpoint's changes were taken into, emptied.
+    spare: Vec<Change>,
+}
+
+impl ShardStore {
+    /// A store caching up to `capacity` entries (its table sized as
+    /// [`presized_entries`] says).
+    pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
+        Self {
+            db: Arc::new(db),
+            cache: HashMap::with_capacity_and_hasher(
+                presized_entries(capacity),
+                FastState::default(),
+            ),
+            ops: 0,
+            capacity,
+            timers: TimerQueue::default(),
+            db_entries: 0,
+            db_only: 0,
+            db_timer_floor: i64::MIN,
+            window_ms,
+            spilled_total: 0,
+            changes: Changes::default(),
+            frozen: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Remembers which entries change between checkpoints (see [`Self::persist_all`]).
+    pub fn track_changes(&mut self) {
+        self.changes.tracking = true;
+    }
+
+    /// A store over a RocksDB instance restored from a checkpoint: every entry is
+    /// in RocksDB only (the checkpoint wrote the cache through).
+    pub fn restored(db: ShardDb, capacity: usize, window_ms: i64, entries: u64) -> Self {
+        let mut s = Self::new(db, capacity, window_ms);
+        s.db_entries = entries;
+        s.db_only = entries;
+        s
+    }
+
+    pub fn db(&self) -> &ShardDb {
+        &self.db
+    }
+
+    /// The RocksDB instance, for a thread that writes a checkpoint of it.
+    pub fn shared_db(&self) -> Arc<ShardDb> {
+        Arc::clone(&self.db)
+    }
+
+    /// Writes every cached entry RocksDB lacks or holds an older copy of, so that
+    /// RocksDB alone holds the state (the consistent point of a checkpoint). The
+    /// entries stay cached.
+    pub fn persist_all(&mut self) -> Result<(), StateError> {
+        let changes = self.take_changes();
+        let written = changes.write(&self.db);
+        if written.is_err() {
+            self.untake(changes);
+        } else {
+            self.give_back(changes.recycle());
+        }
+        self.thaw()?;
+        written
+    }
+
+    /// Taken changes that could not be written: their entries are changed again
+    /// (for the next checkpoint or an eviction) and count as not in RocksDB.
+    /// Keeps a written list of changes for the next checkpoint to take into.
+    pub fn give_back(&mut self, list: Vec<Change>) {
+        if list.capacity() > self.spare.capacity() {
+            self.spare = list;
+        }
+    }
+
+    pub fn untake(&mut self, changes: TakenChanges) {
+        for c in changes.0 {
+            // An entry fired since was counted out of RocksDB when it fired.
+            if let Some(cached) = self.cache.get_mut(&c.key) {
+                // (A newer entry of the same key, opened since, is not in RocksDB.)
+                if c.new_in_db && cached.in_db {
+                    cached.in_db = false;
+                    self.db_entries -= 1;
+                }
+                cached.dirty = true;
+                self.changes.note(c.key);
+            }
+        }
+    }
+
+    /// Copies out every cached entry RocksDB lacks or holds an older copy of and
+    /// counts them as written; the store is frozen until [`Self::thaw`], which
+    /// the caller calls once the copies are written (and linked into a
+    /// checkpoint). The entries stay cached.
+    pub fn take_changes(&mut self) -> TakenChanges {
+        let mut out = std::mem::take(&mut self.spare);
+        let expected = if !self.changes.tracking || self.changes.overflowed {
+            self.cache.len()
+        } else {
+            self.changes.keys.len()
+        };
+        out.reserve(expected);
+        let mut floor = self.db_timer_floor;
+        let mut added = 0u64;
+        let mut take = |key: &Key, c: &mut Cached| {
+            if c.dirty || !c.in_db {
+                out.push(Change {
+                    key: *key,
+                    entry: c.entry.clone(),
+                    new_in_db: !c.in_db,
+                });
+            }
+            if !c.in_db {
+                floor = floor.min(c.entry.timer);
+                added += 1;
+                c.in_db = true;
+            }
+            c.dirty = false;
+        };
+        if !self.changes.tracking || self.changes.overflowed {
+            for (key, c) in self.cache.iter_mut() {
+                take(key, c);
+            }
+        } else {
+            // Visited in about the order of their hash table slots (grouped by the
+            // top ten bits): the probes then walk the table in one direction
+            // instead of missing the CPU caches at random. Keys of entries
+            // evicted since are skipped; a key noted twice is taken once (the
+            // first visit leaves it clean).
+            let hasher = self.cache.hasher();
+            let buckets = (self.cache.capacity() / 7 * 8)
+                .next_power_of_two()
+                .max(1 << 10);
+            let shift = buckets.trailing_zeros() - 10;
+            let keys = &mut self.changes.keys;
+            radsort::sort_by_key(keys, |key| {
+                let slot = std::hash::BuildHasher::hash_one(hasher, key) & (buckets as u64 - 1);
+                (slot >> shift) as u16
+            });
+            for key in keys.iter() {
+                if let Some(c) = self.cache.get_mut(key) {
+                    take(key, c);
+                }
+            }
+        }
+        self.changes.keys.clear();
+        self.changes.overflowed = false;
+        self.db_timer_floor = floor;
+        self.db_entries += added;
+        self.frozen = Some(Frozen::default());
+        TakenChanges(out)
+    }
+
+    /// Whether taken changes are still being written (see [`Self::take_changes`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Ends a freeze: deletes what fired meanwhile and evicts what waited.
+    pub fn thaw(&mut self) -> Result<(), StateError> {
+        let Some(frozen) = self.frozen.take() else {
+            return Ok(());
+        };
+        if !frozen.deletes.is_empty() {
+            let entries_cf = self.db.cf(CF_ENTRIES)?;
+            let timers_cf = self.db.cf(CF_TIMERS)?;
+            let mut batch = WriteBatch::default();
+            for (fire, key) in frozen.deletes {
+                batch.delete_cf(entries_cf, key.to_bytes());
+                batch.delete_cf(timers_cf, timer_key(fire, key));
+            }
+            self.db.write(batch)?;
+        }
+        self.evict_over_capacity()?;
+        self.settle()
+    }
+
+    /// Open entries, wherever they are held.
+    pub fn live_entries(&self) -> u64 {
+        self.cache.len() as u64 + self.db_only
+    }
+
+    pub fn cached_entries(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Entries written to RocksDB because the cache was full, since start.
+    pub fn spilled_total(&self) -> u64 {
+        self.spilled_total
+    }
+
+    /// Folds an event on arrival when the contract allows it: its key's entry is
+    /// cached and open, the entry's start is behind every event that can still be
+    /// on time (`on_time_from`), and the event falls inside the window. The result
+    /// is the one in-order application would give.
+    pub fn fold_if_open(&mut self, event: &Event, on_time_from: i64) -> Option<Applied> {
+        self.ops += 1;
+        let c = self.cache.get_mut(&event.key)?;
+        if c.entry.window_start >= on_time_from || event.time >= c.entry.timer {
+            return None;
+        }
+        Some(fold_cached(c, event, self.ops, &mut self.changes))
+    }
+
+    /// Applies an on-time event whose turn has come (event-time order).
+    pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
+        self.ops += 1;
+        if let Some(c) = self.cache.get_mut(&event.key) {
+            return Ok(fold_cached(c, event, self.ops, &mut self.changes));
+        }
+        if self.db_only > 0
+            && let Some(entry) = self.load(event.key)?
+        {
+            self.db_only -= 1;
+            self.cache_put(event.key, entry, true)?;
+            return self.apply(event);
+        }
+        self.cache_put(event.key, Entry::open(event, self.window_ms), false)?;
+        Ok(Applied::Opened)
+    }
+
+    /// Caches an open entry (fresh, or loaded from RocksDB) with its timer.
+    fn cache_put(&mut self, key: Key, entry: Entry, in_db: bool) -> Result<(), StateError> {
+        if !in_db {
+            self.changes.note(key);
+        }
+        self.timers.insert((entry.timer, key));
+        self.cache.insert(
+            key,
+            Box::new(Cached {
+                entry,
+                used: self.ops,
+                in_db,
+                dirty: !in_db,
+            }),
+        );
+        self.evict_over_capacity()
+    }
+
+    fn load(&self, key: Key) -> Result<Option<Entry>, StateError> {
+        if let Some(f) = &self.frozen
+            && f.deleted.contains(&key)
+        {
+            return Ok(None);
+        }
+        let cf = self.db.cf(CF_ENTRIES)?;
+        match self.db.db.get_pinned_cf(cf, key.to_bytes()) {
+            Ok(Some(bytes)) => Entry::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Corrupt {
+                    shard: self.db.shard,
+                    what: "entry",
+                    reason: e.to_string(),
+                }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.db.err(e)),
+        }
+    }
+
+    /// Writes the least recently used entries to RocksDB when the cache is over
+    /// capacity: a tenth of the capacity at a time, so the selection is amortised.
+    fn evict_over_capacity(&mut self) -> Result<(), StateError> {
+        // With capacity zero the entry just used stays until `settle` writes it through;
+        // while frozen nothing is written (the cache holds more for a moment).
+        if self.cache.len() <= self.capacity || self.capacity == 0 || self.frozen.is_some() {
+            return Ok(());
+        }
+        let excess = self.cache.len() - self.capacity;
+        let count = excess.max(self.capacity / 10).min(self.cache.len());
+        let mut by_age: Vec<(u64, Key)> = self.cache.iter().map(|(k, c)| (c.used, *k)).collect();
+        by_age.select_nth_unstable(count - 1);
+        by_age.truncate(count);
+        self.write_back_all(by_age.into_iter().map(|(_, key)| key))
+    }
+
+    /// Moves these cached entries to RocksDB and drops their in-memory timers.
+    fn write_back_all(&mut self, keys: impl Iterator<Item = Key>) -> Result<(), StateError> {
+        let mut timers: Vec<Timer> = Vec::new();
+        for key in keys {
+            if let Some(c) = self.cache.remove(&key) {
+                timers.push((c.entry.timer, key));
+                self.write_back(key, *c)?;
+            }
+        }
+        self.timers.remove_all(timers);
+        Ok(())
+    }
+
+    fn write_back(&mut self, key: Key, c: Cached) -> Result<(), StateError> {
+        if c.dirty || !c.in_db {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes(), c.entry.encode());
+            if !c.in_db {
+                batch.put_cf(self.db.cf(CF_TIMERS)?, timer_key(c.entry.timer, key), []);
+                self.db_timer_floor = self.db_timer_floor.min(c.entry.timer);
+            }
+            self.db.write(batch)?;
+        }
+        if !c.in_db {
+            self.db_entries += 1;
+        }
+        self.db_only += 1;
+        self.spilled_total += 1;
+        Ok(())
+    }
+
+    /// With capacity zero the last touched entry is written through after use.
+    pub fn settle(&mut self) -> Result<(), StateError> {
+        if self.capacity == 0 && self.frozen.is_none() {
+            let all: Vec<Key> = self.cache.keys().copied().collect();
+            self.write_back_all(all.into_iter())?;
+        }
+        Ok(())
+    }
+
+    fn first_db_timer(&self) -> Result<Option<(i64, Key)>, StateError> {
+        if self.db_only == 0 {
+            return Ok(None);
+        }
+        let mut ro = ReadOptions::default();
+        match self.frozen.as_ref().and_then(|f| f.fired_up_to) {
+            // Timers up to the last one fired are deleted, or queued for deletion:
+            // start just after it (the key with a zero byte appended).
+            Some((fire, key)) => {
+                let mut after = timer_key(fire, key).to_vec();
+                after.push(0);
+                ro.set_iterate_lower_bound(after);
+            }
+            None => ro.set_iterate_lower_bound(order_bytes(self.db_timer_floor).to_vec()),
+        }
+        let cf = self.db.cf(CF_TIMERS)?;
+        let mut iter = self.db.db.iterator_cf_opt(cf, ro, IteratorMode::Start);
+        match iter.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(self.db.err(e)),
+            Some(Ok((k, _))) => parse_timer_key(&k)
+                .map(Some)
+                .ok_or_else(|| StateError::Corrupt {
+                    shard: self.db.shard,
+                    what: "timer key",
+                    reason: format!("{} bytes", k.len()),
+                }),
+        }
+    }
+
+    /// The earliest timer, from either index.
+    pub fn next_timer(&self) -> Result<Option<(i64, Key)>, StateError> {
+        let mem = self.timers.first();
+        let db = self.first_db_timer()?;
+        Ok(match (mem, db) {
+            (Some(m), Some(d)) => Some(m.min(d)),
+            (m, d) => m.or(d),
+        })
+    }
+
+    /// Removes and returns the entry whose timer `(fire, key)` is due.
+    pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
+        let entry = if let Some(c) = self.cache.remove(&key) {
+            self.timers.remove((fire, key));
+            if c.in_db {
+                self.delete_from_db(fire, key)?;
+            }
+            c.entry
+        } else {
+            let entry = self.load(key)?.ok_or_else(|| StateError::Corrupt {
+                shard: self.db.shard,
+                what: "timer",
+                reason: format!("timer {fire} of key {} has no entry", key.message_key()),
+            })?;
+            self.delete_from_db(fire, key)?;
+            self.db_only -= 1;
+            entry
+        };
+        Ok(entry)
+    }
+
+    fn delete_from_db(&mut self, fire: i64, key: Key) -> Result<(), StateError> {
+        if let Some(f) = &mut self.frozen {
+            f.deletes.push((fire, key));
+            f.deleted.insert(key);
+            // Timers fire in order: the latest is the largest.
+            f.fired_up_to = Some((fire, key));
+        } else {
+            let mut batch = WriteBatch::default();
+            batch.delete_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes());
+            batch.delete_cf(self.db.cf(CF_TIMERS)?, timer_key(fire, key));
+            self.db.write(batch)?;
+        }
+        self.db_entries -= 1;
+        if self.db_entries == 0 {
+            self.db_timer_floor = i64::MIN;
+        } else {
+            self.db_timer_floor = self.db_timer_floor.max(fire);
+        }
+        Ok(())
+    }
+
+    /// Iterates the entries held in RocksDB only (for checks and snapshots).
+    pub fn db_entry_count(&self) -> Result<u64, StateError> {
+        let cf = self.db.cf(CF_ENTRIES)?;
+        let mut n = 0;
+        for item in self
+            .db
+            .db
+            .iterator_cf(cf, IteratorMode::From(&[], Direction::Forward))
+        {
+            item.map_err(|e| self.db.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Approximate bytes held in memory by the cache and timer index.
+    pub fn memory_bytes(&self) -> u64 {
+        // Bucket (key and box) + boxed entry + timer index slot; ids beyond the
+        // inline two are extra.
+        let per_entry = size_of::<(Key, Box<Cached>)>() + size_of::<Cached>();
+        (self.cache.len() * per_entry + self.timers.len() * 24) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FieldNames;
+    use crate::engine::record::{Input, RecordParser};
+
+    const W: i64 = 4 * 3_600_000;
+
+    #[test]
+    fn cache_tables_start_small_and_never_beyond_the_cache_capacity() {
+        assert_eq!(presized_entries(1_000_000), 14_336);
+        assert_eq!(presized_entries(1_000), 1_000);
+        assert_eq!(presized_entries(0), 0);
+        let dir = tempfile::tempdir().expect("tmp");
+        let env = StateEnv::new(dir.path(), 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open");
+        let s = ShardStore::new(db, 1_000_000, W);
+        assert!(s.cache.capacity() >= 14_336 && s.cache.capacity() < 30_000);
+    }
+
+    fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {
+        let line = match input {
+            Input::Impressions => format!(
+                r#"{{"type":"impression","event_id":"{id}","event_time":{t},"profile_id":{profile},"title_id":7,"row":1,"rank":2,"device":"tv"}}"#
+            ),
+            Input::Plays => format!(
+                r#"{{"type":"play","event_id":"{id}","event_time":{t},"profile_id":{profile},"title_id":7,"device":"tv","duration_ms":5}}"#
+            ),
+        };
+        RecordParser::new(input, FieldNames::default())
+            .parse(line.as_bytes())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn store(dir: &Path, tracking: bool) -> (StateEnv, ShardStore) {
+        let env = StateEnv::new(dir, 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open");
+        let mut s = ShardStore::new(db, 1_000, W);
+        if tracking {
+            s.track_changes();
+        }
+        (env, s)
+    }
+
+    fn db_copy(s: &ShardStore, key: Key) -> Vec<u8> {
+        s.load(key)
+            .expect("load")
+            .map(|e| e.encode())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_checkpoint_writes_through_exactly_the_changes_with_or_without_tracking() {
+        for tracking in [false, true] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let (_env, mut s) = store(dir.path(), tracking);
+            for p in 0..3 {
+                s.apply(&event(Input::Impressions, &format!("i{p}"), 1_000, p))
+                    .expect("apply");
+            }
+            s.persist_all().expect("persist");
+            assert_eq!(s.db_entry_count().expect("count"), 3);
+            let first = event(Input::Impressions, "i1", 1_000, 1).key;
+            let before = db_copy(&s, first);
+            // Only key 1 changes; the next checkpoint must carry the change.
+            s.apply(&event(Input::Plays, "p1", 2_000, 1)).expect("fold");
+            assert_eq!(db_copy(&s, first), before, "not yet written");
+            s.persist_all().expect("persist");
+            let cached = s.cache.get(&first).expect("cached").entry.encode();
+            assert_eq!(db_copy(&s, first), cached, "tracking {tracking}");
+            assert_ne!(cached, before);
+            // A change after a checkpoint is noted again for the next one.
+            s.apply(&event(Input::Plays, "p2", 2_500, 1)).expect("fold");
+            s.persist_all().expect("persist");
+            assert_eq!(
+                db_copy(&s, first),
+                s.cache.get(&first).expect("cached").entry.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_changes_fall_back_to_a_full_scan() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = store(dir.path(), true);
+        s.changes.overflowed = true;
+        s.apply(&event(Input::Impressions, "i0", 1_000, 0))
+            .expect("apply");
+        assert!(s.changes.keys.is_empty());
+        s.persist_all().expect("persist");
+        assert_eq!(s.db_entry_count().expect("count"), 1);
+        assert!(!s.changes.overflowed);
+    }
+
+    /// A copy of the shard's RocksDB as a checkpoint would link it now, opened
+    /// as a restored store.
+    fn linked_copy(s: &ShardStore, dir: &Path, entries: u64) -> (StateEnv, ShardStore) {
+        rocksdb::checkpoint::Checkpoint::new(&s.db().db)
+            .and_then(|c| c.create_checkpoint(dir.join("shard-0")))
+            .expect("checkpoint");
+        let env = StateEnv::new(dir, 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open copy");
+        let restored = ShardStore::restored(db, 1_000, W, entries);
+        (env, restored)
+    }
+
+    #[test]
+    fn changes_made_while_frozen_stay_out_of_the_checkpoint_and_reach_rocksdb_after_thaw() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = store(&dir.path().join("live"), true);
+        let ev = |input, id: &str, t, p| event(input, id, t, p);
+        // Entry 0 fires while frozen; entry 1 changes while frozen; entry 2 is
+        // only in RocksDB and fires while frozen.
+        s.apply(&ev(Input::Impressions, "i0", 1_000, 0))
+            .expect("apply");
+        s.apply(&ev(Input::Impressions, "i2", 1_500, 2))
+            .expect("apply");
+        s.persist_all().expect("persist");
+        s.write_back_all([ev(Input::Impressions, "i2", 1_500, 2).key].into_iter())
+            .expect("evict");
+        s.apply(&ev(Input::Impressions, "i1", 2_000, 1))
+            .expect("apply");
+        let taken = s.take_changes();
+        assert_eq!(
+            taken.len(),
+            1,
+            "only entry 1 changed since the last checkpoint"
+        );
+        let k1 = ev(Input::Impressions, "i1", 2_000, 1).key;
+        let at_take = s.cache.get(&k1).expect("cached").entry.encode();
+
+        // While frozen: entry 1 changes, entries 0 and 2 fire, key 0 opens again.
+        s.apply(&ev(Input::Plays, "p1", 2_500, 1)).expect("fold");
+        let (fire0, key0) = s.next_timer().expect("timer").expect("due");
+        assert_eq!(key0.profile, 0);
+        s.fire(fire0, key0).expect("fire 0");
+        let (fire2, key2) = s.next_timer().expect("timer").expect("due");
+        assert_eq!(key2.profile, 2, "the RocksDB-only entry is next");
+        s.fire(fire2, key2).expect("fire 2");
+        assert_eq!(
+            s.next_timer().expect("timer").map(|(_, k)| k.profile),
+            Some(1),
+            "fired timers waiting for deletion are not found again"
+        );
+        s.apply(&ev(Input::Impressions, "i0b", fire0 + 10, 0))
+            .expect("reopen");
+        assert_eq!(
+            s.cache.get(&key0).expect("reopened").entry.window_start,
+            fire0 + 10,
+            "a fired entry waiting for deletion is never loaded again"
+        );
+
+        // What the checkpoint thread does: write the taken changes, link the files.
+        taken.write(s.db()).expect("write");
+        let copy_dir = tempfile::tempdir().expect("tmp");
+        let (_copy_env, copy) = linked_copy(&s, copy_dir.path(), 3);
+        assert_eq!(
+            copy.db_entry_count().expect("count"),
+            3,
+            "entries 0, 1 and 2"
+        );
+        assert_eq!(db_copy(&copy, k1), at_take, "entry 1 as it was when taken");
+        assert!(!db_copy(&copy, key2).is_empty(), "entry 2 not yet deleted");
+        drop(copy);
+
+        s.thaw().expect("thaw");
+        assert_eq!(
+            s.db_entry_count().expect("count"),
+            1,
+            "fired entries deleted"
+        );
+        s.persist_all().expect("persist");
+        assert_eq!(
+            db_copy(&s, k1),
+            s.cache.get(&k1).expect("cached").entry.encode(),
+            "the change made while frozen is in the next checkpoint"
+        );
+        assert_eq!(
+            s.db_entry_count().expect("count"),
+            2,
+            "entry 1 and the reopened 0"
+        );
+    }
+
+    #[test]
+    fn changes_that_could_not_be_written_are_taken_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = store(dir.path(), true);
+        s.apply(&event(Input::Impressions, "i0", 1_000, 0))
+            .expect("apply");
+        let taken = s.take_changes();
+        assert_eq!(taken.len(), 1);
+        // The write failed: nothing reached RocksDB.
+        s.untake(taken);
+        s.thaw().expect("thaw");
+        assert_eq!(s.db_entry_count().expect("count"), 0);
+        let again = s.take_changes();
+        assert_eq!(again.len(), 1, "the entry is taken again");
+        again.write(s.db()).expect("write");
+        s.thaw().expect("thaw");
+        assert_eq!(s.db_entry_count().expect("count"), 1);
+        assert_eq!(s.db_entries, 1, "counted once");
+    }
+}

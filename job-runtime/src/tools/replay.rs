@@ -1,0 +1,270 @@
+//! Bounded replay of a generator-layout directory into an output directory.
+//!
+//! Output layout: `entries-<p>.jsonl` per shard; side outputs and the summary
+//! carry a leading underscore (`_late.jsonl`, `_dead-letter.jsonl`,
+//! `_summary.json`, `_report.html`) so that tools reading "every file of the directory" as
+//! entries (such as the oracle's `compare`) skip them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::EngineConfig;
+use crate::control::metrics::Metrics;
+use crate::engine::record::{Input, Malformed};
+use crate::engine::runner::{Engine, EngineError, EngineOptions, ShardIo};
+use crate::engine::shard::{ShardCounters, ShardSinks};
+use crate::io::sink::{FileEntrySink, SharedFile, SinkError};
+use crate::io::source::{FileSource, PartitionSource, SourceError};
+use crate::tools::report::{self, Recorder, Report, ReportError};
+
+pub const LATE_FILE: &str = "_late.jsonl";
+pub const DEAD_LETTER_FILE: &str = "_dead-letter.jsonl";
+pub const SUMMARY_FILE: &str = "_summary.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("input directory {0} has no impressions-<p>.jsonl / plays-<p>.jsonl files")]
+    NoInput(PathBuf),
+    #[error("input directory {dir} lacks {missing}")]
+    MissingFile { dir: PathBuf, missing: String },
+    #[error("cannot create output directory {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("cannot write summary {path}: {source}")]
+    Summary {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The sinks of shard `p` writing into an output directory: its own entries
+/// file, and the shared side-output files.
+pub fn file_sinks(
+    output: &Path,
+    p: u32,
+    late: &SharedFile,
+    dead: &SharedFile,
+) -> Result<ShardSinks, SinkError> {
+    Ok(ShardSinks {
+        entries: Box::new(FileEntrySink::create(
+            &output.join(format!("entries-{p}.jsonl")),
+        )?),
+        late: Box::new(late.sink()),
+        dead_letter: Box::new(dead.sink()),
+        commit: None,
+    })
+}
+
+/// Counts input partitions from the file names (`impressions-<p>.jsonl`).
+pub fn count_partitions(dir: &Path) -> Result<u32, ReplayError> {
+    let read = std::fs::read_dir(dir).map_err(|source| ReplayError::Output {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut max = None;
+    for entry in read.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        for prefix in ["impressions-", "plays-"] {
+            if let Some(p) = name
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(".jsonl"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                max = Some(max.map_or(p, |m: u32| m.max(p)));
+            }
+        }
+    }
+    let partitions = max
+        .map(|m| m + 1)
+        .ok_or_else(|| ReplayError::NoInput(dir.to_path_buf()))?;
+    for p in 0..partitions {
+        for input in Input::ALL {
+            let name = format!("{}-{p}.jsonl", input.name());
+            if !dir.join(&name).exists() {
+                return Err(ReplayError::MissingFile {
+                    dir: dir.to_path_buf(),
+                    missing: name,
+                });
+            }
+        }
+    }
+    Ok(partitions)
+}
+
+/// Options of one replay run.
+pub struct ReplayOptions {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub threads: usize,
+    pub state_dir: Option<PathBuf>,
+    pub keep_state: bool,
+    pub metrics: Option<Metrics>,
+}
+
+/// The counters written to `_summary.json`; the first names are the oracle's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub records: u64,
+    pub malformed: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub events: u64,
+    pub entries: u64,
+    pub malformed_by_reason: BTreeMap<&'static str, u64>,
+    pub records_by_input: BTreeMap<&'static str, u64>,
+    pub entries_with_impressions: u64,
+    pub entries_with_plays: u64,
+    pub entries_joined: u64,
+    /// count(entries with impressions and plays) / count(entries with impressions).
+    pub take_fraction: Option<f64>,
+    pub live_entries_at_end: u64,
+    pub partitions: u32,
+    pub threads: usize,
+    pub elapsed_seconds: f64,
+    pub records_per_second: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Summary {
+    pub fn new(
+        c: &ShardCounters,
+        live: u64,
+        partitions: u32,
+        threads: usize,
+        elapsed: Duration,
+    ) -> Self {
+        let mut by_reason = BTreeMap::new();
+        for m in Malformed::ALL {
+            let n: u64 = c.malformed.iter().map(|per| per[m as usize]).sum();
+            if n > 0 {
+                by_reason.insert(m.reason(), n);
+            }
+        }
+        let records = c.records.iter().sum::<u64>();
+        let secs = elapsed.as_secs_f64();
+        Summary {
+            records,
+            malformed: c.malformed_total(),
+            late: c.late.iter().sum(),
+            duplicates: c.duplicates.iter().sum(),
+            events: c.events,
+            entries: c.entries_emitted,
+            malformed_by_reason: by_reason,
+            records_by_input: Input::ALL
+                .iter()
+                .map(|i| (i.name(), c.records[i.index()]))
+                .collect(),
+            entries_with_impressions: c.entries_with_impressions,
+            entries_with_plays: c.entries_with_plays,
+            entries_joined: c.entries_joined,
+            take_fraction: (c.entries_with_impressions > 0)
+                .then(|| c.entries_joined as f64 / c.entries_with_impressions as f64),
+            live_entries_at_end: live,
+            partitions,
+            threads,
+            elapsed_seconds: secs,
+            records_per_second: if secs > 0.0 {
+                records as f64 / secs
+            } else {
+                0.0
+            },
+            peak_rss_bytes: peak_rss_bytes(),
+        }
+    }
+}
+
+/// Peak resident set size of this process (Linux), for reports.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Replays the directory; returns the summary (also written to `_summary.json`).
+pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayError> {
+    let partitions = count_partitions(&opts.input)?;
+    std::fs::create_dir_all(&opts.output).map_err(|source| ReplayError::Output {
+        path: opts.output.clone(),
+        source,
+    })?;
+    let state_dir = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| opts.output.join(".state"));
+    if state_dir.exists() {
+        // Replay starts from empty state; stale shards would double-count.
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+    let late = SharedFile::create(&opts.output.join(LATE_FILE))?;
+    let dead = SharedFile::create(&opts.output.join(DEAD_LETTER_FILE))?;
+    let mut io = Vec::new();
+    for p in 0..partitions {
+        let open = |input: Input| -> Result<Box<dyn PartitionSource>, ReplayError> {
+            let path = opts.input.join(format!("{}-{p}.jsonl", input.name()));
+            Ok(Box::new(FileSource::open(&path)?))
+        };
+        io.push(ShardIo {
+            partition: p,
+            sources: [open(Input::Impressions)?, open(Input::Plays)?],
+            sinks: file_sinks(&opts.output, p, &late, &dead)?,
+            restore: None,
+        });
+    }
+    let threads = opts.threads.max(1);
+    let mut eo = EngineOptions::new(state_dir.clone());
+    eo.threads = threads;
+    // The report's state plots read what the shards publish to the metrics.
+    eo.metrics = Some(opts.metrics.clone().unwrap_or_default());
+    let started = Instant::now();
+    let mut recorder = Recorder::since(started);
+    let mut engine = Engine::new(cfg, io, eo)?;
+    let stop = AtomicBool::new(false);
+    engine.run(&stop, Duration::from_millis(100), |p| recorder.record(&p))?;
+    let elapsed = started.elapsed();
+    let summary = Summary::new(
+        &engine.counters(),
+        engine.live_entries(),
+        partitions,
+        engine.workers.len(),
+        elapsed,
+    );
+    drop(engine);
+    if !opts.keep_state {
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+    write_summary(&opts.output.join(SUMMARY_FILE), &summary)?;
+    report::write(
+        &opts.output,
+        &Report {
+            verb: "replay",
+            output: &opts.output,
+            summary: &summary,
+            samples: recorder.samples(),
+        },
+    )?;
+    Ok(summary)
+}
+
+pub fn write_summary(path: &Path, summary: &Summary) -> Result<(), ReplayError> {
+    let text = serde_json::to_string_pretty(summary).unwrap_or_else(|e| unreachable!("{e}"));
+    std::fs::write(path, text + "\n").map_err(|source| ReplayError::Summary {
+        path: path.to_path_buf(),
+        source,
+    })
+}
