@@ -9,7 +9,8 @@ use std::time::Instant;
 use streamjoin_runtime::config::FieldNames;
 use streamjoin_runtime::engine::record::{Input, RecordParser};
 use streamjoin_runtime::io::source::{FileSource, Next, PartitionSource};
-use streamjoin_runtime::tools::replay::{count_partitions, peak_rss_bytes};
+use streamjoin_runtime::tools::replay::count_partitions;
+use streamjoin_runtime::tools::summary::peak_rss_bytes;
 
 // The runtime binary's allocator, so the figures are the runtime's.
 #[global_allocator]

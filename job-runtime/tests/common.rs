@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use streamjoin_runtime::config::EngineConfig;
+use streamjoin_runtime::engine::counters::ShardCounters;
 use streamjoin_runtime::engine::runner::{Engine, EngineOptions, ShardIo};
-use streamjoin_runtime::engine::shard::{ShardCounters, ShardSinks};
+use streamjoin_runtime::engine::shard::ShardSinks;
 use streamjoin_runtime::engine::worker::Progress;
 use streamjoin_runtime::io::sink::MemorySink;
 use streamjoin_runtime::io::source::FeedHandle;

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::shard::ShardCounters;
+use crate::engine::counters::ShardCounters;
+use crate::state::pending::PendingState;
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "MANIFEST.json";
@@ -101,16 +102,6 @@ pub fn process_started_ms() -> i64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     })
-}
-
-/// Reorder-buffer bookkeeping; the events themselves are in `pending.bin` and,
-/// when spilled, in the RocksDB checkpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingState {
-    pub in_memory: u64,
-    pub spilled: u64,
-    pub spill_floor: Option<i64>,
-    pub seq: u64,
 }
 
 pub fn shard_dir(root: &Path, shard: u32) -> PathBuf {

@@ -335,8 +335,9 @@ pub async fn locate_shard(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durability::checkpoint::{DB_DIR, PENDING, PendingState};
-    use crate::engine::shard::ShardCounters;
+    use crate::durability::checkpoint::{DB_DIR, PENDING};
+    use crate::engine::counters::ShardCounters;
+    use crate::state::pending::PendingState;
 
     fn staged(root: &Path, shard: u32) -> StagedShard {
         let tmp = checkpoint::prepare(root, shard, 7).expect("prepare");

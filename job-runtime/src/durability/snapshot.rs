@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::durability::checkpoint::{self, CheckpointError, CheckpointManifest, DB_DIR, PENDING};
-use crate::engine::shard::ShardError;
+use crate::engine::error::ShardError;
 use crate::state::pending::Pending;
 use crate::state::store::{Change, ShardDb, TakenChanges};
 

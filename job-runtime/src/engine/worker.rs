@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::EngineConfig;
 use crate::control::requests::{Control, LastCheckpoint, SavepointRun, StagedShard};
-use crate::engine::shard::{Shard, ShardError, Turn};
+use crate::engine::error::ShardError;
+use crate::engine::shard::{Shard, Turn};
 use crate::time::watermark::{Clock, ForceAdvance, MAX_WM, MIN_WM, WatermarkBoard};
 
 /// What one step achieved.

@@ -24,7 +24,8 @@ use crate::durability::savepoint::{self, SavepointStore};
 use crate::engine::runner::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::engine::shard::ShardSinks;
 use crate::engine::worker::CheckpointPlan;
-use crate::io::kafka::sink::{KafkaEntrySink, KafkaProducer, KafkaSideSink};
+use crate::io::kafka::producer::KafkaProducer;
+use crate::io::kafka::sink::{KafkaEntrySink, KafkaSideSink};
 use crate::io::kafka::source::{PartitionPosition, SourceSpec};
 use crate::io::kafka::txn::{ShardTransaction, transactional_id};
 use crate::io::kafka::{

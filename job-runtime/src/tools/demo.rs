@@ -14,10 +14,9 @@ use crate::engine::runner::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::engine::shard::TitleStats;
 use crate::io::sink::SharedFile;
 use crate::tools::generator::{GenSpec, partition_sources};
-use crate::tools::replay::{
-    DEAD_LETTER_FILE, LATE_FILE, SUMMARY_FILE, Summary, file_sinks, write_summary,
-};
+use crate::tools::replay::{DEAD_LETTER_FILE, LATE_FILE, SUMMARY_FILE, file_sinks, write_summary};
 use crate::tools::report::{self, Recorder, Report, ReportError};
+use crate::tools::summary::Summary;
 
 pub struct DemoOptions {
     pub events: u64,

@@ -5,3 +5,4 @@ pub mod demo;
 pub mod generator;
 pub mod replay;
 pub mod report;
+pub mod summary;

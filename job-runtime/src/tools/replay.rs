@@ -5,21 +5,19 @@
 //! `_summary.json`, `_report.html`) so that tools reading "every file of the directory" as
 //! entries (such as the oracle's `compare`) skip them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::config::EngineConfig;
 use crate::control::metrics::Metrics;
-use crate::engine::record::{Input, Malformed};
+use crate::engine::record::Input;
 use crate::engine::runner::{Engine, EngineError, EngineOptions, ShardIo};
-use crate::engine::shard::{ShardCounters, ShardSinks};
+use crate::engine::shard::ShardSinks;
 use crate::io::sink::{FileEntrySink, SharedFile, SinkError};
 use crate::io::source::{FileSource, PartitionSource, SourceError};
 use crate::tools::report::{self, Recorder, Report, ReportError};
+use crate::tools::summary::Summary;
 
 pub const LATE_FILE: &str = "_late.jsonl";
 pub const DEAD_LETTER_FILE: &str = "_dead-letter.jsonl";
@@ -114,86 +112,6 @@ pub struct ReplayOptions {
     pub state_dir: Option<PathBuf>,
     pub keep_state: bool,
     pub metrics: Option<Metrics>,
-}
-
-/// The counters written to `_summary.json`; the first names are the oracle's.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub records: u64,
-    pub malformed: u64,
-    pub late: u64,
-    pub duplicates: u64,
-    pub events: u64,
-    pub entries: u64,
-    pub malformed_by_reason: BTreeMap<&'static str, u64>,
-    pub records_by_input: BTreeMap<&'static str, u64>,
-    pub entries_with_impressions: u64,
-    pub entries_with_plays: u64,
-    pub entries_joined: u64,
-    /// count(entries with impressions and plays) / count(entries with impressions).
-    pub take_fraction: Option<f64>,
-    pub live_entries_at_end: u64,
-    pub partitions: u32,
-    pub threads: usize,
-    pub elapsed_seconds: f64,
-    pub records_per_second: f64,
-    pub peak_rss_bytes: Option<u64>,
-}
-
-impl Summary {
-    pub fn new(
-        c: &ShardCounters,
-        live: u64,
-        partitions: u32,
-        threads: usize,
-        elapsed: Duration,
-    ) -> Self {
-        let mut by_reason = BTreeMap::new();
-        for m in Malformed::ALL {
-            let n: u64 = c.malformed.iter().map(|per| per[m as usize]).sum();
-            if n > 0 {
-                by_reason.insert(m.reason(), n);
-            }
-        }
-        let records = c.records.iter().sum::<u64>();
-        let secs = elapsed.as_secs_f64();
-        Summary {
-            records,
-            malformed: c.malformed_total(),
-            late: c.late.iter().sum(),
-            duplicates: c.duplicates.iter().sum(),
-            events: c.events,
-            entries: c.entries_emitted,
-            malformed_by_reason: by_reason,
-            records_by_input: Input::ALL
-                .iter()
-                .map(|i| (i.name(), c.records[i.index()]))
-                .collect(),
-            entries_with_impressions: c.entries_with_impressions,
-            entries_with_plays: c.entries_with_plays,
-            entries_joined: c.entries_joined,
-            take_fraction: (c.entries_with_impressions > 0)
-                .then(|| c.entries_joined as f64 / c.entries_with_impressions as f64),
-            live_entries_at_end: live,
-            partitions,
-            threads,
-            elapsed_seconds: secs,
-            records_per_second: if secs > 0.0 {
-                records as f64 / secs
-            } else {
-                0.0
-            },
-            peak_rss_bytes: peak_rss_bytes(),
-        }
-    }
-}
-
-/// Peak resident set size of this process (Linux), for reports.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// Replays the directory; returns the summary (also written to `_summary.json`).

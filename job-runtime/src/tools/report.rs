@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::runner::EngineProgress;
 use crate::time::watermark::{MAX_WM, MIN_WM};
-use crate::tools::replay::Summary;
+use crate::tools::summary::Summary;
 
 /// Written next to the run's output; the leading underscore keeps tools that
 /// read every other file of the directory as entries away from it.
@@ -720,7 +720,7 @@ pub fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::shard::ShardCounters;
+    use crate::engine::counters::ShardCounters;
 
     const T: i64 = 1_700_000_000_000;
 

@@ -3,6 +3,7 @@
 //! and the entry, dead-letter and late sinks.
 
 pub mod batch;
+pub mod producer;
 pub mod sink;
 pub mod source;
 pub mod topic;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rdkafka::bindings as rdsys;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::io::kafka::sink::KafkaProducer;
+use crate::io::kafka::producer::KafkaProducer;
 
 /// librdkafka's `RD_KAFKA_PARTITION_UA`: the partitioner picks by key.
 const PARTITION_UNASSIGNED: i32 = -1;
@@ -47,6 +47,14 @@ impl TopicHandle {
 
     pub fn producer(&self) -> &KafkaProducer {
         &self.producer
+    }
+
+    /// Queues one entry, waiting while the producer queue is full.
+    pub fn produce_waiting(&self, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        self.producer.wait_for_room(|| {
+            self.produce(key, value)
+                .map_err(KafkaError::MessageProduction)
+        })
     }
 
     /// Queues one record (key and value copied), partitioned by key. Fails with

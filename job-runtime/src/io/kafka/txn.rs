@@ -8,7 +8,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::RuntimeConsumer;
-use super::sink::KafkaProducer;
+use super::producer::KafkaProducer;
 use crate::durability::exactly_once::marker;
 use crate::io::sink::{EpochCommit, SinkError};
 
