@@ -1,12 +1,13 @@
 //! Edges file → file of one crate: from `use` declarations (grouped trees included)
 //! and from qualified paths in code (`crate::a::f()`, `super::X`, `self::m::Y`, and
-//! `m::f()` where `m` is a child module or a module brought in by a `use`). A path
+//! `m::f()` where `m` is a child module or a module brought in by a `use`; also a
+//! string that is exactly such a path, as in `#[serde(with = "crate::m")]`). A path
 //! resolves to the deepest module of the crate it names; the edge goes to that
 //! module's file. `mod x;` declarations are not edges.
 
 use std::collections::BTreeMap;
 
-use crate::lex::Token;
+use crate::lex::{Kind, Token};
 use crate::modules::{CrateTree, ModPath};
 
 /// `from` uses something of `to` first at line `line` of `from` (indices into
@@ -65,6 +66,11 @@ fn file_targets(tree: &CrateTree, file: usize) -> Vec<(usize, usize)> {
                 }
             }
             i = skip_past_semicolon(tokens, j);
+        } else if let Some(segments) = string_path(tree, &tokens[i], &here, &aliases) {
+            if let Some((module, _)) = resolve(tree, &here, &aliases, &segments) {
+                targets.push((tree.modules[&module], tokens[i].line));
+            }
+            i += 1;
         } else if let Some((segments, line, end)) = code_path(tree, tokens, i, &here, &aliases) {
             if let Some((module, _)) = resolve(tree, &here, &aliases, &segments) {
                 targets.push((tree.modules[&module], line));
@@ -190,6 +196,30 @@ fn code_path(
         j += 2;
     }
     Some((segments, t.line, j))
+}
+
+/// A string literal that is a path of the crate (`"crate::schema::f"`, `"schema::f"`).
+fn string_path(
+    tree: &CrateTree,
+    token: &Token,
+    here: &ModPath,
+    aliases: &BTreeMap<String, ModPath>,
+) -> Option<Vec<String>> {
+    if token.kind != Kind::Literal || !token.text.contains("::") {
+        return None;
+    }
+    let segments: Vec<String> = token.text.split("::").map(str::to_string).collect();
+    let is_ident = |s: &String| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let first = segments.first()?;
+    let known = matches!(first.as_str(), "crate" | "super" | "self")
+        || aliases.contains_key(first)
+        || is_child(tree, here, first);
+    (known && segments.iter().all(is_ident)).then_some(segments)
 }
 
 fn is_child(tree: &CrateTree, here: &ModPath, name: &str) -> bool {

@@ -70,8 +70,8 @@ impl Lexer {
                 ('/', Some('/')) => self.line_comment(),
                 ('/', Some('*')) => self.block_comment(),
                 ('"', _) => {
-                    self.quoted_string();
-                    self.push(Kind::Literal, "\"\"".into(), line);
+                    let text = self.quoted_string();
+                    self.push(Kind::Literal, text, line);
                 }
                 ('\'', _) => self.quote(line),
                 (c, _) if c.is_alphabetic() || c == '_' => self.word(line),
@@ -116,17 +116,24 @@ impl Lexer {
         }
     }
 
-    /// A `"…"` string with escapes; the cursor is on the opening quote.
-    fn quoted_string(&mut self) {
+    /// A `"…"` string with escapes, the cursor on the opening quote; returns its raw
+    /// content (attributes name functions in strings: `schema_with = "crate::f"`).
+    fn quoted_string(&mut self) -> String {
         self.bump();
+        let mut content = String::new();
         while let Some(c) = self.peek(0) {
             self.bump();
             match c {
-                '\\' => self.bump(),
-                '"' => return,
-                _ => {}
+                '\\' => {
+                    content.push(c);
+                    content.extend(self.peek(0));
+                    self.bump();
+                }
+                '"' => break,
+                _ => content.push(c),
             }
         }
+        content
     }
 
     /// A raw string `#…#"…"#…#`; the cursor is on the first `#` or the quote.
@@ -230,14 +237,17 @@ mod tests {
     }
 
     #[test]
-    fn comments_strings_and_chars_hide_their_content() {
-        let src = "// use crate::a;\n/* { /* nested */ } */ let s = \"crate::b {\"; let c = '{'; let r = r#\"}\"#;";
+    fn comments_and_chars_are_hidden_and_strings_are_one_token() {
+        let src = "// use crate::a;\n/* { /* nested */ } */ let s = \"a \\\" {\"; let c = '{'; let r = r#\"}\"#;";
+        let expected = [
+            "let", "s", "=", "a \\\" {", ";", "let", "c", "=", "''", ";", "let", "r", "=", "\"\"",
+            ";",
+        ];
+        assert_eq!(texts(src), expected);
+        let string = tokenize("\"crate::b\"").remove(0);
         assert_eq!(
-            texts(src),
-            [
-                "let", "s", "=", "\"\"", ";", "let", "c", "=", "''", ";", "let", "r", "=", "\"\"",
-                ";"
-            ]
+            (string.kind, string.text.as_str()),
+            (Kind::Literal, "crate::b")
         );
     }
 

@@ -184,6 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cycle_through_a_path_in_an_attribute_string_is_found() {
+        let p = package(&[
+            ("src/lib.rs", "mod a;\nmod b;\n"),
+            (
+                "src/a.rs",
+                "#[serde(with = \"crate::b::f\")]\npub struct A;\n",
+            ),
+            (
+                "src/b.rs",
+                "use crate::a::A;\npub fn f() {}\nconst S: &str = \"a::b has no path\";\n",
+            ),
+        ]);
+        assert_eq!(cycle_files(&p), [["p/src/a.rs", "p/src/b.rs"]]);
+    }
+
+    #[test]
     fn a_test_module_and_a_mod_declaration_make_no_edge() {
         let p = package(&[
             ("src/lib.rs", "mod a;\nmod b;\n"),
