@@ -2,14 +2,14 @@
 //! tolerations, affinity and env are accepted as free-form objects and validated
 //! by the API server when the operator copies them into the pod template), and
 //! they carry the CEL rules (`x-kubernetes-validations`) for what the structural
-//! schema alone cannot say. Every rule has a Rust twin in [`crate::validation`],
+//! schema alone cannot say (defined in [`crate::rules`]). Every rule has a Rust twin in [`crate::validation`],
 //! with the same message, so the operator and the runtime report the same text.
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 
 use crate::duration::DURATION_PATTERN;
-use crate::validation::{self as v, CelRule};
+use crate::rules::{self as v, CelRule};
 
 pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
