@@ -9,6 +9,7 @@ pub mod admin;
 pub mod apply;
 pub mod build;
 pub mod conditions;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -7,33 +7,30 @@
 //! called to write, and only what changed, so a reconcile that finds nothing to do
 //! makes no request at all.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use streamjoin_api::{
     CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, JobPhase, StreamJoinJob,
     StreamJoinJobStatus,
 };
 
-use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
 use crate::build::{self, JobRef, statefulset};
 use crate::conditions::{Want, merge, transitions};
+use crate::context::Built;
 use crate::error::{Error, ObjectName, Result};
-use crate::lifecycle::machine::Timing;
-use crate::lifecycle::retention::{FsSavepointStore, SavepointStore};
 use crate::lifecycle::{self, LifecycleOutcome};
-use crate::metrics::Metrics;
-use crate::observe::{ObservedChildren, Stores};
+// Where they have always been found (the controller, tests, benchmarks).
+pub use crate::context::{Clock, Context, Requeue};
+use crate::observe::ObservedChildren;
 use crate::{apply, status, validate};
 use streamjoin_api::{
     CONDITION_INPUTS_INACTIVE, LifecycleState, SavepointOnDelete, SavepointTrigger,
@@ -41,60 +38,6 @@ use streamjoin_api::{
 
 /// The finalizer the operator puts on every job.
 pub const FINALIZER: &str = "streamjoin.dev/cleanup";
-
-/// How often a job is looked at again without any change (drift, status refresh).
-#[derive(Clone, Copy, Debug)]
-pub struct Requeue {
-    pub settled: Duration,
-    pub unsettled: Duration,
-}
-
-impl Default for Requeue {
-    fn default() -> Self {
-        Self {
-            settled: Duration::from_secs(300),
-            unsettled: Duration::from_secs(30),
-        }
-    }
-}
-
-/// The wall clock, replaceable in tests (a test clock that moves only when told).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// Shared by every reconcile of one watch scope.
-pub struct Context {
-    pub client: Client,
-    pub stores: Stores,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub requeue: Requeue,
-    /// The clock, replaceable in tests.
-    pub now: Clock,
-    /// Malformed objects already reported, by uid → resourceVersion: reported once each.
-    malformed_seen: Mutex<HashMap<String, String>>,
-    /// Applied hashes of the children last built for each job (by uid), with the
-    /// generation they were built from: when the observed children carry exactly these,
-    /// nothing needs building, and a reconcile costs a cache lookup.
-    built: Mutex<HashMap<String, Built>>,
-    /// The runtime admin API.
-    pub admin: Arc<dyn RuntimeAdmin>,
-    /// Deletes expired savepoints.
-    pub savepoint_store: Arc<dyn SavepointStore>,
-    /// Time limits of the lifecycle flows.
-    pub timing: Timing,
-    /// Admin tokens by job uid (read from or written to the job's Secret once).
-    tokens: Mutex<HashMap<String, String>>,
-    /// Per-job memory that need not survive a restart (autoscaler samples).
-    memory: Mutex<HashMap<String, lifecycle::run_memory::Memory>>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Built {
-    /// The generation and the deployment (spec + restore point) the children were built from.
-    key: String,
-    hashes: [String; 4],
-    not_applied: Option<String>,
-}
 
 fn hashes(c: &build::Children) -> [String; 4] {
     let h = |o: Option<&str>| o.unwrap_or_default().to_owned();
@@ -123,56 +66,6 @@ fn observed_matches(o: &ObservedChildren, memo: &Built, uid: &str) -> bool {
         && same(o.service.as_deref(), &memo.hashes[1], uid)
         && same(o.stateful_set.as_deref(), &memo.hashes[2], uid)
         && same(o.pdb.as_deref(), &memo.hashes[3], uid)
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        stores: Stores,
-        metrics: Arc<Metrics>,
-        instance: Option<String>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: build::MANAGER.to_owned(),
-            instance,
-        };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            stores,
-            metrics,
-            requeue: Requeue::default(),
-            now: Arc::new(Timestamp::now),
-            malformed_seen: Mutex::new(HashMap::new()),
-            built: Mutex::new(HashMap::new()),
-            admin: Arc::new(HttpAdmin::new(dns_resolver())),
-            savepoint_store: Arc::new(FsSavepointStore),
-            timing: Timing::default(),
-            tokens: Mutex::new(HashMap::new()),
-            memory: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub(crate) fn token(&self, uid: &str) -> Option<String> {
-        self.tokens.lock().ok()?.get(uid).cloned()
-    }
-
-    pub(crate) fn remember_token(&self, uid: &str, token: &str) {
-        if let Ok(mut t) = self.tokens.lock() {
-            t.insert(uid.to_owned(), token.to_owned());
-        }
-    }
-
-    pub(crate) fn with_memory<T>(
-        &self,
-        uid: &str,
-        f: impl FnOnce(&mut lifecycle::run_memory::Memory) -> T,
-    ) -> T {
-        match self.memory.lock() {
-            Ok(mut m) => f(m.entry(uid.to_owned()).or_default()),
-            Err(_) => f(&mut lifecycle::run_memory::Memory::default()),
-        }
-    }
 }
 
 /// The children of a deployment, with existing volume claims kept (they cannot change).

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 use streamjoin_api::StreamJoinJob;
 
-use super::{CONFIG_KEY, JobRef, config_map_name, owned_meta, stamp};
+use super::meta::{CONFIG_KEY, JobRef, config_map_name, owned_meta, stamp};
 use crate::error::{Error, Result};
 
 /// The manifest as the runtime sees it: apiVersion, kind, name, namespace and spec;

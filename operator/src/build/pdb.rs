@@ -5,7 +5,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{JobRef, owned_meta, pdb_name, selector_labels, stamp};
+use super::meta::{JobRef, owned_meta, pdb_name, selector_labels, stamp};
 use crate::error::Result;
 
 pub fn build(job: &JobRef<'_>) -> Result<PodDisruptionBudget> {

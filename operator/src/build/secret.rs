@@ -8,7 +8,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
 
-use super::{JobRef, admin_secret_name, owned_meta};
+use super::meta::{JobRef, admin_secret_name, owned_meta};
 use crate::build::statefulset::ADMIN_TOKEN_KEY;
 
 /// A fresh random token: 32 bytes from the OS-seeded generator, hex.

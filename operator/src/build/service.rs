@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{
+use super::meta::{
     ADMIN_PORT, ADMIN_PORT_NAME, JobRef, owned_meta, selector_labels, service_name, stamp,
 };
 use crate::error::Result;

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use streamjoin_api::{ImagePullPolicy, JobState, SecretKeyRef};
 
-use super::{
+use super::meta::{
     ADMIN_PORT, ADMIN_PORT_NAME, CONFIG_DIR, CONFIG_HASH, CONFIG_KEY, DATA_DIR, DATA_VOLUME,
     JobRef, common_labels, config_map_name, owned_meta, selector_labels, service_name, stamp,
     stateful_set_name,
@@ -310,7 +310,7 @@ fn volumes(job: &JobRef<'_>) -> Vec<Volume> {
         Volume {
             name: "admin-token".to_owned(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(super::admin_secret_name(job.name)),
+                secret_name: Some(super::meta::admin_secret_name(job.name)),
                 default_mode: Some(0o440),
                 ..SecretVolumeSource::default()
             }),

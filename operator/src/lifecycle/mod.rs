@@ -5,6 +5,7 @@
 pub mod autoscaler;
 pub mod classify;
 pub mod machine;
+pub mod memory;
 pub mod retention;
 mod run;
 
@@ -12,5 +13,5 @@ pub use run::{LifecycleOutcome, run};
 
 /// Per-job in-memory state of the lifecycle.
 pub mod run_memory {
-    pub use super::run::Memory;
+    pub use super::memory::Memory;
 }

@@ -4,8 +4,6 @@
 //! advances, retention). Building and applying the children from the record is
 //! left to the reconcile pipeline.
 
-use std::collections::VecDeque;
-
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
@@ -20,9 +18,9 @@ use super::machine::{self, Action, Facts, Lifecycle, Note};
 use super::retention;
 use crate::admin::{PodAddr, RuntimeStatus, SavepointInfo, SavepointState};
 use crate::build::{self, JobRef, secret};
+use crate::context::Context;
 use crate::error::{Error, ObjectName, Result};
 use crate::observe::ObservedChildren;
-use crate::reconcile::Context;
 use crate::status::pod_problem;
 
 /// What the rest of the reconcile needs from the lifecycle.
@@ -43,14 +41,6 @@ pub struct LifecycleOutcome {
     pub inputs_inactive: Option<(bool, String)>,
     /// Whether the flow is waiting on something that will not trigger a watch event.
     pub busy: bool,
-}
-
-/// Per-job memory that need not survive a restart (the autoscaler's samples).
-#[derive(Clone, Debug, Default)]
-pub struct Memory {
-    pub samples: VecDeque<Sample>,
-    /// Checkpoint-volume Warnings already given (one per claim and situation).
-    pub volume_warnings: crate::volume::expand::Warned,
 }
 
 fn ms_to_ts(ms: i64) -> Option<Timestamp> {

@@ -9,8 +9,6 @@
 //! memory; a restarted operator says it once more). Failing API calls become Warning
 //! Events naming the step and the claim: they never stop the reconcile.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
@@ -20,17 +18,15 @@ use streamjoin_api::AutoExpandSpec;
 use super::decide::{self, Claim, Decision, Expandable};
 use crate::admin::{CheckpointVolume, RuntimeStatus};
 use crate::build::{self, DATA_VOLUME, JobRef, MANAGER};
+use crate::context::Context;
 use crate::error::ObjectName;
 use crate::lifecycle::machine::Note;
-use crate::reconcile::Context;
+use crate::lifecycle::memory::Warned;
 
 /// The claim of pod `ordinal` made from the StatefulSet's volume claim template.
 pub fn claim_name(job: &str, ordinal: i32) -> String {
     format!("{DATA_VOLUME}-{}-{ordinal}", build::stateful_set_name(job))
 }
-
-/// Warnings already given, by claim name: the situation they were about.
-pub type Warned = BTreeMap<String, String>;
 
 fn claim_facts(pvc: &PersistentVolumeClaim, expandable: Expandable) -> Claim {
     let requested = pvc

@@ -1,0 +1,122 @@
+//! What every reconcile of one watch scope shares: the client and caches, the
+//! Event recorder, metrics, the clock, the runtime admin API, and the small
+//! per-job memories (built children, admin tokens, the lifecycle's [`Memory`]).
+//! Its own file so that the reconcile pipeline and the steps it calls (the
+//! lifecycle, volume expansion) all depend on it, and it on none of them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
+use crate::build;
+use crate::lifecycle::machine::Timing;
+use crate::lifecycle::memory::Memory;
+use crate::lifecycle::retention::{FsSavepointStore, SavepointStore};
+use crate::metrics::Metrics;
+use crate::observe::Stores;
+
+/// How often a job is looked at again without any change (drift, status refresh).
+#[derive(Clone, Copy, Debug)]
+pub struct Requeue {
+    pub settled: Duration,
+    pub unsettled: Duration,
+}
+
+impl Default for Requeue {
+    fn default() -> Self {
+        Self {
+            settled: Duration::from_secs(300),
+            unsettled: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The wall clock, replaceable in tests (a test clock that moves only when told).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Shared by every reconcile of one watch scope.
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub requeue: Requeue,
+    /// The clock, replaceable in tests.
+    pub now: Clock,
+    /// Malformed objects already reported, by uid → resourceVersion: reported once each.
+    pub(crate) malformed_seen: Mutex<HashMap<String, String>>,
+    /// Applied hashes of the children last built for each job (by uid), with the
+    /// generation they were built from: when the observed children carry exactly these,
+    /// nothing needs building, and a reconcile costs a cache lookup.
+    pub(crate) built: Mutex<HashMap<String, Built>>,
+    /// The runtime admin API.
+    pub admin: Arc<dyn RuntimeAdmin>,
+    /// Deletes expired savepoints.
+    pub savepoint_store: Arc<dyn SavepointStore>,
+    /// Time limits of the lifecycle flows.
+    pub timing: Timing,
+    /// Admin tokens by job uid (read from or written to the job's Secret once).
+    pub(crate) tokens: Mutex<HashMap<String, String>>,
+    /// Per-job memory that need not survive a restart (autoscaler samples).
+    pub(crate) memory: Mutex<HashMap<String, Memory>>,
+}
+
+/// The children last built for a job (see [`Context`]'s memo).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Built {
+    /// The generation and the deployment (spec + restore point) the children were built from.
+    pub(crate) key: String,
+    pub(crate) hashes: [String; 4],
+    pub(crate) not_applied: Option<String>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: build::MANAGER.to_owned(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            requeue: Requeue::default(),
+            now: Arc::new(Timestamp::now),
+            malformed_seen: Mutex::new(HashMap::new()),
+            built: Mutex::new(HashMap::new()),
+            admin: Arc::new(HttpAdmin::new(dns_resolver())),
+            savepoint_store: Arc::new(FsSavepointStore),
+            timing: Timing::default(),
+            tokens: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn token(&self, uid: &str) -> Option<String> {
+        self.tokens.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(crate) fn remember_token(&self, uid: &str, token: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(uid.to_owned(), token.to_owned());
+        }
+    }
+
+    pub(crate) fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut Memory) -> T) -> T {
+        match self.memory.lock() {
+            Ok(mut m) => f(m.entry(uid.to_owned()).or_default()),
+            Err(_) => f(&mut Memory::default()),
+        }
+    }
+}
