@@ -2,4 +2,8 @@
 //! and the wiring of sources, engine, sinks, checkpoints and admin API.
 
 pub mod assignment;
+pub mod connect;
+pub mod error;
+pub mod monitor;
+pub mod recovery;
 pub mod run;

@@ -148,9 +148,18 @@ fn intervals(samples: &[Sample]) -> Vec<Interval> {
 
 /// The whole HTML document.
 pub fn render(r: &Report) -> String {
-    let s = r.summary;
-    let title = format!("streamjoin {} report", r.verb);
     let mut out = String::with_capacity(64 * 1024);
+    render_head(&mut out, r);
+    render_summary(&mut out, r.summary);
+    render_plots(&mut out, r, &plots(r));
+    render_samples(&mut out, r.samples);
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// The document's head, title and the line saying what it describes.
+fn render_head(out: &mut String, r: &Report) {
+    let title = format!("streamjoin {} report", r.verb);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -166,7 +175,10 @@ pub fn render(r: &Report) -> String {
         esc(&humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
         r.samples.len()
     );
+}
 
+/// The table of summary numbers.
+fn render_summary(out: &mut String, s: &Summary) {
     out.push_str("<section class=\"summary\">\n<table>\n");
     let mut row = |name: &str, value: String| {
         let _ = writeln!(
@@ -215,9 +227,13 @@ pub fn render(r: &Report) -> String {
         );
     }
     out.push_str("</table>\n</section>\n");
+}
 
+/// The four plots: watermark, live entries, inserted vs evicted, throughput.
+fn plots<'a>(r: &'a Report) -> [Plot<'a>; 4] {
+    let s = r.summary;
     let iv = intervals(r.samples);
-    let plots = [
+    [
         Plot {
             title: "Watermark progression",
             y_label: "job watermark (event time, UTC)",
@@ -288,14 +304,19 @@ pub fn render(r: &Report) -> String {
                 },
             ],
         },
-    ];
+    ]
+}
+
+/// The plots on one time axis (the run's elapsed seconds), and a note on
+/// how to read them.
+fn render_plots(out: &mut String, r: &Report, plots: &[Plot]) {
     let x_max = r
         .samples
         .iter()
         .map(|x| x.elapsed_seconds)
         .fold(0.0, f64::max);
     out.push_str("<section class=\"plots\">\n");
-    for p in &plots {
+    for p in plots {
         let _ = writeln!(
             out,
             "<figure>\n<figcaption>{}</figcaption>\n{}</figure>",
@@ -311,13 +332,16 @@ pub fn render(r: &Report) -> String {
          entry still open is evicted at once and the watermark becomes +∞, which is not \
          plotted.</p>\n",
     );
+}
 
+/// Every sample, in a table folded away.
+fn render_samples(out: &mut String, samples: &[Sample]) {
     out.push_str(
         "<details>\n<summary>All samples</summary>\n<table class=\"samples\">\n<tr><th>elapsed (s)</th>\
          <th>records read</th><th>job watermark</th><th>live entries</th>\
          <th>inserted (total)</th><th>evicted (total)</th></tr>\n",
     );
-    for x in r.samples {
+    for x in samples {
         let _ = writeln!(
             out,
             "<tr><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -329,8 +353,7 @@ pub fn render(r: &Report) -> String {
             x.entries_evicted
         );
     }
-    out.push_str("</table>\n</details>\n</body>\n</html>\n");
-    out
+    out.push_str("</table>\n</details>\n");
 }
 
 const STYLE: &str = "\
@@ -403,8 +426,29 @@ impl Plot<'_> {
             esc(self.title),
             esc(self.title)
         );
-        let (x0, x1) = (LEFT, W - RIGHT);
-        let (y0, y1) = (H - BOTTOM, TOP);
+        let f = self.frame(x_max);
+        self.draw_axes(&mut o, &f);
+        self.draw_legend(&mut o);
+        if self.series.iter().all(|s| s.points.is_empty()) {
+            let (x0, x1) = (LEFT, W - RIGHT);
+            let (y0, y1) = (H - BOTTOM, TOP);
+            let _ = writeln!(
+                o,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no samples</text>",
+                (x0 + x1) / 2.0,
+                (y0 + y1) / 2.0
+            );
+        }
+        for s in &self.series {
+            draw_series(&mut o, s, &f);
+        }
+        o.push_str("</svg>\n");
+        o
+    }
+
+    /// The scales: elapsed seconds across, the plot's values up, a count axis
+    /// cut when a few peaks would flatten everything else.
+    fn frame(&self, x_max: f64) -> Frame {
         let xs = Ticks::numeric(0.0, x_max.max(1e-3));
         let ys: Vec<f64> = self
             .series
@@ -437,29 +481,33 @@ impl Plot<'_> {
                 ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             ),
         };
-        let px = |x: f64| x0 + (x - xs.lo) / (xs.hi - xs.lo) * (x1 - x0);
-        let py = |y: f64| y0 - (y.min(yt.hi) - yt.lo) / (yt.hi - yt.lo) * (y0 - y1);
+        Frame { xs, yt, cut }
+    }
 
+    /// Grid, tick labels, axes and their labels.
+    fn draw_axes(&self, o: &mut String, f: &Frame) {
+        let (x0, x1) = (LEFT, W - RIGHT);
+        let (y0, y1) = (H - BOTTOM, TOP);
         // Grid and tick labels.
-        for &t in &yt.at {
-            let y = py(t);
+        for &t in &f.yt.at {
+            let y = f.py(t);
             let _ = writeln!(
                 o,
                 "<line x1=\"{x0}\" x2=\"{x1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e5e7eb\"/>\
                  <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
                 x0 - 6.0,
                 y + 4.0,
-                esc(&yt.label(t))
+                esc(&f.yt.label(t))
             );
         }
-        for &t in &xs.at {
-            let x = px(t);
+        for &t in &f.xs.at {
+            let x = f.px(t);
             let _ = writeln!(
                 o,
                 "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y1}\" y2=\"{y0}\" stroke=\"#f1f2f4\"/>\
                  <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
                 y0 + 15.0,
-                esc(&xs.label(t))
+                esc(&f.xs.label(t))
             );
         }
         let _ = writeln!(
@@ -470,14 +518,17 @@ impl Plot<'_> {
             (x0 + x1) / 2.0,
             H - 6.0,
             esc(self.y_label),
-            if cut.is_some() {
+            if f.cut.is_some() {
                 " · axis cut, peaks labelled"
             } else {
                 ""
             }
         );
+    }
 
-        // Legend, right-aligned in the top margin.
+    /// The legend, right-aligned in the top margin.
+    fn draw_legend(&self, o: &mut String) {
+        let x1 = W - RIGHT;
         let mut lx = x1;
         for s in self.series.iter().rev() {
             let w = 26.0 + 6.5 * s.name.chars().count() as f64;
@@ -497,73 +548,86 @@ impl Plot<'_> {
                 esc(s.name)
             );
         }
+    }
+}
 
-        if self.series.iter().all(|s| s.points.is_empty()) {
-            let _ = writeln!(
+/// The plot area's scales.
+struct Frame {
+    xs: Ticks,
+    yt: Ticks,
+    /// Where a count axis is cut, values above it drawn at the top edge.
+    cut: Option<f64>,
+}
+
+impl Frame {
+    fn px(&self, x: f64) -> f64 {
+        let (x0, x1) = (LEFT, W - RIGHT);
+        x0 + (x - self.xs.lo) / (self.xs.hi - self.xs.lo) * (x1 - x0)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        let (y0, y1) = (H - BOTTOM, TOP);
+        y0 - (y.min(self.yt.hi) - self.yt.lo) / (self.yt.hi - self.yt.lo) * (y0 - y1)
+    }
+}
+
+/// One series: its line (with its values for tests and tools), the label of
+/// its highest value above a cut axis, and markers when it has few points.
+fn draw_series(o: &mut String, s: &Series, f: &Frame) {
+    let y1 = TOP;
+    let pts: Vec<String> = s
+        .points
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", f.px(x), f.py(y)))
+        .collect();
+    let values: Vec<String> = s
+        .points
+        .iter()
+        .map(|&(_, y)| trim(&format!("{y:.3}")))
+        .collect();
+    let _ = writeln!(
+        o,
+        "<polyline class=\"series\" data-series=\"{}\" data-values=\"{}\" points=\"{}\" \
+         fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{}>\
+         <title>{}</title></polyline>",
+        esc(s.name),
+        values.join(","),
+        pts.join(" "),
+        s.color,
+        if s.dashed {
+            " stroke-dasharray=\"5 4\""
+        } else {
+            ""
+        },
+        esc(s.name)
+    );
+    // Values above a cut axis: the highest one's value at the top edge.
+    if let Some(&(x, y)) = s
+        .points
+        .iter()
+        .filter(|p| p.1 > f.yt.hi)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        let _ = writeln!(
+            o,
+            "<text class=\"peak\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:{}\">↑ {}</text>",
+            f.px(x) - 4.0,
+            y1 + 10.0,
+            s.color,
+            si(y)
+        );
+    }
+    if !s.dashed && s.points.len() <= MARKERS_UP_TO {
+        for &(x, y) in &s.points {
+            let _ = write!(
                 o,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no samples</text>",
-                (x0 + x1) / 2.0,
-                (y0 + y1) / 2.0
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/>",
+                f.px(x),
+                f.py(y),
+                s.color
             );
         }
-        for s in &self.series {
-            let pts: Vec<String> = s
-                .points
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let values: Vec<String> = s
-                .points
-                .iter()
-                .map(|&(_, y)| trim(&format!("{y:.3}")))
-                .collect();
-            let _ = writeln!(
-                o,
-                "<polyline class=\"series\" data-series=\"{}\" data-values=\"{}\" points=\"{}\" \
-                 fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{}>\
-                 <title>{}</title></polyline>",
-                esc(s.name),
-                values.join(","),
-                pts.join(" "),
-                s.color,
-                if s.dashed {
-                    " stroke-dasharray=\"5 4\""
-                } else {
-                    ""
-                },
-                esc(s.name)
-            );
-            // Values above a cut axis: the highest one's value at the top edge.
-            if let Some(&(x, y)) = s
-                .points
-                .iter()
-                .filter(|p| p.1 > yt.hi)
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-            {
-                let _ = writeln!(
-                    o,
-                    "<text class=\"peak\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:{}\">↑ {}</text>",
-                    px(x) - 4.0,
-                    y1 + 10.0,
-                    s.color,
-                    si(y)
-                );
-            }
-            if !s.dashed && s.points.len() <= MARKERS_UP_TO {
-                for &(x, y) in &s.points {
-                    let _ = write!(
-                        o,
-                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/>",
-                        px(x),
-                        py(y),
-                        s.color
-                    );
-                }
-                o.push('\n');
-            }
-        }
-        o.push_str("</svg>\n");
-        o
+        o.push('\n');
     }
 }
 
