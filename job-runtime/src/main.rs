@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use streamjoin_runtime::config::EngineConfig;
 use streamjoin_runtime::control::admin::AdminServer;
 use streamjoin_runtime::control::metrics::Metrics;
-use streamjoin_runtime::tools::{demo, replay};
+use streamjoin_runtime::tools::{dataset, demo, replay};
 
 // The join allocates small, short-lived objects at a high rate on every worker thread.
 #[global_allocator]
@@ -107,6 +107,9 @@ enum Command {
         #[arg(long)]
         admin_addr: Option<String>,
     },
+    /// Writes a data set directory (manifest.json, impressions-<p>.jsonl, plays-<p>.jsonl)
+    /// with the built-in generator, for `replay` and `streamjoin-reference`.
+    Generate(dataset::GenerateArgs),
     /// Generates data with the built-in generator, joins it and prints a summary.
     Demo {
         /// Records to generate.
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .display()
             );
         }
+        Command::Generate(args) => dataset::generate(&args)?,
         Command::Demo {
             events,
             partitions,

@@ -160,6 +160,17 @@ impl PartGen {
         }
     }
 
+    /// A key no session uses (profile beyond `profiles`) that hashes to this partition.
+    fn late_key(&mut self) -> (i64, i64) {
+        loop {
+            self.next_late_profile += 1;
+            let key = (self.next_late_profile, 1);
+            if partition_of(key.0, key.1, self.spec.partitions) == self.p {
+                return key;
+            }
+        }
+    }
+
     fn impression(&mut self, time: i64, key: (i64, i64), device: &'static str) -> Vec<u8> {
         let id = self.event_id();
         let row = self
@@ -281,10 +292,9 @@ impl PartGen {
                 self.queues[which].push_back(bytes[..cut].to_vec());
                 self.produced += 1;
             } else if r < self.spec.dup_rate + self.spec.malformed_rate + self.spec.late_rate {
-                // Far behind the watermark, with a key of its own.
+                // Far behind the watermark, with a key of its own on this partition.
                 let late_t = arrival - self.spec.window_ms - self.rng.random_range(0..3_600_000);
-                self.next_late_profile += 1;
-                let key = (self.next_late_profile, 1);
+                let key = self.late_key();
                 let rec = self.impression(late_t, key, "web");
                 self.queues[0].push_back(rec);
                 self.produced += 1;
@@ -393,11 +403,7 @@ mod tests {
                 while let Ok(Next::Record(r)) = src.next() {
                     total += 1;
                     match parsers[i].parse(r.payload) {
-                        Ok(e) => {
-                            if e.key.profile <= spec.profiles {
-                                assert_eq!(partition_of(e.key.profile, e.key.title, 2), p);
-                            }
-                        }
+                        Ok(e) => assert_eq!(partition_of(e.key.profile, e.key.title, 2), p),
                         Err(_) => malformed += 1,
                     }
                 }

@@ -1,6 +1,8 @@
 //! Local tools: bounded replay of a directory, the demo, the built-in data
-//! generator and the HTML report of a local run.
+//! generator, the data sets it writes (`generate`) and the HTML report of a
+//! local run.
 
+pub mod dataset;
 pub mod demo;
 pub mod generator;
 pub mod replay;
