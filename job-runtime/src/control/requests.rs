@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
-use crate::durability::checkpoint::CheckpointManifest;
+use crate::durability::savepoint::StagedShard;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,13 +33,6 @@ pub struct SavepointInfo {
     pub requested_ms: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
-}
-
-/// One shard's part of a savepoint, written locally by its worker.
-#[derive(Debug, Clone)]
-pub struct StagedShard {
-    pub dir: PathBuf,
-    pub manifest: CheckpointManifest,
 }
 
 /// A savepoint the workers are taking.

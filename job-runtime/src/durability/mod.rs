@@ -1,8 +1,8 @@
-//! Durability: shard checkpoints and their asynchronous snapshots, savepoints,
-//! where state is restored from at start, and the exactly-once protocol.
+//! Durability: the checkpoint format and how checkpoints become visible and are
+//! found again, savepoints, where state is restored from at start, and the
+//! exactly-once protocol's decisions.
 
 pub mod checkpoint;
 pub mod exactly_once;
 pub mod restore;
 pub mod savepoint;
-pub mod snapshot;

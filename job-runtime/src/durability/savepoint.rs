@@ -17,10 +17,16 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::control::requests::StagedShard;
 use crate::durability::checkpoint::{self, CheckpointManifest, InputState};
 
 pub const FORMAT_VERSION: u32 = 1;
+
+/// One shard's part of a savepoint, written locally by its worker.
+#[derive(Debug, Clone)]
+pub struct StagedShard {
+    pub dir: PathBuf,
+    pub manifest: CheckpointManifest,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavepointError {

@@ -8,4 +8,5 @@ pub mod error;
 pub mod record;
 pub mod runner;
 pub mod shard;
+pub mod snapshot;
 pub mod worker;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::config::EngineConfig;
-use crate::control::requests::{Control, LastCheckpoint, SavepointRun, StagedShard};
+use crate::control::requests::{Control, LastCheckpoint, SavepointRun};
+use crate::durability::savepoint::StagedShard;
 use crate::engine::error::ShardError;
 use crate::engine::shard::{Shard, Turn};
 use crate::time::watermark::{Clock, ForceAdvance, MAX_WM, MIN_WM, WatermarkBoard};
