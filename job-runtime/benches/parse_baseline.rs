@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use streamjoin_runtime::config::FieldNames;
-use streamjoin_runtime::engine::record::{Input, RecordParser};
 use streamjoin_runtime::io::source::{FileSource, Next, PartitionSource};
+use streamjoin_runtime::model::record::{Input, RecordParser};
 use streamjoin_runtime::tools::replay::count_partitions;
 use streamjoin_runtime::tools::summary::peak_rss_bytes;
 

@@ -8,6 +8,7 @@ pub mod durability;
 pub mod engine;
 pub mod io;
 pub mod job;
+pub mod model;
 pub mod state;
 pub mod time;
 pub mod tools;

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use streamjoin_runtime::config::EngineConfig;
-use streamjoin_runtime::engine::counters::ShardCounters;
 use streamjoin_runtime::engine::runner::{Engine, EngineOptions, ShardIo};
 use streamjoin_runtime::engine::shard::ShardSinks;
 use streamjoin_runtime::engine::worker::Progress;
 use streamjoin_runtime::io::sink::MemorySink;
 use streamjoin_runtime::io::source::FeedHandle;
+use streamjoin_runtime::model::counters::ShardCounters;
 use streamjoin_runtime::time::watermark::ManualClock;
 
 pub const T0: i64 = 1_700_000_000_000;

@@ -6,7 +6,7 @@ use prometheus::{
     Opts, Registry,
 };
 
-use crate::engine::record::{Input, Malformed};
+use crate::model::record::{Input, Malformed};
 
 /// All runtime metrics, registered in one registry.
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::counters::ShardCounters;
+use crate::model::counters::ShardCounters;
 use crate::state::pending::PendingState;
 
 pub const FORMAT_VERSION: u32 = 1;

@@ -342,7 +342,7 @@ pub async fn locate_shard(
 mod tests {
     use super::*;
     use crate::durability::checkpoint::{DB_DIR, PENDING};
-    use crate::engine::counters::ShardCounters;
+    use crate::model::counters::ShardCounters;
     use crate::state::pending::PendingState;
 
     fn staged(root: &Path, shard: u32) -> StagedShard {

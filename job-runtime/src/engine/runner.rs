@@ -11,11 +11,11 @@ use crate::config::EngineConfig;
 use crate::control::metrics::Metrics;
 use crate::control::requests::Control;
 use crate::durability::checkpoint::{self, CheckpointManifest};
-use crate::engine::counters::ShardCounters;
 use crate::engine::error::ShardError;
 use crate::engine::shard::{Shard, ShardSinks, TitleStats};
 use crate::engine::worker::{CheckpointPlan, Progress, Worker};
 use crate::io::source::PartitionSource;
+use crate::model::counters::ShardCounters;
 use crate::state::store::{ShardStore, StateEnv, StateError};
 use crate::time::watermark::{Clock, MAX_WM, MIN_WM, SystemClock, WatermarkBoard};
 

@@ -10,13 +10,13 @@ use crate::control::metrics::ShardMetrics;
 use crate::durability::checkpoint::{
     self, CheckpointError, CheckpointManifest, FORMAT_VERSION, InputState, PENDING,
 };
-use crate::engine::counters::ShardCounters;
-use crate::engine::entry::{Entry, OutputNames};
 use crate::engine::error::ShardError;
-use crate::engine::record::{DEVICES, Event, Input, Key, Malformed, RecordParser};
 use crate::engine::snapshot::{InFlight, Snapshot, Written};
 use crate::io::sink::{EntrySink, SideKind, SideRecord, SideSink, SinkError};
 use crate::io::source::{Next, PartitionSource};
+use crate::model::counters::ShardCounters;
+use crate::model::entry::{Entry, OutputNames};
+use crate::model::record::{DEVICES, Event, Input, Key, Malformed, RecordParser};
 use crate::state::pending::{Pending, PendingBuffer};
 use crate::state::store::{Applied, ShardStore};
 use crate::time::watermark::{MAX_WM, WatermarkBoard};

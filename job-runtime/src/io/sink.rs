@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::engine::record::{Input, Key};
+use crate::model::record::{Input, Key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

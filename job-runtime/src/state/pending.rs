@@ -9,7 +9,7 @@ use std::collections::BinaryHeap;
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::record::{Event, from_order_bytes, order_bytes};
+use crate::model::record::{Event, from_order_bytes, order_bytes};
 use crate::state::store::{CF_PENDING, ShardDb, StateError};
 
 /// Reorder-buffer bookkeeping; the events themselves are in `pending.bin` and,

@@ -25,8 +25,8 @@ use rocksdb::{
 };
 use std::collections::HashMap;
 
-use crate::engine::entry::{Entry, Seen};
-use crate::engine::record::{Event, Key, from_order_bytes, order_bytes};
+use crate::model::entry::{Entry, Seen};
+use crate::model::record::{Event, Key, from_order_bytes, order_bytes};
 use crate::state::timers::{Timer, TimerQueue};
 
 pub const CF_ENTRIES: &str = "entries";
@@ -804,7 +804,7 @@ impl ShardStore {
 mod tests {
     use super::*;
     use crate::config::FieldNames;
-    use crate::engine::record::{Input, RecordParser};
+    use crate::model::record::{Input, RecordParser};
 
     const W: i64 = 4 * 3_600_000;
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::engine::record::Key;
+use crate::model::record::Key;
 
 pub type Timer = (i64, Key);
 

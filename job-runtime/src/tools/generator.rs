@@ -12,8 +12,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::engine::record::DEVICES;
 use crate::io::source::{Next, PartitionSource, RecordRef, SourceError};
+use crate::model::record::DEVICES;
 
 /// FNV-1a 64 of `"<profile_id>:<title_id>"`, mod `partitions` (the reference layout).
 pub fn partition_of(profile: i64, title: i64, partitions: u32) -> u32 {
@@ -371,7 +371,7 @@ impl PartitionSource for GenSource {
 mod tests {
     use super::*;
     use crate::config::FieldNames;
-    use crate::engine::record::{Input, RecordParser};
+    use crate::model::record::{Input, RecordParser};
 
     #[test]
     fn fnv_partitioning_matches_the_reference_layout() {

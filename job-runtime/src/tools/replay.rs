@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::EngineConfig;
 use crate::control::metrics::Metrics;
-use crate::engine::record::Input;
 use crate::engine::runner::{Engine, EngineError, EngineOptions, ShardIo};
 use crate::engine::shard::ShardSinks;
 use crate::io::sink::{FileEntrySink, SharedFile, SinkError};
 use crate::io::source::{FileSource, PartitionSource, SourceError};
+use crate::model::record::Input;
 use crate::tools::report::{self, Recorder, Report, ReportError};
 use crate::tools::summary::Summary;
 

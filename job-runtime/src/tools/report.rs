@@ -784,7 +784,7 @@ pub fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::counters::ShardCounters;
+    use crate::model::counters::ShardCounters;
 
     const T: i64 = 1_700_000_000_000;
 

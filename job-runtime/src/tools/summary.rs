@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::counters::ShardCounters;
-use crate::engine::record::{Input, Malformed};
+use crate::model::counters::ShardCounters;
+use crate::model::record::{Input, Malformed};
 
 /// The counters written to `_summary.json`; the first names are the oracle's.
 #[derive(Debug, Clone, Serialize)]

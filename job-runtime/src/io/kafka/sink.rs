@@ -8,10 +8,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use crate::engine::record::Key;
 use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::topic::TopicHandle;
 use crate::io::sink::{EntrySink, SideKind, SideRecord, SideSink, SinkError};
+use crate::model::record::Key;
 
 fn sink_err(topic: &str, e: impl std::fmt::Display) -> SinkError {
     SinkError::Other {

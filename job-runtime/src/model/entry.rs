@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::engine::record::{DEVICES, Event, Input, Key};
+use crate::model::record::{DEVICES, Event, Input, Key};
 
 /// Up to this many ids an entry scans a small inline list; beyond it, a hash map,
 /// so a hot key with 100,000 events stays O(1) per event.
@@ -376,7 +376,7 @@ struct EntryV1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::record::EventId;
+    use crate::model::record::EventId;
 
     fn ev(input: Input, time: i64, id: &str, device: u8) -> Event {
         Event {
