@@ -2,12 +2,17 @@
 //! autoscaler's decision and savepoint retention — all pure — and [`run`], which
 //! carries the decisions out against the API and the runtime admin API.
 
+mod act;
 pub mod autoscaler;
 pub mod classify;
 pub mod machine;
 pub mod memory;
+mod observe;
+mod pods;
 pub mod retention;
 mod run;
+mod scaling;
+mod summary;
 
 pub use run::{LifecycleOutcome, run};
 
