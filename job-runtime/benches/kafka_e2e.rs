@@ -139,8 +139,15 @@ fn run_runtime(bootstrap: &str, total: u64) -> EndToEnd {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let addr_file = dir.path().join("admin-addr");
-    let log =
-        std::fs::File::create(dir.path().join("runtime.log")).unwrap_or_else(|e| panic!("{e}"));
+    // STREAMJOIN_BENCH_LOGS=DIR keeps each run's log there (start-up analysis).
+    let log_path = match std::env::var_os("STREAMJOIN_BENCH_LOGS") {
+        Some(keep) => {
+            let n = std::fs::read_dir(&keep).map_or(0, Iterator::count);
+            std::path::PathBuf::from(keep).join(format!("runtime-{n}.log"))
+        }
+        None => dir.path().join("runtime.log"),
+    };
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamjoin-runtime"))
         .args(["run", "--job"])
