@@ -1,7 +1,7 @@
 //! The runtime against Apache Kafka (a broker of its own per test, see
-//! `broker/`): data sets of the reference generator loaded into topics, runtime
+//! `broker/`): data sets of the built-in generator loaded into topics, runtime
 //! processes started as a pod would start them, the output topic read back and
-//! compared with the oracle.
+//! compared with the reference implementation (`streamjoin-reference`).
 
 mod broker;
 mod data;
@@ -12,17 +12,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use broker::Broker;
-use data::{bench_dir, dataset, oracle_compare};
-
-fn expected_entries(data: &Path) -> usize {
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("manifest.json")).expect("manifest"),
-    )
-    .expect("manifest json");
-    m["counts"]["expected_entries"]
-        .as_u64()
-        .expect("expected_entries") as usize
-}
+use data::{dataset, expected_entries, oracle_compare};
 
 struct Job {
     manifest: PathBuf,
@@ -201,8 +191,8 @@ fn assert_matches_at_least_once(data: &Path, records: &[Vec<u8>]) {
 }
 
 #[test]
-fn two_processes_match_the_oracle() {
-    // STREAMJOIN_KAFKA_SMALL=1 runs the full `small` data set of WORKLOAD.md instead.
+fn two_processes_match_the_reference() {
+    // STREAMJOIN_KAFKA_SMALL=1 runs a `small`-sized data set (1M records) instead.
     let data = if std::env::var_os("STREAMJOIN_KAFKA_SMALL").is_some() {
         dataset(1_000_000, 4, 1)
     } else {
@@ -678,7 +668,7 @@ fn stop_with_savepoint(pods: Vec<(Pod, Admin)>, id: &str) -> String {
 
 fn assert_exact(data: &Path, records: &[Vec<u8>]) {
     let report = oracle_compare(data, records, &["--strict"]);
-    eprintln!("oracle, {} records read back:\n{report}", records.len());
+    eprintln!("reference, {} records read back:\n{report}", records.len());
     for zero in [
         " 0 missing",
         " 0 unexpected",
@@ -833,7 +823,7 @@ fn admin_api_reports_status_and_requires_the_token_for_changes() {
 }
 
 /// Splits every input file of a data set at its middle: the first halves, and
-/// the second halves with the data set's parameters (for the oracle).
+/// the second halves with the data set's parameters (for the reference).
 fn split_dataset(data: &Path, partitions: u32) -> (tempfile::TempDir, tempfile::TempDir) {
     let first = tempfile::tempdir().expect("first half");
     let second = tempfile::tempdir().expect("second half");
@@ -867,31 +857,6 @@ fn split_dataset(data: &Path, partitions: u32) -> (tempfile::TempDir, tempfile::
         std::fs::write(dir.path().join("manifest.json"), params.to_string()).expect("manifest");
     }
     (first, second)
-}
-
-/// The oracle's entry count for a directory without counts in its manifest.
-fn oracle_entry_count(dir: &Path) -> usize {
-    let out = dir.join("expected.jsonl");
-    let res = Command::new("python3")
-        .arg(bench_dir().join("oracle.py"))
-        .args(["expected", "--in"])
-        .arg(dir)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("oracle runs");
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
-    let n = std::fs::read(&out)
-        .expect("expected entries")
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count();
-    std::fs::remove_file(&out).expect("rm");
-    n
 }
 
 /// Checkpoints lost, `onMissingCheckpoint: timestamp`: the runtime reads from
@@ -962,7 +927,7 @@ fn recovery_by_timestamp(path: RecoveryPath) {
             &["--timestamp-recovery".to_owned(), "filter".to_owned()],
         ),
     };
-    let expected = oracle_entry_count(second.path());
+    let expected = expected_entries(second.path());
     let records = broker.consume_until(
         "entries-after",
         2,
@@ -1011,8 +976,8 @@ fn lost_checkpoints_recover_by_timestamp_filtering_out_earlier_records() {
     recovery_by_timestamp(RecoveryPath::Filter);
 }
 
-/// Exactly-once with Kafka transactions on the whole `small` data set of
-/// WORKLOAD.md: two processes, ten SIGKILLs at random moments while input is
+/// Exactly-once with Kafka transactions on a `small`-sized data set (1M
+/// records of the built-in generator): two processes, ten SIGKILLs at random moments while input is
 /// still arriving, the output read back with `read_committed`: nothing missing
 /// and nothing twice.
 #[test]

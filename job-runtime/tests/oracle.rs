@@ -1,25 +1,18 @@
-//! Replays of the reference generator's data compared with the reference
-//! oracle (`../shared/bench`): the streaming output must equal the batch truth,
+//! Replays of the built-in generator's data sets compared with the project's
+//! reference implementation (`streamjoin-reference`): the streaming output
+//! must equal the batch truth exactly (`--strict`), counters included,
 //! whatever the thread count, read batch size or state-cache pressure.
 
 use std::path::Path;
-use std::process::Command;
 
 mod data;
 
-use data::{bench_dir, dataset};
+use data::dataset;
+use streamjoin_reference::compare::{Options, compare_path};
+use streamjoin_reference::counters;
+use streamjoin_reference::dataset::{Dataset, Overrides};
 use streamjoin_runtime::config::EngineConfig;
 use streamjoin_runtime::tools::replay::{ReplayOptions, SUMMARY_FILE, replay};
-
-fn oracle(args: &[&str]) -> (bool, String) {
-    let out = Command::new("python3")
-        .arg(bench_dir().join("oracle.py"))
-        .args(args)
-        .output()
-        .expect("python3 runs the oracle");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.success(), text)
-}
 
 fn run_and_compare(input: &Path, cfg: EngineConfig, threads: usize) {
     let out = tempfile::tempdir().expect("tempdir");
@@ -40,41 +33,38 @@ fn run_and_compare(input: &Path, cfg: EngineConfig, threads: usize) {
         !out.path().join(".state").exists(),
         "state directory removed at the end"
     );
-    let (ok, text) = oracle(&[
-        "compare",
-        "--strict",
-        "--in",
-        input.to_str().expect("utf8 path"),
-        "--actual",
-        out.path().to_str().expect("utf8 path"),
-    ]);
-    let last = text.lines().last().unwrap_or_default().to_string();
-    assert!(ok, "oracle compare --strict failed:\n{text}");
+    let ds = Dataset::open(input, Overrides::default()).expect("data set");
+    let strict = Options {
+        strict: true,
+        at_least_once: false,
+    };
+    let report = compare_path(&ds, out.path(), strict).expect("reference compare");
+    let text = report.render();
+    assert!(report.ok(), "reference compare --strict failed:\n{text}");
     assert!(
-        last.contains(
+        report.summary_line().contains(
             " 0 missing, 0 unexpected, 0 differing, 0 duplicates, 0 tolerated, 0 late-accepted"
         ),
-        "{last}"
+        "{text}"
     );
     let summary_path = out.path().join(SUMMARY_FILE);
-    let (ok, text) = oracle(&[
-        "counts",
-        "--in",
-        input.to_str().expect("utf8 path"),
-        "--counters",
-        summary_path.to_str().expect("utf8 path"),
-    ]);
-    assert!(ok, "summary counters differ from the data set:\n{text}");
-    assert!(text.contains("0 differing"), "{text}");
+    let reported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).expect("summary")).expect("json");
+    let check = counters::check(&report.counts, &reported).expect("counters");
+    assert_eq!(
+        check.differing, 0,
+        "summary counters differ from the data set:\n{}",
+        check.text
+    );
 }
 
 #[test]
-fn replay_equals_the_oracle_exactly_with_one_thread() {
+fn replay_equals_the_reference_exactly_with_one_thread() {
     run_and_compare(&dataset(200_000, 4, 7), EngineConfig::default(), 1);
 }
 
 #[test]
-fn replay_equals_the_oracle_with_four_threads_and_small_batches() {
+fn replay_equals_the_reference_with_four_threads_and_small_batches() {
     let cfg = EngineConfig {
         read_batch: 64,
         ..EngineConfig::default()
@@ -83,7 +73,7 @@ fn replay_equals_the_oracle_with_four_threads_and_small_batches() {
 }
 
 #[test]
-fn replay_equals_the_oracle_with_two_threads_and_large_batches() {
+fn replay_equals_the_reference_with_two_threads_and_large_batches() {
     let cfg = EngineConfig {
         read_batch: 5_000,
         ..EngineConfig::default()
@@ -92,7 +82,7 @@ fn replay_equals_the_oracle_with_two_threads_and_large_batches() {
 }
 
 #[test]
-fn replay_equals_the_oracle_reading_one_record_per_turn() {
+fn replay_equals_the_reference_reading_one_record_per_turn() {
     let cfg = EngineConfig {
         read_batch: 1,
         ..EngineConfig::default()
@@ -101,7 +91,7 @@ fn replay_equals_the_oracle_reading_one_record_per_turn() {
 }
 
 #[test]
-fn replay_equals_the_oracle_when_state_spills_to_rocksdb() {
+fn replay_equals_the_reference_when_state_spills_to_rocksdb() {
     // A tiny entry cache and reorder budget force every RocksDB path.
     let cfg = EngineConfig {
         cache_entries: 64,
@@ -112,7 +102,7 @@ fn replay_equals_the_oracle_when_state_spills_to_rocksdb() {
 }
 
 #[test]
-fn replay_equals_the_oracle_with_every_entry_written_through() {
+fn replay_equals_the_reference_with_every_entry_written_through() {
     let cfg = EngineConfig {
         cache_entries: 0,
         ..EngineConfig::default()

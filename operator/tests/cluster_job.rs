@@ -1,7 +1,8 @@
 //! The example job on the local cluster, end to end: the operator run as the
 //! chart's ServiceAccount (`--pod-address ip`), the runtime pods run by a local
-//! kubelet, an Apache Kafka broker, input from the reference generator and the
-//! output compared with the oracle; then `kubectl delete sjj` and the garbage
+//! kubelet, an Apache Kafka broker, input from the runtime's built-in generator
+//! and the output compared with the reference implementation
+//! (`streamjoin-reference`); then `kubectl delete sjj` and the garbage
 //! collector removing every child.
 
 #[path = "../../job-runtime/tests/broker/mod.rs"]
@@ -31,7 +32,7 @@ use cluster::kubelet::NodeForTest;
 use cluster::operator::{OperatorOptions, OperatorProcess};
 use cluster::testbed::{Testbed, testbed};
 use cluster::wait::{poll, try_poll};
-use data::{dataset, oracle_compare};
+use data::{dataset, expected_entries, oracle_compare};
 
 const PARTITIONS: u32 = 4;
 const TOPICS: [&str; 5] = [
@@ -41,14 +42,6 @@ const TOPICS: [&str; 5] = [
     "impression-plays-dead-letter",
     "impression-plays-late",
 ];
-
-fn expected_entries(data: &Path) -> usize {
-    let text = std::fs::read_to_string(data.join("manifest.json")).expect("manifest.json");
-    let m: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
-    m["counts"]["expected_entries"]
-        .as_u64()
-        .expect("expected_entries") as usize
-}
 
 fn job_api(t: &Testbed) -> Api<StreamJoinJob> {
     Api::namespaced(t.client.clone(), &t.ns.name)
@@ -167,9 +160,9 @@ async fn assert_pods_run_the_runtime(t: &Testbed, node: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_oracle() {
+async fn example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_reference() {
     const TEST: &str =
-        "example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_oracle";
+        "example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_reference";
     let Some(t) = testbed(TEST).await else { return };
     let Some(broker) = Broker::start() else {
         return;
@@ -190,7 +183,7 @@ async fn example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_or
     .await;
     let mut ops = placed(&t.ns.name, &broker.bootstrap, Some(&node.name));
     // The replay ends at once: a short inactivity timeout then fires the last
-    // entries' timers (WORKLOAD.md), instead of the example's 15 minutes.
+    // entries' timers, instead of the example's 15 minutes.
     ops.push(
         json!({ "op": "replace", "path": "/spec/watermarks/inactivityTimeout", "value": "5s" }),
     );
