@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
@@ -293,111 +294,163 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
 
     // 1. validate
     let verdict = validate::validate(job);
-    let mut written = Vec::new();
-    let mut not_applied = None;
-    let uid = r.owner.uid.clone();
-
     // 2. lifecycle: decide which spec runs (write-ahead record), act on the runtime.
     let outcome = if verdict.is_ok() {
-        let hash_of = |spec: &streamjoin_api::StreamJoinJobSpec, restore: Option<&str>| {
-            let mut j = job.clone();
-            j.spec = spec.clone();
-            let mut jr = JobRef::new(&j).ok()?;
-            jr.restore_from = restore.map(str::to_owned);
-            let record = job.status.as_ref().and_then(|s| s.lifecycle.as_ref());
-            jr.restart_marker = record.and_then(|l| l.restart_marker.clone());
-            jr.ignore_checkpoints_before = record.and_then(|l| l.ignore_checkpoints_before.clone());
-            let (c, _) = desired_children(&jr, &observed).ok()?;
-            build::applied_hash(&c.stateful_set).map(str::to_owned)
-        };
-        Some(lifecycle::run(job, ctx, &r, &observed, now, &hash_of).await?)
+        Some(run_lifecycle(job, ctx, &r, &observed, now).await?)
     } else {
         None
     };
-
-    if let Some(o) = &outcome {
-        let mut deployed_job = job.clone();
-        deployed_job.spec = o.deployed.clone();
-        let mut dr = JobRef::new(&deployed_job)?;
-        dr.restore_from = o.restore_from.clone();
-        dr.restart_marker = o.restart_marker.clone();
-        dr.ignore_checkpoints_before = o.ignore_checkpoints_before.clone();
-        let key = format!(
-            "{}|{}|{}|{}|{}",
-            job.metadata.generation.unwrap_or_default(),
-            build::stable_hash(
-                serde_json::to_string(&o.deployed)
-                    .unwrap_or_default()
-                    .as_bytes()
-            ),
-            o.restore_from.as_deref().unwrap_or_default(),
-            o.restart_marker.as_deref().unwrap_or_default(),
-            o.ignore_checkpoints_before.as_deref().unwrap_or_default()
-        );
-        let memo = ctx
-            .built
-            .lock()
-            .ok()
-            .and_then(|b| b.get(&uid).filter(|m| m.key == key).cloned());
-        if let Some(m) = memo
-            .as_ref()
-            .filter(|m| observed_matches(&observed, m, &uid))
-        {
-            // Fast path: the children are exactly what this deployment builds.
-            not_applied = m.not_applied.clone();
-        } else {
-            // 3. build
-            let (desired, note) = desired_children(&dr, &observed)?;
-            not_applied = note;
-            // 4. apply
-            written = apply::apply_children(&ctx.client, &dr, &desired, &observed).await?;
-            for w in &written {
-                ctx.metrics.applied.with_label_values(&[w.kind]).inc();
-            }
-            if let Ok(mut built) = ctx.built.lock() {
-                built.insert(
-                    uid.clone(),
-                    Built {
-                        key,
-                        hashes: hashes(&desired),
-                        not_applied: not_applied.clone(),
-                    },
-                );
-            }
-        }
-    }
-    let deployed_replicas = match &outcome {
-        Some(o) if o.deployed.state == streamjoin_api::JobState::Suspended => 0,
-        Some(o) => o.deployed.parallelism,
-        None => statefulset::desired_replicas(&r),
+    // 3. build and 4. apply the deployment the lifecycle chose.
+    let applied = match &outcome {
+        Some(o) => build_and_apply(job, ctx, &r, &observed, o).await?,
+        None => Applied::default(),
     };
-
     // 5. status
     let invalid = verdict.as_ref().err().map(|v| validate::message(v));
-    let (lifecycle_degraded, lifecycle_progressing, extra) = outcome
+    let new = new_status(job, &r, &observed, invalid, outcome.as_ref(), &applied, now);
+    write_status(job, ctx, &r, outcome.as_ref(), &new).await?;
+    // 6. events
+    publish_apply_events(job, ctx, &applied, outcome.as_ref(), &new).await;
+    Ok(requeue_after(ctx, outcome.as_ref(), &new))
+}
+
+/// What building and applying the children did in this reconcile.
+#[derive(Default)]
+struct Applied {
+    /// The children written (none when they were already what the deployment builds).
+    written: Vec<ObjectName>,
+    /// Parts of the spec that could not be applied, with the reason.
+    not_applied: Option<String>,
+}
+
+/// Runs the lifecycle, telling it the applied hash of any deployment's StatefulSet.
+async fn run_lifecycle(
+    job: &StreamJoinJob,
+    ctx: &Context,
+    r: &JobRef<'_>,
+    observed: &ObservedChildren,
+    now: Timestamp,
+) -> Result<LifecycleOutcome> {
+    let hash_of = |spec: &streamjoin_api::StreamJoinJobSpec, restore: Option<&str>| {
+        let mut j = job.clone();
+        j.spec = spec.clone();
+        let mut jr = JobRef::new(&j).ok()?;
+        jr.restore_from = restore.map(str::to_owned);
+        let record = job.status.as_ref().and_then(|s| s.lifecycle.as_ref());
+        jr.restart_marker = record.and_then(|l| l.restart_marker.clone());
+        jr.ignore_checkpoints_before = record.and_then(|l| l.ignore_checkpoints_before.clone());
+        let (c, _) = desired_children(&jr, observed).ok()?;
+        build::applied_hash(&c.stateful_set).map(str::to_owned)
+    };
+    lifecycle::run(job, ctx, r, observed, now, &hash_of).await
+}
+
+/// What identifies a deployment for the built-children memo: the generation, the
+/// deployed spec, the restore point and the restart markers.
+fn deployment_key(job: &StreamJoinJob, o: &LifecycleOutcome) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        job.metadata.generation.unwrap_or_default(),
+        build::stable_hash(
+            serde_json::to_string(&o.deployed)
+                .unwrap_or_default()
+                .as_bytes()
+        ),
+        o.restore_from.as_deref().unwrap_or_default(),
+        o.restart_marker.as_deref().unwrap_or_default(),
+        o.ignore_checkpoints_before.as_deref().unwrap_or_default()
+    )
+}
+
+/// 3. Builds the children of the deployment and 4. applies them, unless the observed
+///    children are exactly what the memo says this deployment builds.
+async fn build_and_apply(
+    job: &StreamJoinJob,
+    ctx: &Context,
+    r: &JobRef<'_>,
+    observed: &ObservedChildren,
+    o: &LifecycleOutcome,
+) -> Result<Applied> {
+    let uid = r.owner.uid.clone();
+    let mut deployed_job = job.clone();
+    deployed_job.spec = o.deployed.clone();
+    let mut dr = JobRef::new(&deployed_job)?;
+    dr.restore_from = o.restore_from.clone();
+    dr.restart_marker = o.restart_marker.clone();
+    dr.ignore_checkpoints_before = o.ignore_checkpoints_before.clone();
+    let key = deployment_key(job, o);
+    let memo = ctx
+        .built
+        .lock()
+        .ok()
+        .and_then(|b| b.get(&uid).filter(|m| m.key == key).cloned());
+    if let Some(m) = memo
         .as_ref()
-        .map(lifecycle_conditions)
-        .unwrap_or_default();
-    let suspended = match &outcome {
+        .filter(|m| observed_matches(observed, m, &uid))
+    {
+        // Fast path: the children are exactly what this deployment builds.
+        return Ok(Applied {
+            written: Vec::new(),
+            not_applied: m.not_applied.clone(),
+        });
+    }
+    let (desired, not_applied) = desired_children(&dr, observed)?;
+    let written = apply::apply_children(&ctx.client, &dr, &desired, observed).await?;
+    for w in &written {
+        ctx.metrics.applied.with_label_values(&[w.kind]).inc();
+    }
+    if let Ok(mut built) = ctx.built.lock() {
+        built.insert(
+            uid.clone(),
+            Built {
+                key,
+                hashes: hashes(&desired),
+                not_applied: not_applied.clone(),
+            },
+        );
+    }
+    Ok(Applied {
+        written,
+        not_applied,
+    })
+}
+
+/// 5. The status this reconcile computes, with the fields the lifecycle owns: this
+///    reconcile's, or (invalid spec) the stored ones.
+fn new_status(
+    job: &StreamJoinJob,
+    r: &JobRef<'_>,
+    observed: &ObservedChildren,
+    invalid: Option<String>,
+    outcome: Option<&LifecycleOutcome>,
+    applied: &Applied,
+    now: Timestamp,
+) -> StreamJoinJobStatus {
+    let deployed_replicas = match outcome {
+        Some(o) if o.deployed.state == streamjoin_api::JobState::Suspended => 0,
+        Some(o) => o.deployed.parallelism,
+        None => statefulset::desired_replicas(r),
+    };
+    let (lifecycle_degraded, lifecycle_progressing, extra) =
+        outcome.map(lifecycle_conditions).unwrap_or_default();
+    let suspended = match outcome {
         Some(o) => o.deployed.state == streamjoin_api::JobState::Suspended,
         None => job.spec.state == streamjoin_api::JobState::Suspended,
     };
     let mut new = status::compute(&status::Input {
         job,
-        observed: &observed,
+        observed,
         desired_replicas: deployed_replicas,
         invalid,
-        applied: !written.is_empty(),
-        not_applied,
+        applied: !applied.written.is_empty(),
+        not_applied: applied.not_applied.clone(),
         now,
         suspended,
         lifecycle_degraded,
         lifecycle_progressing,
         extra,
     });
-    // Fields owned by the lifecycle: this reconcile's, or (invalid spec) the stored ones.
     let owned = outcome
-        .as_ref()
         .map(|o| o.status.clone())
         .or_else(|| job.status.clone())
         .unwrap_or_default();
@@ -408,27 +461,42 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
     new.autoscaler = owned.autoscaler;
     new.watermark = owned.watermark;
     new.last_checkpoint = owned.last_checkpoint;
+    new
+}
+
+/// Writes the status when it differs from the stored one, and exports the conditions.
+async fn write_status(
+    job: &StreamJoinJob,
+    ctx: &Context,
+    r: &JobRef<'_>,
+    outcome: Option<&LifecycleOutcome>,
+    new: &StreamJoinJobStatus,
+) -> Result<()> {
     // The write-ahead record may have been written already in this reconcile.
-    let stored = outcome.as_ref().map(|o| o.status.clone());
-    let old_conditions = job
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let differs = match &stored {
-        Some(s) => status::owned_part(s) != new,
-        None => status::needs_write(job, &new),
+    let differs = match outcome.map(|o| &o.status) {
+        Some(s) => status::owned_part(s) != *new,
+        None => status::needs_write(job, new),
     };
     if differs {
-        status::write(&ctx.client, r.namespace, r.name, &new).await?;
+        status::write(&ctx.client, r.namespace, r.name, new).await?;
         ctx.metrics.status_writes.inc();
     }
     ctx.metrics
         .set_job_conditions(r.namespace, r.name, &new.conditions);
+    Ok(())
+}
 
-    // 5. events
-    if !written.is_empty() {
-        let list = written
+/// 6. Events: the children applied, the conditions that changed, the lifecycle's notes.
+async fn publish_apply_events(
+    job: &StreamJoinJob,
+    ctx: &Context,
+    applied: &Applied,
+    outcome: Option<&LifecycleOutcome>,
+    new: &StreamJoinJobStatus,
+) {
+    if !applied.written.is_empty() {
+        let list = applied
+            .written
             .iter()
             .map(|o| format!("{} {}", o.kind, o.name))
             .collect::<Vec<_>>()
@@ -443,9 +511,13 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
+    let old_conditions = job
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     publish_transitions(ctx, job, &old_conditions, &new.conditions).await;
-    let busy = outcome.as_ref().is_some_and(|o| o.busy);
-    if let Some(o) = &outcome {
+    if let Some(o) = outcome {
         for n in &o.notes {
             let t = if n.warning {
                 EventType::Warning
@@ -455,18 +527,24 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
             publish(ctx, job, t, n.reason, "Lifecycle", n.message.clone()).await;
         }
     }
+}
 
-    if busy {
-        return Ok(Action::requeue(
-            ctx.requeue.unsettled.min(Duration::from_secs(10)),
-        ));
+/// When to look at the job again: soon while the lifecycle waits on something no
+/// watch event announces, later once the job is settled.
+fn requeue_after(
+    ctx: &Context,
+    outcome: Option<&LifecycleOutcome>,
+    new: &StreamJoinJobStatus,
+) -> Action {
+    if outcome.is_some_and(|o| o.busy) {
+        return Action::requeue(ctx.requeue.unsettled.min(Duration::from_secs(10)));
     }
     let settled = new.phase == Some(JobPhase::Running) || new.phase == Some(JobPhase::Suspended);
-    Ok(Action::requeue(if settled {
+    Action::requeue(if settled {
         ctx.requeue.settled
     } else {
         ctx.requeue.unsettled
-    }))
+    })
 }
 
 /// Finalizer cleanup. Children are deleted by the garbage collector through their

@@ -175,23 +175,50 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
     let job = input.job;
     let name = job.metadata.name.as_deref().unwrap_or_default();
     let generation = job.metadata.generation;
-    let suspended = input.suspended;
-    let desired = input.desired_replicas;
     let r = rollout(
         input.observed.stateful_set.as_deref(),
-        desired,
+        input.desired_replicas,
         input.applied,
     );
-    let ready_n = r.ready.unwrap_or(0);
-
     let problems: Vec<PodProblem> = input
         .observed
         .pods
         .iter()
         .filter_map(|p| pod_problem(p, input.now))
         .collect();
+    let degraded = degraded(input, &problems);
+    let progressing = progressing(input, &r);
+    let ready = ready(input, &r, &problems);
+    let phase = phase(input, &r, &degraded, &ready, &progressing);
+    let existing = job
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    StreamJoinJobStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions: merge(
+            existing,
+            &[
+                [ready, progressing, degraded].as_slice(),
+                input.extra.as_slice(),
+            ]
+            .concat(),
+            generation,
+            input.now,
+        ),
+        replicas: r.replicas,
+        ready_replicas: r.ready,
+        selector: Some(selector_string(name)),
+        ..StreamJoinJobStatus::default()
+    }
+}
 
-    let degraded = if let Some(msg) = &input.invalid {
+/// Degraded: an invalid spec, else the lifecycle's failure, else a failing pod, else
+/// a part of the spec not applied.
+fn degraded(input: &Input<'_>, problems: &[PodProblem]) -> Want {
+    if let Some(msg) = &input.invalid {
         Want::new(
             CONDITION_DEGRADED,
             true,
@@ -221,9 +248,14 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
         Want::new(CONDITION_DEGRADED, true, "SpecNotApplied", note.clone())
     } else {
         Want::new(CONDITION_DEGRADED, false, "AsExpected", "")
-    };
+    }
+}
 
-    let progressing = if input.invalid.is_some() {
+/// Progressing: the lifecycle's step under way, else the StatefulSet's rollout.
+fn progressing(input: &Input<'_>, r: &Rollout) -> Want {
+    let suspended = input.suspended;
+    let desired = input.desired_replicas;
+    if input.invalid.is_some() {
         Want::new(
             CONDITION_PROGRESSING,
             false,
@@ -248,9 +280,15 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             "RolloutComplete",
             format!("{desired} of {desired} pods run the current spec"),
         )
-    };
+    }
+}
 
-    let ready = if input.invalid.is_some() {
+/// Ready: every desired pod ready, no pod failing and no lifecycle step under way.
+fn ready(input: &Input<'_>, r: &Rollout, problems: &[PodProblem]) -> Want {
+    let suspended = input.suspended;
+    let desired = input.desired_replicas;
+    let ready_n = r.ready.unwrap_or(0);
+    if input.invalid.is_some() {
         Want::new(
             CONDITION_READY,
             false,
@@ -289,9 +327,20 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
             "ReplicasNotReady",
             format!("{ready_n} of {desired} pods ready"),
         )
-    };
+    }
+}
 
-    let phase = if job.metadata.deletion_timestamp.is_some() {
+/// The phase, from the conditions (a job being deleted is Deleting whatever they say).
+fn phase(
+    input: &Input<'_>,
+    r: &Rollout,
+    degraded: &Want,
+    ready: &Want,
+    progressing: &Want,
+) -> JobPhase {
+    let suspended = input.suspended;
+    let job = input.job;
+    if job.metadata.deletion_timestamp.is_some() {
         JobPhase::Deleting
     } else if degraded.status {
         JobPhase::Degraded
@@ -303,30 +352,6 @@ pub fn compute(input: &Input<'_>) -> StreamJoinJobStatus {
         JobPhase::Deploying
     } else {
         JobPhase::Pending
-    };
-
-    let existing = job
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    StreamJoinJobStatus {
-        observed_generation: generation,
-        phase: Some(phase),
-        conditions: merge(
-            existing,
-            &[
-                [ready, progressing, degraded].as_slice(),
-                input.extra.as_slice(),
-            ]
-            .concat(),
-            generation,
-            input.now,
-        ),
-        replicas: r.replicas,
-        ready_replicas: r.ready,
-        selector: Some(selector_string(name)),
-        ..StreamJoinJobStatus::default()
     }
 }
 

@@ -360,143 +360,161 @@ impl Running {
         }
         let change = classify(&stable, f.spec);
         let class = match change.class {
-            None | Some(ChangeClass::Ignore) => {
-                if change.class.is_none() {
-                    return scheduled_savepoints(r, f, &stable);
-                }
-                r.stable_spec = spec_json(f.spec);
-                r.stable_generation = Some(f.generation);
-                r.target_generation = Some(f.generation);
-                let r = record_change(
-                    r,
-                    f,
-                    &change.fields,
-                    ChangeClass::Ignore,
-                    "none: only operator settings changed",
-                );
-                let mut d = scheduled_savepoints(r, f, f.spec);
-                d.notes.insert(
-                    0,
-                    Note {
-                        warning: false,
-                        reason: "SpecChangeIgnored",
-                        message: format!(
-                            "generation {}: {} (class ignore): no pod is touched",
-                            f.generation,
-                            change.fields.join(", ")
-                        ),
-                    },
-                );
-                return d;
-            }
+            None => return scheduled_savepoints(r, f, &stable),
+            Some(ChangeClass::Ignore) => return ignore_change(r, f, &change.fields),
             Some(c) => c,
         };
         if r.rejected_generation == Some(f.generation) {
             return decision(r, Action::None);
         }
-        if let Some(p) = r.input_partitions
-            && f.spec.parallelism > p
-        {
-            let msg = format!(
-                "parallelism {} is above the {p} input partitions: a pod would own no partition; refused, the job keeps running with parallelism {}",
-                f.spec.parallelism, stable.parallelism
-            );
-            r.rejected_generation = Some(f.generation);
-            r.failure = Some(LifecycleFailure {
-                reason: "ParallelismAbovePartitions".into(),
-                message: msg.clone(),
-                generation: Some(f.generation),
-                attempts: 0,
-                retry_at: None,
-            });
-            let mut d = decision(
-                record_change(r, f, &change.fields, class, "refused"),
-                Action::None,
-            );
-            note(&mut d, true, "ParallelismAbovePartitions", msg);
-            return d;
+        if let Some((reason, msg)) = refusal(&r, f, &stable, &change.fields, class) {
+            return refuse(r, f, &change.fields, class, reason, msg);
         }
-        if class == ChangeClass::Redeploy && f.spec.upgrade_mode != UpgradeMode::Stateless {
-            let msg = format!(
-                "{} changed: the job's state does not fit the new inputs/keys/window; set upgradeMode: stateless to start from empty state (a final savepoint is taken first)",
-                change.fields.join(", ")
-            );
-            r.rejected_generation = Some(f.generation);
-            r.failure = Some(LifecycleFailure {
-                reason: "StatelessRedeployRequired".into(),
-                message: msg.clone(),
-                generation: Some(f.generation),
-                attempts: 0,
-                retry_at: None,
-            });
-            let mut d = decision(
-                record_change(r, f, &change.fields, class, "refused"),
-                Action::None,
-            );
-            note(&mut d, true, "StatelessRedeployRequired", msg);
-            return d;
-        }
-        let same_parallelism = stable.parallelism == f.spec.parallelism;
-        let (action_words, savepoint) = match (class, f.spec.upgrade_mode) {
-            (ChangeClass::Redeploy, _) => ("final savepoint, then start from empty state", true),
-            (_, UpgradeMode::Savepoint) => {
-                ("stop with a savepoint, restore the new spec from it", true)
-            }
-            (_, UpgradeMode::LastState) if same_parallelism => {
-                ("restart from the latest checkpoints", false)
-            }
-            (_, UpgradeMode::LastState) => (
-                "parallelism changes: stop with a savepoint (lastState needs the same parallelism)",
-                true,
-            ),
-            (_, UpgradeMode::Stateless) => {
-                ("restart with empty state (upgradeMode: stateless)", false)
-            }
-        };
-        let kind = if class == ChangeClass::Scale {
-            "rescale"
-        } else {
-            "upgrade"
-        };
-        let msg = format!(
-            "generation {}: {} changed (class {}): {kind}: {action_words}",
-            f.generation,
-            change.fields.join(", "),
-            class_word(class)
-        );
-        if !retrying {
-            r.failure = None;
-        }
-        let r = record_change(
-            r,
-            f,
-            &change.fields,
-            class,
-            &format!("{kind}: {action_words}"),
-        );
-        let mut d = if savepoint {
-            start_savepoint(r, f, SavepointTrigger::Upgrade, true, stable.parallelism)
-        } else {
-            // lastState resumes from the checkpoints; stateless must not see them.
-            let checkpoints = if f.spec.upgrade_mode == UpgradeMode::Stateless {
-                Checkpoints::NoneBeforeNow
-            } else {
-                Checkpoints::Any
-            };
-            decision(deploy(r, f, None, checkpoints), Action::None)
-        };
-        note(
-            &mut d,
-            false,
-            if class == ChangeClass::Scale {
-                "Rescaling"
-            } else {
-                "Upgrading"
-            },
-            msg,
-        );
-        d
+        start_change(r, f, &stable, &change.fields, class, retrying)
     }
+}
+
+/// Only operator settings changed: the new spec is stable at once, no pod is touched.
+fn ignore_change(mut r: LifecycleStatus, f: &Facts<'_>, fields: &[String]) -> Decision {
+    r.stable_spec = spec_json(f.spec);
+    r.stable_generation = Some(f.generation);
+    r.target_generation = Some(f.generation);
+    let r = record_change(
+        r,
+        f,
+        fields,
+        ChangeClass::Ignore,
+        "none: only operator settings changed",
+    );
+    let mut d = scheduled_savepoints(r, f, f.spec);
+    d.notes.insert(
+        0,
+        Note {
+            warning: false,
+            reason: "SpecChangeIgnored",
+            message: format!(
+                "generation {}: {} (class ignore): no pod is touched",
+                f.generation,
+                fields.join(", ")
+            ),
+        },
+    );
+    d
+}
+
+/// Why a change cannot be carried out (the reason and the message), if it cannot:
+/// more pods than input partitions, or a redeploy without `upgradeMode: stateless`.
+fn refusal(
+    r: &LifecycleStatus,
+    f: &Facts<'_>,
+    stable: &StreamJoinJobSpec,
+    fields: &[String],
+    class: ChangeClass,
+) -> Option<(&'static str, String)> {
+    if let Some(p) = r.input_partitions
+        && f.spec.parallelism > p
+    {
+        let msg = format!(
+            "parallelism {} is above the {p} input partitions: a pod would own no partition; refused, the job keeps running with parallelism {}",
+            f.spec.parallelism, stable.parallelism
+        );
+        return Some(("ParallelismAbovePartitions", msg));
+    }
+    if class == ChangeClass::Redeploy && f.spec.upgrade_mode != UpgradeMode::Stateless {
+        let msg = format!(
+            "{} changed: the job's state does not fit the new inputs/keys/window; set upgradeMode: stateless to start from empty state (a final savepoint is taken first)",
+            fields.join(", ")
+        );
+        return Some(("StatelessRedeployRequired", msg));
+    }
+    None
+}
+
+/// Records the refused generation and its failure; the job keeps running as it is.
+fn refuse(
+    mut r: LifecycleStatus,
+    f: &Facts<'_>,
+    fields: &[String],
+    class: ChangeClass,
+    reason: &'static str,
+    msg: String,
+) -> Decision {
+    r.rejected_generation = Some(f.generation);
+    r.failure = Some(LifecycleFailure {
+        reason: reason.into(),
+        message: msg.clone(),
+        generation: Some(f.generation),
+        attempts: 0,
+        retry_at: None,
+    });
+    let mut d = decision(record_change(r, f, fields, class, "refused"), Action::None);
+    note(&mut d, true, reason, msg);
+    d
+}
+
+/// Starts a rescale or an upgrade: by a savepoint, or by redeploying on the
+/// checkpoints (lastState) or on empty state (stateless), as the class and
+/// `upgradeMode` say.
+fn start_change(
+    mut r: LifecycleStatus,
+    f: &Facts<'_>,
+    stable: &StreamJoinJobSpec,
+    fields: &[String],
+    class: ChangeClass,
+    retrying: bool,
+) -> Decision {
+    let same_parallelism = stable.parallelism == f.spec.parallelism;
+    let (action_words, savepoint) = match (class, f.spec.upgrade_mode) {
+        (ChangeClass::Redeploy, _) => ("final savepoint, then start from empty state", true),
+        (_, UpgradeMode::Savepoint) => {
+            ("stop with a savepoint, restore the new spec from it", true)
+        }
+        (_, UpgradeMode::LastState) if same_parallelism => {
+            ("restart from the latest checkpoints", false)
+        }
+        (_, UpgradeMode::LastState) => (
+            "parallelism changes: stop with a savepoint (lastState needs the same parallelism)",
+            true,
+        ),
+        (_, UpgradeMode::Stateless) => ("restart with empty state (upgradeMode: stateless)", false),
+    };
+    let kind = if class == ChangeClass::Scale {
+        "rescale"
+    } else {
+        "upgrade"
+    };
+    let msg = format!(
+        "generation {}: {} changed (class {}): {kind}: {action_words}",
+        f.generation,
+        fields.join(", "),
+        class_word(class)
+    );
+    if !retrying {
+        r.failure = None;
+    }
+    let r = record_change(r, f, fields, class, &format!("{kind}: {action_words}"));
+    let mut d = if savepoint {
+        start_savepoint(r, f, SavepointTrigger::Upgrade, true, stable.parallelism)
+    } else {
+        // lastState resumes from the checkpoints; stateless must not see them.
+        let checkpoints = if f.spec.upgrade_mode == UpgradeMode::Stateless {
+            Checkpoints::NoneBeforeNow
+        } else {
+            Checkpoints::Any
+        };
+        decision(deploy(r, f, None, checkpoints), Action::None)
+    };
+    note(
+        &mut d,
+        false,
+        if class == ChangeClass::Scale {
+            "Rescaling"
+        } else {
+            "Upgrading"
+        },
+        msg,
+    );
+    d
 }
 
 pub fn class_word(c: ChangeClass) -> &'static str {
@@ -560,22 +578,16 @@ fn scheduled_savepoints(
 
 impl Savepointing {
     fn step(self, f: &Facts<'_>, t: &Timing) -> Decision {
-        let (mut r, p) = (self.0, self.1);
+        let (r, p) = (self.0, self.1);
         if p.requests.is_empty() {
             // Written ahead, not (or not known to be) sent: send it (again; same id).
             return decision(r, Action::TriggerSavepoint);
         }
-        let answer = |ordinal: i32| {
-            f.savepoints
-                .iter()
-                .find(|(o, _)| *o == ordinal)
-                .map(|(_, i)| i)
-        };
         let failed: Vec<String> = p
             .requests
             .iter()
             .filter_map(|q| {
-                answer(q.ordinal)
+                answer(f, q.ordinal)
                     .filter(|i| i.state == SavepointState::Failed)
                     .map(|i| {
                         format!(
@@ -591,138 +603,162 @@ impl Savepointing {
         let all_done = p
             .requests
             .iter()
-            .all(|q| answer(q.ordinal).is_some_and(|i| i.state == SavepointState::Completed));
+            .all(|q| answer(f, q.ordinal).is_some_and(|i| i.state == SavepointState::Completed));
         if all_done {
-            let mut paths: Vec<String> = p
-                .requests
-                .iter()
-                .filter_map(|q| answer(q.ordinal).and_then(|i| i.path.clone()))
-                .collect();
-            paths.dedup();
-            let location = paths.join(",");
-            let done = Completed {
-                id: p.id.clone(),
-                location: location.clone(),
-                trigger: p.trigger,
-                parallelism: p.parallelism,
-            };
-            r.savepoint = None;
-            if r.failure.as_ref().is_some_and(|x| x.retry_at.is_some()) {
-                r.failure = None;
-            }
-            let mut d = match p.trigger {
-                SavepointTrigger::Upgrade => {
-                    let redeploy = r
-                        .last_change
-                        .as_ref()
-                        .is_some_and(|c| c.class == ChangeClass::Redeploy);
-                    // A redeploy (stateless only) starts from empty state: no savepoint,
-                    // and none of the local checkpoints of the old job.
-                    let restore = (!redeploy).then(|| location.clone());
-                    let checkpoints = if redeploy {
-                        Checkpoints::NoneBeforeNow
-                    } else {
-                        Checkpoints::Any
-                    };
-                    decision(deploy(r, f, restore, checkpoints), Action::None)
-                }
-                SavepointTrigger::Suspend if f.spec.state == JobState::Suspended => {
-                    r.state = LifecycleState::Suspended;
-                    r.restore_from = Some(location.clone());
-                    decision(r, Action::None)
-                }
-                // Resumed before the suspend finished: the pods stopped; restart them from it.
-                SavepointTrigger::Suspend => decision(
-                    deploy(r, f, Some(location.clone()), Checkpoints::Any),
-                    Action::None,
-                ),
-                SavepointTrigger::Delete
-                | SavepointTrigger::Manual
-                | SavepointTrigger::Periodic => {
-                    r.state = LifecycleState::Running;
-                    decision(r, Action::None)
-                }
-            };
-            note(
-                &mut d,
-                false,
-                "SavepointCompleted",
-                format!(
-                    "savepoint {} ({}) completed at {location}",
-                    p.id,
-                    trigger_word(p.trigger)
-                ),
-            );
-            d.completed = Some(done);
-            return d;
+            return savepoint_completed(r, &p, f);
         }
         if failed.is_empty() && !timed_out {
             return decision(r, Action::PollSavepoint);
         }
-        let reason = if failed.is_empty() {
-            "SavepointTimedOut"
-        } else {
-            "SavepointFailed"
-        };
-        let detail = if failed.is_empty() {
-            format!(
-                "savepoint {} not completed within {}s",
-                p.id,
-                t.savepoint_timeout.as_secs()
-            )
-        } else {
-            format!("savepoint {} failed: {}", p.id, failed.join("; "))
-        };
-        let attempts = r
-            .failure
-            .as_ref()
-            .filter(|x| x.generation == Some(f.generation) && x.retry_at.is_some())
-            .map_or(0, |x| x.attempts)
-            + 1;
-        let wait = backoff(t, attempts);
-        let message = format!(
-            "{detail}; the running pods keep the last stable spec; attempt {attempts}, retrying in {}s (a newer spec retries at once)",
-            wait.as_secs()
-        );
-        r.failure = Some(LifecycleFailure {
-            reason: reason.into(),
-            message: message.clone(),
-            generation: Some(f.generation),
-            attempts,
-            retry_at: Some(ts(f.now + wait)),
-        });
-        r.state = LifecycleState::Running;
-        r.savepoint = None;
-        // Pods that stopped after their part completed must consume again.
-        let stopped: Vec<i32> = if p.stop {
-            p.requests
-                .iter()
-                .filter(|q| answer(q.ordinal).is_some_and(|i| i.state == SavepointState::Completed))
-                .map(|q| q.ordinal)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let action = if stopped.is_empty() {
-            Action::None
-        } else {
-            // Rolling the pod template restarts them (the operator deletes no pod).
-            r.restart_marker = Some(p.id.clone());
-            Action::RestartPods(stopped)
-        };
-        let mut d = decision(r, action);
-        note(
-            &mut d,
-            true,
-            if reason == "SavepointFailed" {
-                "SavepointFailed"
-            } else {
-                "SavepointTimedOut"
-            },
-            message,
-        );
-        d
+        savepoint_failed(r, &p, f, t, &failed)
     }
+}
+
+/// The answer of pod `ordinal` for the savepoint under way.
+fn answer<'f>(f: &'f Facts<'_>, ordinal: i32) -> Option<&'f SavepointInfo> {
+    f.savepoints
+        .iter()
+        .find(|(o, _)| *o == ordinal)
+        .map(|(_, i)| i)
+}
+
+/// Every pod completed its part: the savepoint is recorded, and what it was for
+/// goes on (the upgrade deploys from it, the suspend scales to zero, ...).
+fn savepoint_completed(mut r: LifecycleStatus, p: &PendingSavepoint, f: &Facts<'_>) -> Decision {
+    let mut paths: Vec<String> = p
+        .requests
+        .iter()
+        .filter_map(|q| answer(f, q.ordinal).and_then(|i| i.path.clone()))
+        .collect();
+    paths.dedup();
+    let location = paths.join(",");
+    let done = Completed {
+        id: p.id.clone(),
+        location: location.clone(),
+        trigger: p.trigger,
+        parallelism: p.parallelism,
+    };
+    r.savepoint = None;
+    if r.failure.as_ref().is_some_and(|x| x.retry_at.is_some()) {
+        r.failure = None;
+    }
+    let mut d = match p.trigger {
+        SavepointTrigger::Upgrade => {
+            let redeploy = r
+                .last_change
+                .as_ref()
+                .is_some_and(|c| c.class == ChangeClass::Redeploy);
+            // A redeploy (stateless only) starts from empty state: no savepoint,
+            // and none of the local checkpoints of the old job.
+            let restore = (!redeploy).then(|| location.clone());
+            let checkpoints = if redeploy {
+                Checkpoints::NoneBeforeNow
+            } else {
+                Checkpoints::Any
+            };
+            decision(deploy(r, f, restore, checkpoints), Action::None)
+        }
+        SavepointTrigger::Suspend if f.spec.state == JobState::Suspended => {
+            r.state = LifecycleState::Suspended;
+            r.restore_from = Some(location.clone());
+            decision(r, Action::None)
+        }
+        // Resumed before the suspend finished: the pods stopped; restart them from it.
+        SavepointTrigger::Suspend => decision(
+            deploy(r, f, Some(location.clone()), Checkpoints::Any),
+            Action::None,
+        ),
+        SavepointTrigger::Delete | SavepointTrigger::Manual | SavepointTrigger::Periodic => {
+            r.state = LifecycleState::Running;
+            decision(r, Action::None)
+        }
+    };
+    note(
+        &mut d,
+        false,
+        "SavepointCompleted",
+        format!(
+            "savepoint {} ({}) completed at {location}",
+            p.id,
+            trigger_word(p.trigger)
+        ),
+    );
+    d.completed = Some(done);
+    d
+}
+
+/// A pod refused or the savepoint timed out: back to Running on the last stable
+/// spec, with a back-off before the next attempt; pods that already stopped restart.
+fn savepoint_failed(
+    mut r: LifecycleStatus,
+    p: &PendingSavepoint,
+    f: &Facts<'_>,
+    t: &Timing,
+    failed: &[String],
+) -> Decision {
+    let reason = if failed.is_empty() {
+        "SavepointTimedOut"
+    } else {
+        "SavepointFailed"
+    };
+    let detail = if failed.is_empty() {
+        format!(
+            "savepoint {} not completed within {}s",
+            p.id,
+            t.savepoint_timeout.as_secs()
+        )
+    } else {
+        format!("savepoint {} failed: {}", p.id, failed.join("; "))
+    };
+    let attempts = r
+        .failure
+        .as_ref()
+        .filter(|x| x.generation == Some(f.generation) && x.retry_at.is_some())
+        .map_or(0, |x| x.attempts)
+        + 1;
+    let wait = backoff(t, attempts);
+    let message = format!(
+        "{detail}; the running pods keep the last stable spec; attempt {attempts}, retrying in {}s (a newer spec retries at once)",
+        wait.as_secs()
+    );
+    r.failure = Some(LifecycleFailure {
+        reason: reason.into(),
+        message: message.clone(),
+        generation: Some(f.generation),
+        attempts,
+        retry_at: Some(ts(f.now + wait)),
+    });
+    r.state = LifecycleState::Running;
+    r.savepoint = None;
+    // Pods that stopped after their part completed must consume again.
+    let stopped: Vec<i32> = if p.stop {
+        p.requests
+            .iter()
+            .filter(|q| answer(f, q.ordinal).is_some_and(|i| i.state == SavepointState::Completed))
+            .map(|q| q.ordinal)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let action = if stopped.is_empty() {
+        Action::None
+    } else {
+        // Rolling the pod template restarts them (the operator deletes no pod).
+        r.restart_marker = Some(p.id.clone());
+        Action::RestartPods(stopped)
+    };
+    let mut d = decision(r, action);
+    note(
+        &mut d,
+        true,
+        if reason == "SavepointFailed" {
+            "SavepointFailed"
+        } else {
+            "SavepointTimedOut"
+        },
+        message,
+    );
+    d
 }
 
 /// Shared by Deploying and RollingBack: done, failed or still waiting.
