@@ -7,8 +7,11 @@
 # seconds is the job's own runtime (JobExecutionResult.getNetRuntime: from job start to
 # end of job, so the MiniCluster's start-up is left out); process_seconds is the whole JVM,
 # under /usr/bin/time -v, which also gives peak_rss_mb. The page cache is warmed first.
-# --check compares the output with python3 ../../shared/bench/oracle.py compare (not
-# --strict) and adds its last line as "oracle". JOB_OPTIONS go to the job (see README.md),
+# DATA_DIR is a data set in the generator layout, e.g. one that bench/replay.sh wrote
+# with `streamjoin-runtime generate` (/var/tmp/streamjoin-data/runtime-small).
+# --check compares the output with the project's reference implementation
+# (`streamjoin-reference compare`, not --strict) and adds its last line as "reference".
+# JOB_OPTIONS go to the job (see README.md),
 # e.g. -- --parallelism 4 --alignment-ms 0 --sink discard.
 # Output goes to $FLINK_OUT (default /var/tmp/flink-out/<data set name>), removed at the end
 # unless --keep. FLINK_HEAP (default 1g) is the JVM's -Xmx/-Xms.
@@ -28,7 +31,7 @@ done
 data="$(cd "$data" && pwd)"
 [ -f "$data/manifest.json" ] || { echo "run.sh: no $data/manifest.json" >&2; exit 1; }
 name="$(basename "$data")"
-shared_bench="$(cd "$here/../../../shared/bench" 2>/dev/null && pwd || echo /work/shared/bench)"
+repo="$(cd "$here/../.." && pwd)"
 
 cp_file="$("$here/setup.sh" | tail -1)"
 classes="$(dirname "$cp_file")/classes"
@@ -54,14 +57,17 @@ heap="${FLINK_HEAP:-1g}"
   --input "$data" --output "$out" --rocksdb-dir "$rocks" "$@" > "$out/_stdout.txt" 2> "$out/_stderr.txt" || {
   echo "run.sh: the job failed; last lines of its stderr:" >&2; tail -40 "$out/_stderr.txt" >&2; exit 1; }
 
-oracle_line=""
+check_line=""
 if [ "$check" = 1 ]; then
-  oracle_line="$(nice -n 5 python3 "$shared_bench/oracle.py" compare --in "$data" --actual "$out" 2> "$out/_oracle.err" | tee "$out/_oracle.txt" | tail -1)" || true
+  # Whole-workspace build only (a per-package one would compile RocksDB again).
+  (cd "$repo" && source scripts/env.sh && cargo build -q --release --workspace --bins)
+  reference="$(cd "$repo" && source scripts/env.sh && echo "$CARGO_TARGET_DIR")/release/streamjoin-reference"
+  check_line="$(nice -n 5 "$reference" compare --in "$data" --actual "$out" 2> "$out/_reference.err" | tee "$out/_reference.txt" | tail -1)" || true
 fi
 
-python3 - "$out" "$name" "$oracle_line" <<'PY'
+python3 - "$out" "$name" "$check_line" <<'PY'
 import json, re, sys
-out, name, oracle = sys.argv[1], sys.argv[2], sys.argv[3]
+out, name, check = sys.argv[1], sys.argv[2], sys.argv[3]
 s = json.load(open(f"{out}/_summary.json"))
 t = open(f"{out}/_time.txt").read()
 rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
@@ -81,8 +87,8 @@ r = {
     "late": s.get("late", 0), "duplicates": s.get("duplicates", 0),
     "malformed": s.get("malformed", 0), "events": s.get("events", 0),
 }
-if oracle:
-    r["oracle"] = oracle
+if check:
+    r["reference"] = check
 print(json.dumps(r))
 PY
 if [ "$keep" = 0 ]; then rm -rf "$out"; fi
