@@ -326,5 +326,5 @@ fn heavy_duplicates_late_and_malformed_records_in_seven_partitions_agree_with_th
 fn a_set_of_the_runtimes_generator_agrees_with_the_oracle() {
     let mut args = vec!["--events", "300000", "--partitions", "4", "--seed", "5"];
     args.extend(HEAVY);
-    cross_check(&runtime_generate("runtime-heavy-4", &args));
+    cross_check(&runtime_generate("runtime-v2-heavy-4", &args));
 }

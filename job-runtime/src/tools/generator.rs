@@ -108,6 +108,7 @@ struct PartGen {
     seq: u64,
     started: Instant,
     next_late_profile: i64,
+    malformed_made: u64,
 }
 
 impl PartGen {
@@ -129,6 +130,7 @@ impl PartGen {
             seq: 0,
             started: Instant::now(),
             next_late_profile: spec.profiles + 1 + i64::from(p) * 1_000_000_000,
+            malformed_made: 0,
             spec: spec.clone(),
         }
     }
@@ -288,8 +290,8 @@ impl PartGen {
                         .random_range(0..(self.spec.max_disorder_ms / 4).max(1));
                 self.schedule(copy_at, which, bytes.clone());
             } else if r < self.spec.dup_rate + self.spec.malformed_rate {
-                let cut = bytes.len() * 2 / 3;
-                self.queues[which].push_back(bytes[..cut].to_vec());
+                self.malformed_made += 1;
+                self.queues[which].push_back(malformed(&bytes, self.malformed_made));
                 self.produced += 1;
             } else if r < self.spec.dup_rate + self.spec.malformed_rate + self.spec.late_rate {
                 // Far behind the watermark, with a key of its own on this partition.
@@ -319,6 +321,43 @@ impl PartGen {
             None => Some(None),
         }
     }
+}
+
+/// The `n`-th malformed copy of a valid record; the kinds take turns so each
+/// appears: a truncated line (`invalid_json`), no `event_id`
+/// (`missing_field`), `profile_id` as a string (`wrong_type`), an unknown
+/// device (`bad_value`).
+fn malformed(record: &[u8], n: u64) -> Vec<u8> {
+    let text = String::from_utf8_lossy(record);
+    let broken = match n % 4 {
+        1 => remove_field(&text, "\"event_id\":\""),
+        2 => quote_number(&text, "\"profile_id\":"),
+        3 => Some(text.replace("\"device\":\"", "\"device\":\"x-")),
+        _ => None,
+    };
+    broken.map_or_else(
+        || record[..record.len() * 2 / 3].to_vec(),
+        String::into_bytes,
+    )
+}
+
+/// The record without the string field that starts with `prefix`.
+fn remove_field(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)?;
+    let end = start + prefix.len() + text[start + prefix.len()..].find("\",")? + 2;
+    Some(format!("{}{}", &text[..start], &text[end..]))
+}
+
+/// The record with the number after `prefix` written as a string.
+fn quote_number(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)? + prefix.len();
+    let len = text[start..].find([',', '}'])?;
+    Some(format!(
+        "{}\"{}\"{}",
+        &text[..start],
+        &text[start..start + len],
+        &text[start + len..]
+    ))
 }
 
 /// One input of one generated partition.
@@ -410,6 +449,19 @@ mod tests {
             }
         }
         assert!((19_000..=21_000).contains(&total), "{total}");
+        let rec = br#"{"type":"play","event_id":"ab","event_time":5,"profile_id":12,"title_id":3,"device":"tv","duration_ms":9}"#;
+        let kinds: Vec<String> = (0..4)
+            .map(|n| String::from_utf8(super::malformed(rec, n)).expect("utf8"))
+            .collect();
+        assert_eq!(kinds[0], String::from_utf8_lossy(&rec[..rec.len() * 2 / 3]));
+        assert!(
+            !kinds[1].contains("event_id")
+                && kinds[1].contains(r#"{"type":"play","event_time":5,"#),
+            "{}",
+            kinds[1]
+        );
+        assert!(kinds[2].contains(r#""profile_id":"12","#), "{}", kinds[2]);
+        assert!(kinds[3].contains(r#""device":"x-tv""#), "{}", kinds[3]);
         assert!(malformed < 50, "{malformed}");
     }
 }
