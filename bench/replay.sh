@@ -4,11 +4,15 @@
 #
 #   bench/replay.sh [small|medium|large] [--check]
 #
-# Data sets are those of ../shared/bench/WORKLOAD.md, generated once into
-# $STREAMJOIN_DATA (default /var/tmp/streamjoin-data). --check also compares the
-# output with the oracle (minutes for medium). Exits non-zero when a target is
-# missed: a median of at least 1,000,000 records/s end to end and at least 30%
-# of the parse-only baseline.
+# Data sets come from this repository: the runtime's built-in generator
+# (`streamjoin-runtime generate`; small 1M records in 4 partitions, medium 10M in
+# 4, large 100M in 8), written once into $STREAMJOIN_DATA (default
+# /var/tmp/streamjoin-data) as runtime-<set>. --check also compares the output
+# and its counters with the project's reference implementation
+# (`streamjoin-reference compare --strict`; seconds for small, about a minute for
+# medium). Exits non-zero when a target is missed (a median of at least
+# 1,000,000 records/s end to end and at least 30% of the parse-only baseline) or
+# when --check finds a difference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -16,26 +20,27 @@ source scripts/env.sh
 set_name="${1:-medium}"
 check="${2:-}"
 data="${STREAMJOIN_DATA:-/var/tmp/streamjoin-data}"
-bench_py="$(cd ../shared/bench && pwd)"
 case "$set_name" in
   small) gen_args=(--events 1000000 --partitions 4 --seed 1) ;;
   medium) gen_args=(--events 10000000 --partitions 4 --seed 2) ;;
   large) gen_args=(--events 100000000 --partitions 8 --seed 3) ;;
   *) echo "unknown data set $set_name" >&2; exit 2 ;;
 esac
-input="$data/$set_name"
-if [ ! -f "$input/manifest.json" ]; then
-  echo "generating $set_name into $input" >&2
-  mkdir -p "$data"
-  python3 "$bench_py/gen_events.py" --out "$input.tmp" "${gen_args[@]}"
-  mv "$input.tmp" "$input"
-fi
-
 # Whole-workspace builds only: a per-package build resolves features differently
 # and would compile RocksDB again.
 cargo build --release --workspace --bins
 cargo bench --workspace --bench parse_baseline --no-run
 bin="$CARGO_TARGET_DIR/release/streamjoin-runtime"
+reference="$CARGO_TARGET_DIR/release/streamjoin-reference"
+
+input="$data/runtime-$set_name"
+if [ ! -f "$input/manifest.json" ]; then
+  echo "generating $set_name into $input" >&2
+  mkdir -p "$data"
+  rm -rf "$input.tmp"
+  "$bin" generate --out "$input.tmp" "${gen_args[@]}"
+  mv "$input.tmp" "$input"
+fi
 threads="$(nproc)"
 
 # Warm the page cache so both runs read from memory.
@@ -82,6 +87,9 @@ print("targets (median >= 1,000,000 records/s, >= 30% of parse-only):", "met" if
 sys.exit(0 if ok else 1)
 PY
 if [ "$check" = "--check" ]; then
-  python3 "$bench_py/oracle.py" compare --strict --in "$input" --actual "$out/run" | tail -1
+  "$reference" compare --strict --in "$input" --actual "$out/run" --counters "$out/run/_summary.json" \
+    > "$out/.check" || status=1
+  grep '^reference: .* expected' "$out/.check"
+  grep '^reference counts:' "$out/.check"
 fi
 exit $status
