@@ -2,8 +2,9 @@
 //! the same topics with the same client (`cargo bench --bench kafka_e2e`; needs
 //! `scripts/kafka.sh install`).
 //!
-//! The `small` data set (1M records, 4 partitions, seed 1; `STREAMJOIN_BENCH_EVENTS`
-//! changes the size) is loaded into a one-node Kafka broker. The raw rate: one rdkafka consumer with
+//! A `small`-sized data set of the runtime's own generator (`streamjoin-runtime
+//! generate`: 1M records, 4 partitions, seed 1; `STREAMJOIN_BENCH_EVENTS` changes
+//! the size) is loaded into a one-node Kafka broker. The raw rate: one rdkafka consumer with
 //! the runtime's fetch settings (`STREAMJOIN_BENCH_RAW_PROPERTIES="k=v,..."` adds
 //! others) reads every input record. End to end: one `streamjoin-runtime run`
 //! process (2 worker threads) reads, joins and produces the entries; the time runs
