@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use streamjoin_architecture::{MAX_FUNCTION_LINES, Report, check};
 
 fn workspace() -> Report {
-    let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Cargo sets it when running the test too; read at run time, it names this
+    // checkout even when the binary was built from another one sharing the target dir.
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let root: PathBuf = Path::new(&manifest_dir).join("..");
     match check(&root) {
         Ok(report) => report,
         Err(e) => panic!("checking the workspace at {}: {e}", root.display()),
