@@ -90,7 +90,27 @@ pub const RECOVERY_RULES: &[CelRule] = &[CelRule {
     message: MSG_RECOVERY_TIMESTAMP,
 }];
 
-pub const SAVEPOINTS_RULES: &[CelRule] = &[CelRule {
-    rule: "has(self.location) || (!has(self.interval) && !has(self.triggerNonce))",
-    message: MSG_SAVEPOINT_LOCATION,
-}];
+pub const MSG_SAVEPOINT_SCHEME: &str = "savepoints.location must be an absolute path or a file:///, s3://<bucket>, gs://<bucket> or az://<container> URL, without credentials in it";
+pub const MSG_SAVEPOINT_S3_ONLY: &str =
+    "savepoints.endpoint, savepoints.region and savepoints.pathStyle apply to s3:// locations only";
+pub const MSG_SAVEPOINT_CREDENTIALS: &str =
+    "savepoints.credentials apply to s3://, gs:// and az:// locations only";
+
+pub const SAVEPOINTS_RULES: &[CelRule] = &[
+    CelRule {
+        rule: "has(self.location) || (!has(self.interval) && !has(self.triggerNonce))",
+        message: MSG_SAVEPOINT_LOCATION,
+    },
+    CelRule {
+        rule: "!has(self.location) || (self.location.matches('^(/|file:///|(s3|gs|az)://[^/@:]+(/|$))') && !self.location.contains('@'))",
+        message: MSG_SAVEPOINT_SCHEME,
+    },
+    CelRule {
+        rule: "(!has(self.endpoint) && !has(self.region) && !(has(self.pathStyle) && self.pathStyle)) || (has(self.location) && self.location.startsWith('s3://'))",
+        message: MSG_SAVEPOINT_S3_ONLY,
+    },
+    CelRule {
+        rule: "!has(self.credentials) || (has(self.location) && self.location.matches('^(s3|gs|az)://'))",
+        message: MSG_SAVEPOINT_CREDENTIALS,
+    },
+];

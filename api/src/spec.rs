@@ -367,8 +367,9 @@ fn default_max_retained() -> u32 {
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = crate::schema::savepoints_transform)]
 pub struct SavepointsSpec {
-    /// A shared filesystem path or an object-store URL (s3://, gs://, az://, file://).
+    /// Where savepoints are written: an absolute path of a volume mounted in every pod, a file:// URL of one, or an object-store URL s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, az://<container>/<prefix>.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
     pub location: Option<String>,
     /// Time between periodic savepoints; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -384,6 +385,33 @@ pub struct SavepointsSpec {
     /// Changing this value triggers one manual savepoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_nonce: Option<i64>,
+    /// s3:// only: the S3 API endpoint of an S3-compatible store (http:// or https://); AWS's regional endpoint when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^/?#@]+(/[^?#@]*)?$"))]
+    pub endpoint: Option<String>,
+    /// s3:// only: the bucket's region; AWS_REGION of the pod, then us-east-1, when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub region: Option<String>,
+    /// s3:// only: path-style requests (`<endpoint>/<bucket>/<key>`), as most S3-compatible stores need; virtual-hosted style (`<bucket>.<endpoint>`) when absent or false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// Credentials of the object store, from a Secret; the pod's ambient identity (IRSA, Workload Identity, managed identity, instance metadata) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<SavepointCredentials>,
+}
+
+/// Object-store credentials from a Secret in the job's namespace, passed to the
+/// pods as environment variables and never written into the manifest, status,
+/// events or logs. Keys by scheme: s3:// `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`; gs://
+/// `service-account.json` (a service-account key file); az://
+/// `AZURE_STORAGE_ACCOUNT_NAME` and `AZURE_STORAGE_ACCOUNT_KEY`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointCredentials {
+    /// The Secret holding the keys.
+    pub secret_ref: LocalSecretRef,
 }
 
 impl Default for SavepointsSpec {
@@ -394,6 +422,10 @@ impl Default for SavepointsSpec {
             max_retained: default_max_retained(),
             on_delete: SavepointOnDelete::default(),
             trigger_nonce: None,
+            endpoint: None,
+            region: None,
+            path_style: None,
+            credentials: None,
         }
     }
 }

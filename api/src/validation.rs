@@ -10,7 +10,7 @@ use crate::job::StreamJoinJobSpec;
 // The rules and messages are defined next to the schema's use of them; they stay
 // reachable here, where callers have always found them.
 pub use crate::rules::*;
-use crate::spec::{OnMissingCheckpoint, SecurityProtocol, TopicRef};
+use crate::spec::{OnMissingCheckpoint, SavepointsSpec, SecurityProtocol, TopicRef};
 
 /// One failed rule: the field path (from `spec`) and the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,39 @@ fn is_zero(d: &HumanDuration) -> bool {
 
 fn topic(t: &TopicRef) -> Option<&str> {
     (!t.topic.is_empty()).then_some(t.topic.as_str())
+}
+
+/// The scheme of an object-store location (`s3`, `gs`, `az`) with a bucket and no
+/// credentials in it; None for anything else.
+fn cloud_scheme(location: &str) -> Option<&str> {
+    let (scheme, rest) = location.split_once("://")?;
+    let bucket = rest.split('/').next().unwrap_or_default();
+    let ok = ["s3", "gs", "az"].contains(&scheme)
+        && !bucket.is_empty()
+        && !bucket.contains([':', '@'])
+        && !location.contains('@');
+    ok.then_some(scheme)
+}
+
+/// The rules of the savepoint store's settings (twins of the CEL rules of `spec.savepoints`).
+fn savepoint_store_violations(s: &SavepointsSpec) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let location = s.location.as_deref();
+    let scheme = location.and_then(cloud_scheme);
+    if let Some(l) = location
+        && scheme.is_none()
+        && !((l.starts_with('/') || l.starts_with("file:///")) && !l.contains('@'))
+    {
+        out.push(("savepoints", MSG_SAVEPOINT_SCHEME));
+    }
+    let s3_settings = s.endpoint.is_some() || s.region.is_some() || s.path_style == Some(true);
+    if s3_settings && scheme != Some("s3") {
+        out.push(("savepoints", MSG_SAVEPOINT_S3_ONLY));
+    }
+    if s.credentials.is_some() && scheme.is_none() {
+        out.push(("savepoints", MSG_SAVEPOINT_CREDENTIALS));
+    }
+    out
 }
 
 impl StreamJoinJobSpec {
@@ -113,6 +146,9 @@ impl StreamJoinJobSpec {
         {
             fail("savepoints", MSG_SAVEPOINT_LOCATION);
         }
+        for (field, message) in savepoint_store_violations(&self.savepoints) {
+            fail(field, message);
+        }
 
         let kafka = &self.kafka;
         if matches!(
@@ -165,6 +201,7 @@ impl StreamJoinJobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{LocalSecretRef, SavepointCredentials};
 
     fn valid() -> StreamJoinJobSpec {
         let mut s = StreamJoinJobSpec::local_default();
@@ -226,6 +263,61 @@ mod tests {
         ] {
             assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn savepoint_store_settings_are_checked_against_the_location_scheme() {
+        let with = |location: Option<&str>, f: fn(&mut SavepointsSpec)| {
+            let mut s = valid();
+            s.savepoints.location = location.map(str::to_owned);
+            f(&mut s.savepoints);
+            s.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let none = |_: &mut SavepointsSpec| {};
+        for ok in [
+            "/savepoints",
+            "file:///mnt/sp",
+            "s3://bucket",
+            "s3://bucket/a/b",
+            "gs://b/p",
+            "az://container/p",
+        ] {
+            assert_eq!(with(Some(ok), none), "", "{ok}");
+        }
+        for bad in [
+            "relative",
+            "http://host/x",
+            "s3://",
+            "s3:///x",
+            "s3://key:secret@bucket/x",
+            "file://host/x",
+        ] {
+            assert!(
+                with(Some(bad), none).contains(MSG_SAVEPOINT_SCHEME),
+                "{bad}"
+            );
+        }
+        let s3_settings = |s: &mut SavepointsSpec| {
+            s.endpoint = Some("http://127.0.0.1:9000".into());
+            s.region = Some("eu-west-1".into());
+            s.path_style = Some(true);
+            s.credentials = Some(SavepointCredentials {
+                secret_ref: LocalSecretRef {
+                    name: "s3-keys".into(),
+                },
+            });
+        };
+        assert_eq!(with(Some("s3://bucket/p"), s3_settings), "");
+        let gs = with(Some("gs://bucket/p"), s3_settings);
+        assert!(gs.contains(MSG_SAVEPOINT_S3_ONLY), "{gs}");
+        assert!(!gs.contains(MSG_SAVEPOINT_CREDENTIALS), "{gs}");
+        let local = with(Some("/savepoints"), s3_settings);
+        assert!(local.contains(MSG_SAVEPOINT_CREDENTIALS), "{local}");
+        // pathStyle: false says nothing.
+        assert_eq!(with(None, |s| s.path_style = Some(false)), "");
     }
 
     #[test]

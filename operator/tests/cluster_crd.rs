@@ -161,6 +161,26 @@ fn cases() -> Vec<Case> {
             breaks: |j| j["spec"]["savepoints"] = json!({ "interval": "1h" }),
         },
         Case {
+            path: "spec.savepoints",
+            message: v::MSG_SAVEPOINT_SCHEME,
+            breaks: |j| {
+                j["spec"]["savepoints"] = json!({ "location": "s3://key:secret@bucket/sp" })
+            },
+        },
+        Case {
+            path: "spec.savepoints",
+            message: v::MSG_SAVEPOINT_S3_ONLY,
+            breaks: |j| {
+                j["spec"]["savepoints"] =
+                    json!({ "location": "gs://bucket/sp", "endpoint": "http://127.0.0.1:9000" })
+            },
+        },
+        Case {
+            path: "spec.savepoints",
+            message: v::MSG_SAVEPOINT_CREDENTIALS,
+            breaks: |j| j["spec"]["savepoints"] = json!({ "location": "/savepoints", "credentials": { "secretRef": { "name": "keys" } } }),
+        },
+        Case {
             path: "spec.savepoints.interval",
             message: pos,
             breaks: |j| {
