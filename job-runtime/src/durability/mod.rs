@@ -4,5 +4,6 @@
 
 pub mod checkpoint;
 pub mod exactly_once;
+pub mod location;
 pub mod restore;
 pub mod savepoint;

@@ -95,6 +95,9 @@ pub fn plan(
         .enable_all()
         .build()
         .map_err(RestoreError::Runtime)?;
+    if !savepoints.is_empty() {
+        rt.block_on(savepoint::check_complete(savepoints))?;
+    }
     let mut skipped_total = 0;
     let mut out = Vec::with_capacity(shards.len());
     let since = ignore_before_ms.unwrap_or(i64::MIN);

@@ -1,5 +1,6 @@
 //! Savepoints: portable copies of every shard's state in `savepoints.location`
-//! (a shared filesystem path or a `file://` URL, through `object_store`).
+//! (a shared filesystem path, a `file://` URL or an object store: `s3://`,
+//! `gs://`, `az://`; opened by [`crate::durability::location`]).
 //!
 //! Layout of savepoint `<id>`: `<location>/<id>/shard-<p>/` holds one shard's
 //! checkpoint as [`crate::durability::checkpoint`] writes it (`db/`, `pending.bin`,
@@ -9,17 +10,35 @@
 //! processes of a job write into the same `<id>`, so a savepoint holds every
 //! shard whatever the number of processes, and a restore with another number of
 //! processes takes exactly the shards each one now owns.
+//!
+//! Visibility: a shard counts only when the process manifest that lists it
+//! exists, and each process writes its manifest after every shard it lists, so
+//! a process killed mid-upload leaves shards no restore uses and a savepoint
+//! [`SavepointStore::list_complete`] does not list. Files above
+//! [`MULTIPART_THRESHOLD`] go up as multipart uploads of [`PART_SIZE`] parts.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::durability::checkpoint::{self, CheckpointManifest, InputState};
+pub use crate::durability::location::StoreSettings;
+use crate::durability::location::{self, OpenError};
 
 pub const FORMAT_VERSION: u32 = 1;
+/// Files from this size on are uploaded in parts.
+pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
+/// The size of one part (S3 wants at least 5 MiB, except for the last).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one file in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+const PROCESS_MANIFEST_PREFIX: &str = "_process-";
 
 /// One shard's part of a savepoint, written locally by its worker.
 #[derive(Debug, Clone)]
@@ -45,6 +64,13 @@ pub enum SavepointError {
     },
     #[error("savepoint {location} has no shard {shard}")]
     MissingShard { location: String, shard: u32 },
+    #[error(
+        "savepoint {location} is incomplete (manifests of processes {processes:?} only): a process did not finish writing it, so it is not restored"
+    )]
+    Incomplete {
+        location: String,
+        processes: Vec<u32>,
+    },
     #[error(transparent)]
     Invalid(#[from] checkpoint::CheckpointError),
 }
@@ -87,39 +113,20 @@ impl std::fmt::Debug for SavepointStore {
 }
 
 impl SavepointStore {
-    /// Opens a location: an absolute path or a `file://` URL. Other schemes
-    /// (s3, gs, az) are refused with a message: this build carries no cloud clients.
-    pub fn open(location: &str) -> Result<Self, SavepointError> {
-        let err = |reason: String| SavepointError::Location {
-            location: location.to_owned(),
-            reason,
-        };
-        let url = if location.contains("://") {
-            url::Url::parse(location).map_err(|e| err(e.to_string()))?
-        } else {
-            let path = Path::new(location);
-            if !path.is_absolute() {
-                return Err(err("a filesystem location must be an absolute path".into()));
-            }
-            url::Url::from_directory_path(path)
-                .map_err(|()| err("not a usable directory path".into()))?
-        };
-        if url.scheme() != "file" {
-            return Err(err(format!(
-                "the {}:// scheme is not supported by this runtime build; use a shared filesystem path (a ReadWriteMany volume mounted in every pod) or a file:// URL",
-                url.scheme()
-            )));
-        }
-        let dir = url
-            .to_file_path()
-            .map_err(|()| err("not a local file URL".into()))?;
-        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| err(e.to_string()))?;
+    /// Opens a location: an absolute path, a `file://` URL or an object-store
+    /// URL (`s3://`, `gs://`, `az://`) with `settings`.
+    pub fn open(location: &str, settings: &StoreSettings) -> Result<Self, SavepointError> {
+        let opened =
+            location::open(location, settings).map_err(|OpenError { shown, reason }| {
+                SavepointError::Location {
+                    location: shown,
+                    reason,
+                }
+            })?;
         Ok(Self {
-            store: Arc::new(store),
-            prefix: StorePath::default(),
-            location: location.trim_end_matches('/').to_owned(),
+            store: opened.store,
+            prefix: opened.prefix,
+            location: opened.shown,
         })
     }
 
@@ -167,21 +174,73 @@ impl SavepointStore {
         files.sort_by_key(|f| (f == Path::new(checkpoint::MANIFEST), f.clone()));
         let mut bytes = 0;
         for rel in files {
-            let local = staged.dir.join(&rel);
-            let data = tokio::fs::read(&local)
-                .await
-                .map_err(self.local_err(&local))?;
-            bytes += data.len() as u64;
             let mut target = base.clone();
             for part in rel.iter() {
                 target = target.join(part.to_string_lossy().as_ref());
             }
-            self.store
-                .put(&target, PutPayload::from(data))
-                .await
-                .map_err(self.store_err())?;
+            bytes += self.put_file(&staged.dir.join(&rel), &target).await?;
         }
         Ok(bytes)
+    }
+
+    /// Puts one local file: in one request, or in parts from
+    /// [`MULTIPART_THRESHOLD`] on (an upload that fails is aborted, so it
+    /// leaves no object).
+    async fn put_file(&self, local: &Path, target: &StorePath) -> Result<u64, SavepointError> {
+        let len = tokio::fs::metadata(local)
+            .await
+            .map_err(self.local_err(local))?
+            .len();
+        if len < MULTIPART_THRESHOLD {
+            let data = tokio::fs::read(local)
+                .await
+                .map_err(self.local_err(local))?;
+            self.store
+                .put(target, PutPayload::from(data))
+                .await
+                .map_err(self.store_err())?;
+            return Ok(len);
+        }
+        let upload = self
+            .store
+            .put_multipart(target)
+            .await
+            .map_err(self.store_err())?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        match self.write_parts(local, &mut writer).await {
+            Ok(()) => {
+                writer.finish().await.map_err(self.store_err())?;
+                Ok(len)
+            }
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(savepoint = %self.location, object = %target, "aborting a failed multipart upload: {abort}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_parts(
+        &self,
+        local: &Path,
+        writer: &mut WriteMultipart,
+    ) -> Result<(), SavepointError> {
+        let mut file = tokio::fs::File::open(local)
+            .await
+            .map_err(self.local_err(local))?;
+        let mut buf = vec![0u8; PART_SIZE];
+        loop {
+            let n = file.read(&mut buf).await.map_err(self.local_err(local))?;
+            if n == 0 {
+                return Ok(());
+            }
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(self.store_err())?;
+            writer.write(&buf[..n]);
+        }
     }
 
     pub async fn write_process_manifest(
@@ -192,10 +251,10 @@ impl SavepointStore {
             location: self.location.clone(),
             reason: e.to_string(),
         })?;
-        let path = self
-            .prefix
-            .clone()
-            .join(format!("_process-{}.json", manifest.ordinal));
+        let path = self.prefix.clone().join(format!(
+            "{PROCESS_MANIFEST_PREFIX}{}.json",
+            manifest.ordinal
+        ));
         self.store
             .put(&path, PutPayload::from(text))
             .await
@@ -203,14 +262,73 @@ impl SavepointStore {
         Ok(())
     }
 
-    /// Whether this savepoint holds shard `shard` (its manifest was written).
+    /// Whether this savepoint holds shard `shard`: a process manifest lists it
+    /// (so every file of the shard, its manifest last, was written before).
     pub async fn has_shard(&self, shard: u32) -> Result<bool, SavepointError> {
-        let m = self.shard_prefix(shard).join(checkpoint::MANIFEST);
-        match self.store.head(&m).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.store_err()(e)),
+        Ok(self
+            .process_manifests()
+            .await?
+            .iter()
+            .any(|m| m.shards.iter().any(|s| s.shard == shard)))
+    }
+
+    /// The process manifests of this savepoint, by ordinal.
+    pub async fn process_manifests(&self) -> Result<Vec<ProcessManifest>, SavepointError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(self.store_err())?;
+        let mut out = Vec::new();
+        for meta in listed.objects {
+            let name = meta.location.filename().unwrap_or_default();
+            if !(name.starts_with(PROCESS_MANIFEST_PREFIX) && name.ends_with(".json")) {
+                continue;
+            }
+            let data = self
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(self.store_err())?
+                .bytes()
+                .await
+                .map_err(self.store_err())?;
+            let m: ProcessManifest =
+                serde_json::from_slice(&data).map_err(|e| SavepointError::Location {
+                    location: self.location.clone(),
+                    reason: format!("{name}: {e}"),
+                })?;
+            out.push(m);
         }
+        out.sort_by_key(|m| m.ordinal);
+        Ok(out)
+    }
+
+    /// Whether every process of the job that took this savepoint wrote its
+    /// manifest and together they hold every shard.
+    pub async fn is_complete(&self) -> Result<bool, SavepointError> {
+        Ok(is_complete(&self.process_manifests().await?))
+    }
+
+    /// The ids of the complete savepoints under this location, in name order;
+    /// one still being written, or whose writer died, is left out.
+    pub async fn list_complete(&self) -> Result<Vec<String>, SavepointError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(self.store_err())?;
+        let mut out = Vec::new();
+        for dir in listed.common_prefixes {
+            let Some(id) = dir.filename() else {
+                continue;
+            };
+            if self.child(id).is_complete().await? {
+                out.push(id.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The manifest of shard `shard` (offsets, watermarks, creation time), read
@@ -251,14 +369,12 @@ impl SavepointStore {
                 .map_err(self.local_err(dest))?;
         }
         let base = self.shard_prefix(shard);
-        let listed: Vec<_> = {
-            use futures::TryStreamExt;
-            self.store
-                .list(Some(&base))
-                .try_collect()
-                .await
-                .map_err(self.store_err())?
-        };
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&base))
+            .try_collect()
+            .await
+            .map_err(self.store_err())?;
         for meta in listed {
             let Some(rel) = meta.location.prefix_match(&base) else {
                 continue;
@@ -272,17 +388,7 @@ impl SavepointStore {
                     .await
                     .map_err(self.local_err(parent))?;
             }
-            let data = self
-                .store
-                .get(&meta.location)
-                .await
-                .map_err(self.store_err())?
-                .bytes()
-                .await
-                .map_err(self.store_err())?;
-            tokio::fs::write(&local, &data)
-                .await
-                .map_err(self.local_err(&local))?;
+            self.get_file(&meta.location, &local).await?;
         }
         // Create `db/` even for a shard whose RocksDB had no file (never happens
         // with RocksDB checkpoints, but an empty directory is not an object).
@@ -292,6 +398,44 @@ impl SavepointStore {
             .map_err(self.local_err(&db))?;
         Ok(checkpoint::validate(dest)?)
     }
+
+    /// Streams one object into a local file (a large file is never whole in memory).
+    async fn get_file(&self, object: &StorePath, local: &Path) -> Result<(), SavepointError> {
+        let mut stream = self
+            .store
+            .get(object)
+            .await
+            .map_err(self.store_err())?
+            .into_stream();
+        let mut file = tokio::fs::File::create(local)
+            .await
+            .map_err(self.local_err(local))?;
+        while let Some(chunk) = stream.try_next().await.map_err(self.store_err())? {
+            file.write_all(&chunk)
+                .await
+                .map_err(self.local_err(local))?;
+        }
+        file.flush().await.map_err(self.local_err(local))
+    }
+}
+
+/// Complete: the manifests agree on the job's shape, every ordinal of it wrote
+/// one, and they list every shard.
+fn is_complete(manifests: &[ProcessManifest]) -> bool {
+    let Some(first) = manifests.first() else {
+        return false;
+    };
+    let same_job = manifests
+        .iter()
+        .all(|m| m.replicas == first.replicas && m.partitions == first.partitions);
+    let ordinals: BTreeSet<u32> = manifests.iter().map(|m| m.ordinal).collect();
+    let shards: BTreeSet<u32> = manifests
+        .iter()
+        .flat_map(|m| m.shards.iter().map(|s| s.shard))
+        .collect();
+    same_job
+        && ordinals == (0..first.replicas).collect()
+        && shards == (0..first.partitions).collect()
 }
 
 fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -309,13 +453,43 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
 
 /// `--restore-from`: one savepoint location, or a comma-separated list of them
 /// (what processes that wrote to different places reported).
-pub fn parse_restore_from(value: &str) -> Result<Vec<SavepointStore>, SavepointError> {
+pub fn parse_restore_from(
+    value: &str,
+    settings: &StoreSettings,
+) -> Result<Vec<SavepointStore>, SavepointError> {
     value
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(SavepointStore::open)
+        .map(|l| SavepointStore::open(l, settings))
         .collect()
+}
+
+/// Refuses a savepoint (one location, or the locations its processes reported)
+/// that is not complete: a process of the job that took it did not write its
+/// manifest, or a shard is missing. A half-written savepoint is never restored.
+pub async fn check_complete(locations: &[SavepointStore]) -> Result<(), SavepointError> {
+    let mut all = Vec::new();
+    for l in locations {
+        all.extend(l.process_manifests().await?);
+    }
+    all.sort_by_key(|m| m.ordinal);
+    all.dedup_by_key(|m| m.ordinal);
+    if is_complete(&all) {
+        return Ok(());
+    }
+    Err(SavepointError::Incomplete {
+        location: join_locations(locations),
+        processes: all.iter().map(|m| m.ordinal).collect(),
+    })
+}
+
+fn join_locations(locations: &[SavepointStore]) -> String {
+    locations
+        .iter()
+        .map(|l| l.location().to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The first location that holds shard `shard`, with the shard's manifest.
@@ -324,16 +498,14 @@ pub async fn locate_shard(
     shard: u32,
 ) -> Result<(SavepointStore, CheckpointManifest), SavepointError> {
     for l in locations {
-        if let Some(m) = l.shard_manifest(shard).await? {
+        if l.has_shard(shard).await?
+            && let Some(m) = l.shard_manifest(shard).await?
+        {
             return Ok((l.clone(), m));
         }
     }
     Err(SavepointError::MissingShard {
-        location: locations
-            .iter()
-            .map(|l| l.location().to_owned())
-            .collect::<Vec<_>>()
-            .join(","),
+        location: join_locations(locations),
         shard,
     })
 }
@@ -373,17 +545,52 @@ mod tests {
         StagedShard { dir, manifest }
     }
 
+    fn process(ordinal: u32, replicas: u32, partitions: u32, shards: &[u32]) -> ProcessManifest {
+        ProcessManifest {
+            format_version: FORMAT_VERSION,
+            id: "sp".into(),
+            created_ms: 1,
+            ordinal,
+            replicas,
+            partitions,
+            shards: shards
+                .iter()
+                .map(|&shard| ShardSummary {
+                    shard,
+                    checkpoint_id: 7,
+                    inputs: [InputState {
+                        next_offset: Some(42),
+                        max_event_time: 1000,
+                    }; 2],
+                    job_watermark: 5,
+                    live_entries: 3,
+                    bytes: 1,
+                })
+                .collect(),
+        }
+    }
+
     #[tokio::test]
     async fn a_shard_goes_up_and_comes_back_identical() {
         let local = tempfile::tempdir().expect("tmp");
         let remote = tempfile::tempdir().expect("tmp");
         let s = staged(local.path(), 3);
-        let loc = SavepointStore::open(&format!("file://{}", remote.path().display()))
-            .expect("open")
-            .child("sp-1");
+        let loc = SavepointStore::open(
+            &format!("file://{}", remote.path().display()),
+            &StoreSettings::default(),
+        )
+        .expect("open")
+        .child("sp-1");
         assert!(!loc.has_shard(3).await.expect("head"));
         let bytes = loc.upload_shard(&s).await.expect("upload");
         assert!(bytes > 1000);
+        assert!(
+            !loc.has_shard(3).await.expect("head"),
+            "not before the process manifest lists it"
+        );
+        loc.write_process_manifest(&process(0, 1, 4, &[3]))
+            .await
+            .expect("process manifest");
         assert!(loc.has_shard(3).await.expect("head"));
         let back = local.path().join("back");
         let m = loc.download_shard(3, &back).await.expect("download");
@@ -398,12 +605,29 @@ mod tests {
     async fn restore_finds_each_shard_in_whichever_location_holds_it() {
         let local = tempfile::tempdir().expect("tmp");
         let remote = tempfile::tempdir().expect("tmp");
-        let a = SavepointStore::open(&remote.path().join("a").display().to_string()).expect("a");
-        let b = SavepointStore::open(&remote.path().join("b").display().to_string()).expect("b");
+        let a = SavepointStore::open(
+            &remote.path().join("a").display().to_string(),
+            &StoreSettings::default(),
+        )
+        .expect("a");
+        let b = SavepointStore::open(
+            &remote.path().join("b").display().to_string(),
+            &StoreSettings::default(),
+        )
+        .expect("b");
         a.upload_shard(&staged(local.path(), 0)).await.expect("up");
         b.upload_shard(&staged(local.path(), 1)).await.expect("up");
-        let both =
-            parse_restore_from(&format!("{},{}", a.location(), b.location())).expect("parse");
+        a.write_process_manifest(&process(0, 2, 2, &[0]))
+            .await
+            .expect("manifest");
+        b.write_process_manifest(&process(1, 2, 2, &[1]))
+            .await
+            .expect("manifest");
+        let both = parse_restore_from(
+            &format!("{},{}", a.location(), b.location()),
+            &StoreSettings::default(),
+        )
+        .expect("parse");
         for shard in [0, 1] {
             let (loc, m) = locate_shard(&both, shard).await.expect("found");
             assert_eq!(m.shard, shard);
@@ -418,25 +642,80 @@ mod tests {
             missing,
             Err(SavepointError::MissingShard { shard: 2, .. })
         ));
+        check_complete(&both).await.expect("complete across both");
+        let only_a = check_complete(&both[..1]).await;
+        assert!(
+            matches!(&only_a, Err(SavepointError::Incomplete { processes, .. }) if processes == &[0]),
+            "{only_a:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_savepoint_is_listed_only_when_every_process_wrote_its_manifest() {
+        let local = tempfile::tempdir().expect("tmp");
+        let remote = tempfile::tempdir().expect("tmp");
+        let root = SavepointStore::open(
+            &remote.path().display().to_string(),
+            &StoreSettings::default(),
+        )
+        .expect("open");
+        let (done, half) = (root.child("sp-done"), root.child("sp-half"));
+        for (ordinal, shard) in [(0, 0), (1, 1)] {
+            done.upload_shard(&staged(&local.path().join("done"), shard))
+                .await
+                .expect("up");
+            done.write_process_manifest(&process(ordinal, 2, 2, &[shard]))
+                .await
+                .expect("manifest");
+        }
+        // Process 1 of the second one died after its shard, before its manifest.
+        for shard in [0, 1] {
+            half.upload_shard(&staged(&local.path().join("half"), shard))
+                .await
+                .expect("up");
+        }
+        half.write_process_manifest(&process(0, 2, 2, &[0]))
+            .await
+            .expect("manifest");
+        assert_eq!(root.list_complete().await.expect("list"), ["sp-done"]);
+        assert!(!half.has_shard(1).await.expect("has"));
+        let r = locate_shard(std::slice::from_ref(&half), 1).await;
+        assert!(
+            matches!(r, Err(SavepointError::MissingShard { .. })),
+            "{r:?}"
+        );
+        assert!(matches!(
+            check_complete(&[half]).await,
+            Err(SavepointError::Incomplete { .. })
+        ));
     }
 
     #[tokio::test]
     async fn a_corrupted_savepoint_file_is_refused() {
         let local = tempfile::tempdir().expect("tmp");
         let remote = tempfile::tempdir().expect("tmp");
-        let loc = SavepointStore::open(&remote.path().display().to_string()).expect("open");
+        let loc = SavepointStore::open(
+            &remote.path().display().to_string(),
+            &StoreSettings::default(),
+        )
+        .expect("open");
         loc.upload_shard(&staged(local.path(), 0))
             .await
             .expect("up");
+        loc.write_process_manifest(&process(0, 1, 1, &[0]))
+            .await
+            .expect("manifest");
         std::fs::write(remote.path().join("shard-0").join(PENDING), b"pendinG").expect("flip");
         let r = loc.download_shard(0, &local.path().join("r")).await;
         assert!(matches!(r, Err(SavepointError::Invalid(_))), "{r:?}");
     }
 
     #[test]
-    fn cloud_schemes_and_relative_paths_are_refused_with_a_reason() {
-        for bad in ["s3://bucket/sp", "relative/dir"] {
-            let e = SavepointStore::open(bad).expect_err(bad).to_string();
+    fn unsupported_schemes_and_relative_paths_are_refused_with_a_reason() {
+        for bad in ["http://host/sp", "relative/dir"] {
+            let e = SavepointStore::open(bad, &StoreSettings::default())
+                .expect_err(bad)
+                .to_string();
             assert!(e.contains(bad), "{e}");
         }
     }

@@ -239,18 +239,19 @@ fn prepare(opts: &RunOptions, metrics: &Metrics) -> Result<Prepared, RunError> {
         .as_deref()
         .map(read_token)
         .transpose()?;
+    let store_settings = savepoint::StoreSettings::from_spec(&job.spec.savepoints);
     let savepoint_location = job
         .spec
         .savepoints
         .location
         .as_deref()
-        .map(SavepointStore::open)
+        .map(|l| SavepointStore::open(l, &store_settings))
         .transpose()
         .map_err(RunError::SavepointLocation)?;
     let restore_from = opts
         .restore_from
         .as_deref()
-        .map(savepoint::parse_restore_from)
+        .map(|v| savepoint::parse_restore_from(v, &store_settings))
         .transpose()?
         .unwrap_or_default();
     let ordinal = ordinal(opts)?;
