@@ -1,0 +1,427 @@
+//! The runtime's savepoint store on a real S3 server (`scripts/s3.sh up`):
+//! shards through `s3://` (small files and multipart-sized ones), the failures a
+//! user meets (wrong credentials, a missing bucket, an unreachable endpoint) as
+//! errors that name the location and carry the store's message but no secret,
+//! and a savepoint whose writer is killed mid-upload that nothing lists or
+//! restores. Each test works in a bucket of its own.
+
+mod s3;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStoreExt;
+use s3::{S3Env, read_back};
+use streamjoin_api::SavepointsSpec;
+use streamjoin_runtime::durability::checkpoint::{
+    self, CheckpointManifest, DB_DIR, InputState, PENDING,
+};
+use streamjoin_runtime::durability::location::{ENV_S3_ACCESS_KEY_ID, ENV_S3_SECRET_ACCESS_KEY};
+use streamjoin_runtime::durability::restore;
+use streamjoin_runtime::durability::savepoint::{
+    self, ProcessManifest, SavepointError, SavepointStore, ShardSummary, StagedShard, StoreSettings,
+};
+use streamjoin_runtime::model::counters::ShardCounters;
+use streamjoin_runtime::state::pending::PendingState;
+
+const MIB: usize = 1024 * 1024;
+
+/// Settings as the runtime builds them from a spec with `endpoint`, `region`
+/// and `pathStyle: true`, and credentials looked up in `vars`.
+fn settings(s3: &S3Env, vars: HashMap<&'static str, String>) -> StoreSettings {
+    StoreSettings::from_spec(&SavepointsSpec {
+        endpoint: Some(s3.endpoint.clone()),
+        region: Some(s3.region.clone()),
+        path_style: Some(true),
+        ..SavepointsSpec::default()
+    })
+    .with_env(move |name| vars.get(name).cloned())
+}
+
+fn keys(id: &str, secret: &str) -> HashMap<&'static str, String> {
+    HashMap::from([
+        (ENV_S3_ACCESS_KEY_ID, id.to_owned()),
+        (ENV_S3_SECRET_ACCESS_KEY, secret.to_owned()),
+    ])
+}
+
+fn good_keys(s3: &S3Env) -> HashMap<&'static str, String> {
+    keys(&s3.access_key_id, &s3.secret_access_key)
+}
+
+/// Bytes that differ from file to file and along each file.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (seed + 1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A published checkpoint of `shard` with one SST file of `sst_len` bytes.
+fn staged(root: &Path, shard: u32, sst_len: usize) -> StagedShard {
+    let tmp = checkpoint::prepare(root, shard, 7).expect("prepare");
+    std::fs::create_dir_all(tmp.join(DB_DIR)).expect("db");
+    std::fs::write(
+        tmp.join(DB_DIR).join("000009.sst"),
+        noise(shard.into(), sst_len),
+    )
+    .expect("sst");
+    std::fs::write(tmp.join(DB_DIR).join("CURRENT"), b"MANIFEST-000005\n").expect("current");
+    std::fs::write(tmp.join(PENDING), b"pending").expect("pending");
+    let manifest = CheckpointManifest {
+        format_version: checkpoint::FORMAT_VERSION,
+        shard,
+        id: 7,
+        created_ms: 1,
+        inputs: [InputState {
+            next_offset: Some(42),
+            max_event_time: 1000,
+        }; 2],
+        job_watermark: 5,
+        live_entries: 3,
+        pending: PendingState::default(),
+        counters: ShardCounters::default(),
+        transactional: false,
+        process_started_ms: None,
+        files: Vec::new(),
+    };
+    let (dir, _) = checkpoint::publish(&tmp, manifest).expect("publish");
+    let manifest = checkpoint::validate(&dir).expect("valid");
+    StagedShard { dir, manifest }
+}
+
+fn process_manifest(
+    ordinal: u32,
+    replicas: u32,
+    partitions: u32,
+    shards: &[u32],
+) -> ProcessManifest {
+    ProcessManifest {
+        format_version: savepoint::FORMAT_VERSION,
+        id: "sp".into(),
+        created_ms: 1,
+        ordinal,
+        replicas,
+        partitions,
+        shards: shards
+            .iter()
+            .map(|&shard| ShardSummary {
+                shard,
+                checkpoint_id: 7,
+                inputs: [InputState {
+                    next_offset: Some(42),
+                    max_event_time: 1000,
+                }; 2],
+                job_watermark: 5,
+                live_entries: 3,
+                bytes: 0,
+            })
+            .collect(),
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+#[tokio::test]
+async fn shards_round_trip_through_s3_in_one_request_and_in_parts() {
+    let Some(s3) = S3Env::from_env("shards_round_trip_through_s3_in_one_request_and_in_parts")
+    else {
+        return;
+    };
+    let bucket = s3.new_bucket("sp-round");
+    let local = tempfile::tempdir().expect("tmp");
+    // Shard 0 below the multipart threshold, shard 1 in 5 parts and a short one.
+    let shards = [
+        staged(local.path(), 0, 100_000),
+        staged(local.path(), 1, 5 * savepoint::PART_SIZE + 12_345),
+    ];
+    let root = SavepointStore::open(
+        &format!("s3://{bucket}/jobs/a/"),
+        &settings(&s3, good_keys(&s3)),
+    )
+    .expect("open");
+    assert_eq!(root.location(), format!("s3://{bucket}/jobs/a"));
+    let sp = root.child("sp-1");
+    for (i, shard) in shards.iter().enumerate() {
+        let started = Instant::now();
+        let bytes = sp.upload_shard(shard).await.expect("upload");
+        eprintln!(
+            "shard {i}: {:.1} MiB up in {:.2} s",
+            mib(bytes),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    assert!(
+        root.list_complete().await.expect("list").is_empty(),
+        "no process manifest yet"
+    );
+    sp.write_process_manifest(&process_manifest(0, 1, 2, &[0, 1]))
+        .await
+        .expect("process manifest");
+    assert_eq!(root.list_complete().await.expect("list"), ["sp-1"]);
+
+    // What a restart with --restore-from s3://… sees.
+    let restore_from = savepoint::parse_restore_from(sp.location(), &settings(&s3, good_keys(&s3)))
+        .expect("parse");
+    let back = local.path().join("back");
+    let (plans, _) = tokio::task::spawn_blocking({
+        let back = back.clone();
+        let empty = local.path().join("no-checkpoints");
+        move || restore::plan(&[0, 1], &empty, &restore_from, None, &back, None)
+    })
+    .await
+    .expect("join")
+    .expect("restore plan");
+    assert_eq!(plans.len(), 2);
+    for (i, shard) in shards.iter().enumerate() {
+        let started = Instant::now();
+        let dest = local.path().join(format!("down-{i}"));
+        let m = sp.download_shard(i as u32, &dest).await.expect("download");
+        let sst = dest.join(DB_DIR).join("000009.sst");
+        eprintln!(
+            "shard {i}: {:.1} MiB down in {:.2} s",
+            mib(std::fs::metadata(&sst).expect("sst").len()),
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(m, shard.manifest);
+        assert!(
+            std::fs::read(&sst).expect("sst")
+                == std::fs::read(shard.dir.join(DB_DIR).join("000009.sst")).expect("sst"),
+            "shard {i}'s SST differs after the round trip"
+        );
+        assert!(
+            back.join(format!("shard-{i}"))
+                .join(checkpoint::MANIFEST)
+                .exists()
+        );
+    }
+    let raw = s3.store(&bucket);
+    let part_object = object_store::path::Path::from("jobs/a/sp-1/shard-1/db/000009.sst");
+    let e_tag = raw
+        .head(&part_object)
+        .await
+        .expect("head")
+        .e_tag
+        .unwrap_or_default();
+    assert!(
+        e_tag.trim_matches('"').ends_with("-6"),
+        "a 6-part upload: ETag {e_tag}"
+    );
+    assert!(
+        read_back(&raw, &part_object).await == noise(1, 5 * savepoint::PART_SIZE + 12_345),
+        "the object in the bucket is the file, byte for byte"
+    );
+}
+
+/// Every rendering of an error a user or an operator could see.
+fn renderings(e: &SavepointError) -> String {
+    format!("{e}\n{e:?}\n{:?}", std::error::Error::source(e))
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_naming_the_location_without_the_secret() {
+    let Some(s3) = S3Env::from_env("wrong_credentials_fail_naming_the_location_without_the_secret")
+    else {
+        return;
+    };
+    let bucket = s3.new_bucket("sp-creds");
+    let local = tempfile::tempdir().expect("tmp");
+    let shard = staged(local.path(), 0, 1000);
+    let secret = "wrong-secret-5f1c9a0e77d2b4c8";
+    let location = format!("s3://{bucket}/sp");
+    for (id, says) in [
+        (s3.access_key_id.as_str(), "SignatureDoesNotMatch"),
+        ("AKIAUNKNOWNKEY000000", "InvalidAccessKeyId"),
+    ] {
+        let sp = SavepointStore::open(&location, &settings(&s3, keys(id, secret)))
+            .expect("opening makes no request")
+            .child("sp-1");
+        let errors = [
+            sp.upload_shard(&shard).await.expect_err("upload refused"),
+            sp.process_manifests().await.expect_err("list refused"),
+            sp.download_shard(0, &local.path().join("d"))
+                .await
+                .expect_err("download refused"),
+        ];
+        for e in &errors {
+            let text = renderings(e);
+            assert!(text.contains(&location), "names the location: {text}");
+            assert!(text.contains(says), "the store's message: {text}");
+            assert!(!text.contains(secret), "the secret leaked: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_bucket_fails_with_the_stores_message() {
+    let Some(s3) = S3Env::from_env("a_missing_bucket_fails_with_the_stores_message") else {
+        return;
+    };
+    let local = tempfile::tempdir().expect("tmp");
+    let location = format!("s3://sj-no-such-bucket-{}/sp", std::process::id());
+    let sp = SavepointStore::open(&location, &settings(&s3, good_keys(&s3))).expect("open");
+    let up = renderings(
+        &sp.upload_shard(&staged(local.path(), 0, 1000))
+            .await
+            .expect_err("upload into a missing bucket"),
+    );
+    assert!(
+        up.contains(&location) && up.contains("NoSuchBucket"),
+        "{up}"
+    );
+    let list = renderings(
+        &sp.list_complete()
+            .await
+            .expect_err("listing a missing bucket"),
+    );
+    assert!(
+        list.contains(&location) && list.contains("NoSuchBucket"),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_fails_with_an_error_naming_the_location() {
+    // Not the S3 server: a port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let local = tempfile::tempdir().expect("tmp");
+    let spec = SavepointsSpec {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        path_style: Some(true),
+        ..SavepointsSpec::default()
+    };
+    let settings = StoreSettings::from_spec(&spec).with_env(|name| {
+        (name == ENV_S3_ACCESS_KEY_ID || name == ENV_S3_SECRET_ACCESS_KEY).then(|| "k".to_owned())
+    });
+    let sp = SavepointStore::open("s3://bucket/sp", &settings).expect("open");
+    let e = renderings(
+        &sp.upload_shard(&staged(local.path(), 0, 1000))
+            .await
+            .expect_err("nothing answers"),
+    );
+    assert!(e.contains("s3://bucket/sp"), "{e}");
+    assert!(
+        e.to_lowercase().contains("connect"),
+        "the client's reason: {e}"
+    );
+}
+
+const CHILD_ENV: &str = "STREAMJOIN_TEST_UPLOAD_CHILD";
+
+/// Not a test of its own: the writer that
+/// `a_savepoint_killed_mid_upload_is_neither_listed_nor_restored` starts in a
+/// child process (this test binary, `--exact` this name) and kills. With
+/// `STREAMJOIN_TEST_UPLOAD_CHILD=<location>|<staging dir>` it uploads shard 0,
+/// then shard 1, then its process manifest; without it, it does nothing.
+#[tokio::test]
+async fn upload_child_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (location, staging) = spec.split_once('|').expect("<location>|<staging dir>");
+    let endpoint = std::env::var("STREAMJOIN_S3_ENDPOINT").expect("endpoint");
+    // Credentials from the process environment, as a pod gets them.
+    let settings = StoreSettings::from_spec(&SavepointsSpec {
+        endpoint: Some(endpoint),
+        path_style: Some(true),
+        ..SavepointsSpec::default()
+    });
+    let sp = SavepointStore::open(location, &settings).expect("open");
+    for shard in [0, 1] {
+        let (dir, manifest) = checkpoint::newest_valid(Path::new(staging), shard)
+            .expect("staged")
+            .0
+            .expect("a staged checkpoint");
+        sp.upload_shard(&StagedShard { dir, manifest })
+            .await
+            .expect("upload");
+    }
+    sp.write_process_manifest(&process_manifest(0, 1, 2, &[0, 1]))
+        .await
+        .expect("process manifest");
+}
+
+#[tokio::test]
+async fn a_savepoint_killed_mid_upload_is_neither_listed_nor_restored() {
+    let Some(s3) = S3Env::from_env("a_savepoint_killed_mid_upload_is_neither_listed_nor_restored")
+    else {
+        return;
+    };
+    let bucket = s3.new_bucket("sp-kill");
+    let local = tempfile::tempdir().expect("tmp");
+    let staging = local.path().join("staging");
+    staged(&staging, 0, 1000);
+    // Large enough that its upload is still under way when the child is killed.
+    staged(&staging, 1, 96 * MIB);
+    let root_location = format!("s3://{bucket}/sp");
+    let location = format!("{root_location}/sp-killed");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "upload_child_process", "--nocapture"])
+        .env(CHILD_ENV, format!("{location}|{}", staging.display()))
+        .env("STREAMJOIN_SAVEPOINT_AWS_ACCESS_KEY_ID", &s3.access_key_id)
+        .env(
+            "STREAMJOIN_SAVEPOINT_AWS_SECRET_ACCESS_KEY",
+            &s3.secret_access_key,
+        )
+        .env("AWS_REGION", &s3.region)
+        .spawn()
+        .expect("the writer starts");
+    // Shard 0 is written whole (its manifest last) before shard 1 starts.
+    let raw = s3.store(&bucket);
+    let shard0 = object_store::path::Path::from("sp/sp-killed/shard-0/MANIFEST.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while raw.head(&shard0).await.is_err() {
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "the writer ended before shard 0 was up"
+        );
+        assert!(Instant::now() < deadline, "shard 0 never appeared");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("reaped");
+    assert!(
+        !status.success(),
+        "the writer finished before it was killed"
+    );
+    let process0 = object_store::path::Path::from("sp/sp-killed/_process-0.json");
+    assert!(
+        raw.head(&process0).await.is_err(),
+        "the writer wrote its manifest"
+    );
+
+    let s = settings(&s3, good_keys(&s3));
+    let root = SavepointStore::open(&root_location, &s).expect("open");
+    assert!(root.list_complete().await.expect("list").is_empty());
+    let sp = SavepointStore::open(&location, &s).expect("open");
+    assert!(
+        !sp.has_shard(0).await.expect("has"),
+        "shard 0 is not listed by a process"
+    );
+    let restore_from = savepoint::parse_restore_from(&location, &s).expect("parse");
+    let download = local.path().join("download");
+    let planned = tokio::task::spawn_blocking({
+        let download = download.clone();
+        let empty = local.path().join("no-checkpoints");
+        move || restore::plan(&[0, 1], &empty, &restore_from, None, &download, None)
+    })
+    .await
+    .expect("join");
+    let e = planned
+        .expect_err("an incomplete savepoint is refused")
+        .to_string();
+    assert!(e.contains("incomplete") && e.contains(&location), "{e}");
+    assert!(!download.exists(), "nothing of it was downloaded");
+}
