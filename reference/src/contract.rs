@@ -97,9 +97,8 @@ pub fn compute_partition(ds: &Dataset, p: u32) -> anyhow::Result<PartitionTruth>
     let mut truth = PartitionTruth::default();
     let mut records: HashMap<Key, Vec<Event>> = HashMap::new();
     for stream in Stream::BOTH {
-        let lines = ds.read_lines(stream, p)?;
         // Step 1, per file.
-        for on_time in classify_file(&lines, stream, ds.max_disorder_ms, &mut truth)? {
+        for on_time in classify_file(ds, p, stream, &mut truth)? {
             check_partition(&on_time, ds, p)?;
             // Step 2.
             records.entry(on_time.key()).or_default().push(on_time);
@@ -132,30 +131,31 @@ pub fn compute_partition(ds: &Dataset, p: u32) -> anyhow::Result<PartitionTruth>
 /// behind the largest event_time of the on-time records before it in the file
 /// is late (kept aside for `compare`); the on-time ones are returned.
 fn classify_file(
-    lines: &[Vec<u8>],
+    ds: &Dataset,
+    p: u32,
     stream: Stream,
-    max_disorder_ms: i64,
     truth: &mut PartitionTruth,
 ) -> anyhow::Result<Vec<Event>> {
-    let mut on_time = Vec::with_capacity(lines.len());
+    let mut on_time = Vec::new();
     let mut largest: Option<i64> = None;
-    for line in lines {
+    ds.each_line(stream, p, |line| {
         truth.counts.records += 1;
         let event = match parse(line, stream) {
             Ok(e) => e,
             Err(why) => {
                 truth.counts.malformed(why);
-                continue;
+                return Ok(());
             }
         };
-        if largest.is_some_and(|top| event.time < top.saturating_sub(max_disorder_ms)) {
+        if largest.is_some_and(|top| event.time < top.saturating_sub(ds.max_disorder_ms)) {
             truth.counts.late += 1;
             truth.late.entry(event.key()).or_default().push(event);
-            continue;
+            return Ok(());
         }
         largest = Some(largest.map_or(event.time, |top| top.max(event.time)));
         on_time.push(event);
-    }
+        Ok(())
+    })?;
     Ok(on_time)
 }
 

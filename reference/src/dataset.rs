@@ -79,35 +79,36 @@ impl Dataset {
         self.dir.join(format!("{}-{p}.jsonl", stream.file_prefix()))
     }
 
-    /// The lines of one input file in file order, without their line ends
-    /// (none when the file does not exist: a partition may lack a stream).
-    pub fn read_lines(&self, stream: Stream, p: u32) -> anyhow::Result<Vec<Vec<u8>>> {
+    /// Calls `f` with each line of one input file in file order, without its
+    /// line end (nothing when the file does not exist: a partition may lack a
+    /// stream). One line is in memory at a time.
+    pub fn each_line(
+        &self,
+        stream: Stream,
+        p: u32,
+        mut f: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let path = self.file(stream, p);
         if !path.exists() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        read_lines(&path)
-    }
-}
-
-/// Every line of a file, split at `\n`, without the line end; a last line
-/// without `\n` counts, an empty file has none.
-pub fn read_lines(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
-    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut lines = Vec::new();
-    loop {
-        let mut line = Vec::with_capacity(256);
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("read {}", path.display()))?;
-        if n == 0 {
-            return Ok(lines);
+        let file =
+            std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut line = Vec::with_capacity(512);
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("read {}", path.display()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            f(&line)?;
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        lines.push(line);
     }
 }
 
@@ -197,17 +198,26 @@ mod tests {
             (d.window_ms, d.max_disorder_ms, d.partitions),
             (2000, 10, 4)
         );
-        assert!(d.read_lines(Stream::Plays, 0).unwrap().is_empty());
+        let mut n = 0;
+        d.each_line(Stream::Plays, 0, |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]
     fn lines_are_split_at_newlines_and_a_last_line_without_one_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x");
-        std::fs::write(&path, "a\n\nb\nc").unwrap();
-        assert_eq!(
-            read_lines(&path).unwrap(),
-            [b"a".to_vec(), vec![], b"b".to_vec(), b"c".to_vec()]
-        );
+        std::fs::write(dir.path().join("plays-0.jsonl"), "a\n\nb\nc").unwrap();
+        let d = Dataset::open(dir.path(), Overrides::default()).unwrap();
+        let mut lines = Vec::new();
+        d.each_line(Stream::Plays, 0, |l| {
+            lines.push(l.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(lines, [b"a".to_vec(), vec![], b"b".to_vec(), b"c".to_vec()]);
     }
 }
