@@ -410,7 +410,7 @@ pub struct SavepointsSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SavepointCredentials {
-    /// The Secret holding the keys.
+    /// The Secret holding the keys. s3://: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optionally `AWS_SESSION_TOKEN`; gs://: `service-account.json` (a service-account key file); az://: `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`. The pods get each key as the variable `STREAMJOIN_SAVEPOINT_<key>` (`STREAMJOIN_SAVEPOINT_GCS_SERVICE_ACCOUNT_KEY` for the key file).
     pub secret_ref: LocalSecretRef,
 }
 
