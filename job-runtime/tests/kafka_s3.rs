@@ -2,7 +2,8 @@
 //! (the store's endpoint, region and path style in the manifest, the access key
 //! pair in `STREAMJOIN_SAVEPOINT_AWS_*`) take a savepoint, stop with savepoints
 //! and restore from them through `s3://` while rescaling 2 → 3 → 1; the output
-//! is compared `--strict` with the reference. Needs the broker
+//! is compared `--strict` with the reference; a savepoint into a missing bucket
+//! fails with the store's message while the job runs on. Needs the broker
 //! (`scripts/kafka.sh`) and the S3 store (`scripts/s3.sh up`); runs in the
 //! `kafka` serial group.
 
@@ -217,20 +218,25 @@ impl Pod {
         assert_eq!(r.status().as_u16(), 202, "{body}");
     }
 
-    /// Polls the savepoint until it completed; its path.
-    fn savepoint_path(&self, id: &str) -> String {
+    /// Polls the savepoint until it completed or failed; what the admin API says.
+    fn savepoint_outcome(&self, id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (code, info) = self.get(&format!("/v1/savepoints/{id}"));
             assert_eq!(code, 200, "{info}");
-            match info["state"].as_str() {
-                Some("completed") => return info["path"].as_str().expect("path").to_owned(),
-                Some("failed") => panic!("savepoint {id} failed: {info}"),
-                _ => {}
+            if matches!(info["state"].as_str(), Some("completed" | "failed")) {
+                return info;
             }
             assert!(Instant::now() < deadline, "savepoint {id} still pending");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Polls the savepoint until it completed; its path.
+    fn savepoint_path(&self, id: &str) -> String {
+        let info = self.savepoint_outcome(id);
+        assert_eq!(info["state"], "completed", "savepoint {id}: {info}");
+        info["path"].as_str().expect("path").to_owned()
     }
 
     /// SIGTERM, and a clean exit.
@@ -391,5 +397,47 @@ fn savepoints_and_a_rescale_from_two_to_three_to_one_through_s3_are_exact() {
     }
     let logs = job.logs();
     assert!(logs.contains(&sp2), "the pods log the savepoint's location");
+    assert!(!logs.contains(&secret), "a pod printed the secret key");
+}
+
+#[test]
+fn a_savepoint_into_a_missing_bucket_fails_with_the_stores_message_and_the_job_runs_on() {
+    let test =
+        "a_savepoint_into_a_missing_bucket_fails_with_the_stores_message_and_the_job_runs_on";
+    let Some(s3) = S3Env::from_env(test) else {
+        return;
+    };
+    let data = dataset(20_000, 2, 16);
+    let expected = expected_entries(&data);
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let location = format!("s3://sj-missing-{}/savepoints", std::process::id());
+    let secret = s3.secret_access_key.clone();
+    let job = Job::new(&broker, s3, &location);
+    let loader = load_slowly(&broker, &data, 2);
+    let pod = job.pod(0, 1, None);
+    assert_eq!(pod.wait_ready(), 2);
+    pod.trigger_savepoint("sp-missing", false);
+    let info = pod.savepoint_outcome("sp-missing");
+    assert_eq!(info["state"], "failed", "{info}");
+    let error = info["error"].as_str().expect("an error").to_owned();
+    eprintln!("the admin API's error: {error}");
+    assert!(
+        error.contains(&format!("{location}/sp-missing")) && error.contains("NoSuchBucket"),
+        "the location and the store's message: {error}"
+    );
+    assert!(!error.contains(&secret), "the error carries the secret");
+    assert_eq!(pod.get("/v1/status").1["stopped"], false);
+    // The job runs on: every entry arrives.
+    loader.join().expect("loader");
+    let mut seen = HashSet::new();
+    broker.consume_until("entries", 2, false, Duration::from_secs(300), |r| {
+        seen.insert(r.to_vec());
+        seen.len() >= expected
+    });
+    pod.stop();
+    let logs = job.logs();
+    assert!(logs.contains("NoSuchBucket"), "the failure is logged");
     assert!(!logs.contains(&secret), "a pod printed the secret key");
 }
