@@ -102,7 +102,12 @@ struct PartGen {
     budget: u64,
     produced: u64,
     clock_ms: f64,
-    gap_ms: f64,
+    /// Event time per record of the budget.
+    step_ms: f64,
+    /// The span's end; no event happens after it, so every partition of both
+    /// inputs ends at about the same event time (a data set whose inputs end
+    /// hours apart would measure idleness timeouts, not the join).
+    end_ms: i64,
     scheduled: BinaryHeap<Scheduled>,
     queues: [VecDeque<Vec<u8>>; 2],
     seq: u64,
@@ -114,8 +119,7 @@ struct PartGen {
 impl PartGen {
     fn new(spec: &GenSpec, p: u32) -> Self {
         let budget = spec.events / u64::from(spec.partitions.max(1));
-        // About 2.6 records per session with the default rates.
-        let sessions = (budget as f64 / 2.6).max(1.0);
+        let span_ms = spec.hours * 3_600_000.0;
         Self {
             rng: SmallRng::seed_from_u64(
                 spec.seed.wrapping_mul(1_000_003).wrapping_add(u64::from(p)),
@@ -124,7 +128,8 @@ impl PartGen {
             budget,
             produced: 0,
             clock_ms: spec.start_ms as f64,
-            gap_ms: spec.hours * 3_600_000.0 / sessions,
+            step_ms: span_ms / (budget.max(1) as f64),
+            end_ms: spec.start_ms + span_ms as i64,
             scheduled: BinaryHeap::new(),
             queues: [VecDeque::new(), VecDeque::new()],
             seq: 0,
@@ -237,28 +242,41 @@ impl PartGen {
             0
         };
         let mut t = t0 + lead;
-        for _ in 0..self.rng.random_range(1..=3) {
+        let impressions = self.rng.random_range(1..=3);
+        for _ in 0..impressions {
             let d = self.device(session_device);
-            let rec = self.impression(t, key, d);
+            let rec = self.impression(t.min(self.end_ms), key, d);
             let arrival = t + self.rng.random_range(0..disorder);
             self.schedule(arrival, 0, rec);
             t += self.rng.random_range(30_000..600_000);
         }
+        let plays = if has_plays {
+            self.rng.random_range(1..=3)
+        } else {
+            0
+        };
         if has_plays {
-            for i in 0..self.rng.random_range(1..=3) {
+            for i in 0..plays {
                 let at = if i == 0 && lead > 0 {
                     t0
                 } else {
                     // Plays stay well inside the entry's window.
                     t0 + lead + (self.exp(20.0 * 60_000.0) as i64).min(self.spec.window_ms / 2)
                 };
+                let at = at.min(self.end_ms);
                 let d = self.device(session_device);
                 let rec = self.play(at, key, d);
                 let arrival = at + self.rng.random_range(0..disorder);
                 self.schedule(arrival, 1, rec);
             }
         }
-        self.clock_ms += self.exp(self.gap_ms);
+        // The clock follows the share of the budget spent (sessions, copies and
+        // extras alike), with a little jitter: every partition's budget then runs
+        // out at the span's end, not minutes apart.
+        let spent = self.produced + self.scheduled.len() as u64;
+        let target = self.spec.start_ms as f64 + self.step_ms * spent as f64;
+        let jitter = self.exp(self.step_ms * f64::from(impressions + plays));
+        self.clock_ms = self.clock_ms.max(target + jitter);
     }
 
     /// Moves records into the queues until `input` has one or the budget is spent.

@@ -39,7 +39,7 @@ pub fn dataset(events: u64, partitions: u32, seed: u64) -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
     // The generator's version is part of the name: a cached set of another
     // version is not reused.
-    let dir = root.join(format!("rtgen-v2-{events}-{partitions}-{seed}"));
+    let dir = root.join(format!("rtgen-v3-{events}-{partitions}-{seed}"));
     if dir.join("manifest.json").exists() {
         return dir;
     }
