@@ -11,6 +11,7 @@ pub mod pdb;
 pub mod secret;
 pub mod service;
 pub mod statefulset;
+mod store_env;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};

@@ -257,11 +257,15 @@ fn container(job: &JobRef<'_>) -> Container {
         ));
         mounts.push(mount("kafka-tls", KAFKA_TLS_DIR, true));
     }
+    env.extend(super::store_env::savepoint_env(&spec.savepoints));
     env.extend(
         spec.pod_template
             .env
             .iter()
-            .filter(|e| !RESERVED_ENV.contains(&e.name.as_str()))
+            .filter(|e| {
+                !RESERVED_ENV.contains(&e.name.as_str())
+                    && !e.name.starts_with(super::store_env::PREFIX)
+            })
             .cloned(),
     );
 
@@ -743,6 +747,70 @@ mod tests {
                 .iter()
                 .any(|v| v.name == "kafka-tls")
         );
+    }
+
+    #[test]
+    fn store_credentials_reach_the_pod_by_secret_reference_only() {
+        let mut job = test_support::job("clicks");
+        job.spec.savepoints.location = Some("s3://bucket/sp".into());
+        job.spec.savepoints.credentials = Some(streamjoin_api::SavepointCredentials {
+            secret_ref: streamjoin_api::LocalSecretRef {
+                name: "store-creds".into(),
+            },
+        });
+        job.spec.pod_template.env.push(EnvVar {
+            name: "STREAMJOIN_SAVEPOINT_AWS_ACCESS_KEY_ID".into(),
+            value: Some("shadow".into()),
+            value_from: None,
+        });
+        let env = runtime(&sts_for(&job)).env.expect("env");
+        let store: Vec<_> = env
+            .iter()
+            .filter(|e| e.name.starts_with("STREAMJOIN_SAVEPOINT_"))
+            .collect();
+        assert_eq!(store.len(), 3, "{store:?}");
+        for e in store {
+            assert!(e.value.is_none(), "{} has no literal value", e.name);
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref());
+            assert_eq!(r.map(|r| r.name.as_str()), Some("store-creds"));
+        }
+    }
+
+    #[test]
+    fn store_settings_and_the_credentials_secret_change_the_pod_template() {
+        let job = test_support::job("clicks");
+        let r = JobRef::new(&job).expect("meta");
+        let base = crate::build::configmap::runtime_manifest(&r).expect("manifest");
+        let edits: [fn(&mut streamjoin_api::SavepointsSpec); 4] = [
+            |s| s.endpoint = Some("http://127.0.0.1:9000".into()),
+            |s| s.region = Some("eu-west-1".into()),
+            |s| s.path_style = Some(true),
+            |s| {
+                s.credentials = Some(streamjoin_api::SavepointCredentials {
+                    secret_ref: streamjoin_api::LocalSecretRef { name: "b".into() },
+                })
+            },
+        ];
+        for edit in edits {
+            let mut changed = job.clone();
+            changed.spec.savepoints.location = Some("s3://bucket/sp".into());
+            let mut before = changed.clone();
+            edit(&mut changed.spec.savepoints);
+            before.spec.savepoints.location = Some("s3://bucket/sp".into());
+            let a = crate::build::configmap::runtime_manifest(&JobRef::new(&before).expect("meta"))
+                .expect("manifest");
+            let b =
+                crate::build::configmap::runtime_manifest(&JobRef::new(&changed).expect("meta"))
+                    .expect("manifest");
+            assert_ne!(
+                a, b,
+                "the manifest (and its hash on the pod template) changes"
+            );
+            assert_ne!(a, base);
+        }
     }
 
     #[test]

@@ -205,6 +205,22 @@ mod tests {
     }
 
     #[test]
+    fn savepoint_store_settings_and_credentials_are_an_upgrade() {
+        for field in [
+            "savepoints.location",
+            "savepoints.endpoint",
+            "savepoints.region",
+            "savepoints.pathStyle",
+            "savepoints.credentials.secretRef.name",
+        ] {
+            assert_eq!(class_of(field), ChangeClass::Upgrade, "{field}");
+        }
+        let mut n = base();
+        n.savepoints.region = Some("eu-west-1".into());
+        assert_ne!(runtime_view(&n), runtime_view(&base()));
+    }
+
+    #[test]
     fn the_runtime_view_hides_ignored_fields_only() {
         let mut n = base();
         n.savepoints.trigger_nonce = Some(7);
