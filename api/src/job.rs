@@ -119,7 +119,7 @@ pub struct StreamJoinJobSpec {
     /// Savepoints.
     #[serde(default)]
     pub savepoints: SavepointsSpec,
-    /// How state is carried across upgrades.
+    /// How state is carried across upgrades. `savepoint` needs savepoints.location; without one, an upgrade at the same parallelism resumes from the checkpoints (as `lastState`) and a parallelism change is refused until a location is set.
     #[serde(default)]
     pub upgrade_mode: UpgradeMode,
     /// Savepoint to start a new job from.

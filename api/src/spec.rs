@@ -434,7 +434,7 @@ impl Default for SavepointsSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum UpgradeMode {
-    /// Stop with a savepoint, restore the new version from it.
+    /// Stop with a savepoint, restore the new version from it; without savepoints.location, restart from the latest checkpoints (same parallelism only).
     #[default]
     Savepoint,
     /// Restore from the latest checkpoints (same parallelism only).

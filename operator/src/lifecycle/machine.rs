@@ -420,6 +420,17 @@ fn refusal(
         );
         return Some(("ParallelismAbovePartitions", msg));
     }
+    if stable.savepoints.location.is_none()
+        && stable.parallelism != f.spec.parallelism
+        && f.spec.upgrade_mode != UpgradeMode::Stateless
+        && class != ChangeClass::Redeploy
+    {
+        let msg = format!(
+            "parallelism {} -> {} needs a savepoint, and spec.savepoints.location is not set; refused, the job keeps running with parallelism {}: set spec.savepoints.location (a volume path or an object-store URL) with parallelism {} first (that edit restarts the pods from their checkpoints), then change parallelism",
+            stable.parallelism, f.spec.parallelism, stable.parallelism, stable.parallelism
+        );
+        return Some(("SavepointLocationRequired", msg));
+    }
     if class == ChangeClass::Redeploy && f.spec.upgrade_mode != UpgradeMode::Stateless {
         let msg = format!(
             "{} changed: the job's state does not fit the new inputs/keys/window; set upgradeMode: stateless to start from empty state (a final savepoint is taken first)",
@@ -464,8 +475,19 @@ fn start_change(
     retrying: bool,
 ) -> Decision {
     let same_parallelism = stable.parallelism == f.spec.parallelism;
+    // The running pods write savepoints where *their* spec says; without a location
+    // there is nowhere to write one (`refusal` already stopped a rescale).
+    let no_location = stable.savepoints.location.is_none();
     let (action_words, savepoint) = match (class, f.spec.upgrade_mode) {
+        (ChangeClass::Redeploy, _) if no_location => (
+            "start from empty state (no final savepoint: savepoints.location is not set)",
+            false,
+        ),
         (ChangeClass::Redeploy, _) => ("final savepoint, then start from empty state", true),
+        (_, UpgradeMode::Savepoint) if no_location => (
+            "restart from the latest checkpoints (savepoints.location is not set: no savepoint to take)",
+            false,
+        ),
         (_, UpgradeMode::Savepoint) => {
             ("stop with a savepoint, restore the new spec from it", true)
         }
@@ -497,11 +519,12 @@ fn start_change(
         start_savepoint(r, f, SavepointTrigger::Upgrade, true, stable.parallelism)
     } else {
         // lastState resumes from the checkpoints; stateless must not see them.
-        let checkpoints = if f.spec.upgrade_mode == UpgradeMode::Stateless {
-            Checkpoints::NoneBeforeNow
-        } else {
-            Checkpoints::Any
-        };
+        let checkpoints =
+            if f.spec.upgrade_mode == UpgradeMode::Stateless || class == ChangeClass::Redeploy {
+                Checkpoints::NoneBeforeNow
+            } else {
+                Checkpoints::Any
+            };
         decision(deploy(r, f, None, checkpoints), Action::None)
     };
     note(
@@ -583,21 +606,7 @@ impl Savepointing {
             // Written ahead, not (or not known to be) sent: send it (again; same id).
             return decision(r, Action::TriggerSavepoint);
         }
-        let failed: Vec<String> = p
-            .requests
-            .iter()
-            .filter_map(|q| {
-                answer(f, q.ordinal)
-                    .filter(|i| i.state == SavepointState::Failed)
-                    .map(|i| {
-                        format!(
-                            "pod {}: {}",
-                            q.ordinal,
-                            i.error.as_deref().unwrap_or("failed")
-                        )
-                    })
-            })
-            .collect();
+        let failed = failed_parts(&p, f);
         let started = parse_ts(Some(&p.started_at)).unwrap_or(f.now);
         let timed_out = f.now.duration_since(started) > t.savepoint_timeout;
         let all_done = p
@@ -612,6 +621,29 @@ impl Savepointing {
         }
         savepoint_failed(r, &p, f, t, &failed)
     }
+}
+
+/// The failed parts of a savepoint, one line per distinct error (condensed: no
+/// XML body, no URL query, at most a few hundred characters), naming the pods.
+fn failed_parts(p: &PendingSavepoint, f: &Facts<'_>) -> Vec<String> {
+    let mut by_error: Vec<(String, Vec<i32>)> = Vec::new();
+    for q in &p.requests {
+        let Some(i) = answer(f, q.ordinal).filter(|i| i.state == SavepointState::Failed) else {
+            continue;
+        };
+        let text = super::errtext::condense(i.error.as_deref().unwrap_or("failed"));
+        match by_error.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, pods)) => pods.push(q.ordinal),
+            None => by_error.push((text, vec![q.ordinal])),
+        }
+    }
+    by_error
+        .into_iter()
+        .map(|(text, pods)| match pods.as_slice() {
+            [one] => format!("pod {one}: {text}"),
+            _ => format!("pods {pods:?}: {text}"),
+        })
+        .collect()
 }
 
 /// The answer of pod `ordinal` for the savepoint under way.
@@ -970,6 +1002,7 @@ mod tests {
         let mut s = StreamJoinJobSpec::local_default();
         s.image = image.into();
         s.parallelism = parallelism;
+        s.savepoints.location = Some("/savepoints".into());
         s
     }
 
@@ -1378,5 +1411,169 @@ mod tests {
         let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
         let p = d.record.savepoint.expect("periodic");
         assert_eq!((p.trigger, p.stop), (SavepointTrigger::Periodic, false));
+    }
+
+    fn without_location(image: &str, parallelism: i32) -> StreamJoinJobSpec {
+        let mut s = spec(image, parallelism);
+        s.savepoints.location = None;
+        s
+    }
+
+    #[test]
+    fn an_upgrade_without_a_savepoint_location_restarts_from_the_checkpoints() {
+        let v1 = without_location("v1", 2);
+        let v2 = without_location("v2", 2);
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.action, Action::None, "no savepoint is asked for");
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+        assert!(d.record.savepoint.is_none() && d.record.failure.is_none());
+        assert_eq!(d.record.restore_from, None);
+        assert_eq!(
+            d.record.ignore_checkpoints_before, None,
+            "the checkpoints are kept"
+        );
+        assert_eq!(
+            deployed(&d.record, &v2).map(|(x, _)| x.image),
+            Some("v2".into())
+        );
+        assert!(d.notes[0].message.contains("latest checkpoints"));
+        // Setting the location in the same edit: the old pods have none to write to.
+        let mut with = spec("v2", 2);
+        with.savepoints.location = Some("s3://bucket/sp".into());
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &with), &Timing::default());
+        assert_eq!(
+            (d.action, d.record.state),
+            (Action::None, LifecycleState::Deploying)
+        );
+    }
+
+    #[test]
+    fn a_rescale_without_a_savepoint_location_is_refused_and_says_to_set_one() {
+        let v1 = without_location("v1", 2);
+        for mode in [UpgradeMode::Savepoint, UpgradeMode::LastState] {
+            let mut v2 = without_location("v1", 3);
+            v2.upgrade_mode = mode;
+            let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+            assert_eq!(d.action, Action::None);
+            assert_eq!(d.record.state, LifecycleState::Running);
+            assert_eq!(d.record.rejected_generation, Some(2));
+            let fail = d.record.failure.clone().expect("failure");
+            assert_eq!(fail.reason, "SavepointLocationRequired");
+            assert!(
+                fail.message.contains("set spec.savepoints.location"),
+                "{}",
+                fail.message
+            );
+            assert_eq!(
+                deployed(&d.record, &v2).map(|(x, _)| x.parallelism),
+                Some(2),
+                "the job keeps running as it is"
+            );
+            assert!(d.notes.iter().any(|n| n.warning));
+        }
+        // Stateless needs no savepoint: a rescale from empty state goes ahead.
+        let mut v2 = without_location("v1", 3);
+        v2.upgrade_mode = UpgradeMode::Stateless;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+    }
+
+    #[test]
+    fn a_stateless_redeploy_without_a_location_starts_empty_without_a_final_savepoint() {
+        let v1 = without_location("v1", 2);
+        let mut v2 = without_location("v1", 2);
+        v2.upgrade_mode = UpgradeMode::Stateless;
+        v2.join.window = streamjoin_api::HumanDuration::from_secs(60);
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &v2), &Timing::default());
+        assert_eq!(d.action, Action::None);
+        assert_eq!(d.record.state, LifecycleState::Deploying);
+        assert_eq!(d.record.restore_from, None);
+        assert_eq!(d.record.ignore_checkpoints_before, Some(ts(now())));
+    }
+
+    const S3_ERROR: &str = "savepoint s3://missing/sp/sp: Generic S3 error: Error performing PUT http://127.0.0.1:9000/missing/sp/sp/shard-0 - Server returned non-success status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>missing</BucketName></Error>";
+
+    #[test]
+    fn a_failed_upgrade_savepoint_degrades_with_one_condensed_line_and_keeps_the_old_pods() {
+        let v1 = spec("v1", 2);
+        let v2 = spec("v2", 2);
+        let r = savepointing(&v1, true);
+        let mut f = facts(2, &v2);
+        let failed = SavepointInfo {
+            error: Some(S3_ERROR.into()),
+            ..info(SavepointState::Failed)
+        };
+        f.savepoints = vec![(0, failed.clone()), (1, failed)];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(d.action, Action::None, "no pod stopped, none restarts");
+        assert_eq!(d.record.state, LifecycleState::Running);
+        assert_eq!(
+            deployed(&d.record, &v2).map(|(x, restore)| (x.image, restore)),
+            Some(("v1".into(), None)),
+            "no rollout: the old spec stays deployed"
+        );
+        let fail = d.record.failure.clone().expect("failure");
+        assert_eq!(fail.reason, "SavepointFailed");
+        assert!(
+            !fail.message.contains('\n') && !fail.message.contains('<'),
+            "{}",
+            fail.message
+        );
+        assert!(
+            fail.message.contains(
+                "pods [0, 1]: savepoint s3://missing/sp/sp: Generic S3 error: Error performing PUT"
+            ) && fail
+                .message
+                .contains("404 Not Found: NoSuchBucket: The specified bucket does not exist;"),
+            "{}",
+            fail.message
+        );
+        let event = d
+            .notes
+            .iter()
+            .find(|n| n.reason == "SavepointFailed")
+            .expect("an event");
+        assert!(event.warning);
+        assert_eq!(event.message, fail.message);
+    }
+
+    #[test]
+    fn a_failed_manual_savepoint_degrades_and_the_job_keeps_running() {
+        let v1 = spec("v1", 2);
+        let mut v1n = v1.clone();
+        v1n.savepoints.trigger_nonce = Some(1);
+        let mut r = running(&v1);
+        r.stable_spec = spec_json(&v1n);
+        let d = Lifecycle::decide(Some(&r), &facts(1, &v1n), &Timing::default());
+        assert_eq!(d.action, Action::TriggerSavepoint);
+        let r = with_requests(
+            d.record,
+            vec![SavepointRequest {
+                ordinal: 0,
+                id: "sp".into(),
+                path: None,
+            }],
+        );
+        let mut f = facts(1, &v1n);
+        f.savepoints = vec![(
+            0,
+            SavepointInfo {
+                error: Some("upload: connection refused\n  caused by: os error 111".into()),
+                ..info(SavepointState::Failed)
+            },
+        )];
+        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        assert_eq!(
+            (d.action, d.record.state),
+            (Action::None, LifecycleState::Running)
+        );
+        let fail = d.record.failure.expect("failure");
+        assert_eq!(fail.reason, "SavepointFailed");
+        assert!(
+            fail.message
+                .contains("pod 0: upload: connection refused; the running pods"),
+            "{}",
+            fail.message
+        );
     }
 }

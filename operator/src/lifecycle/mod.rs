@@ -5,6 +5,7 @@
 mod act;
 pub mod autoscaler;
 pub mod classify;
+mod errtext;
 pub mod machine;
 pub mod memory;
 mod observe;

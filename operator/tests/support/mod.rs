@@ -73,7 +73,10 @@ pub fn job_json(name: &str) -> Value {
             "kafka": { "bootstrapServers": "kafka:9092" },
             "inputs": { "impressions": { "topic": "impressions" }, "plays": { "topic": "plays" } },
             "output": { "topic": "joined" },
-            "deadLetter": { "topic": "dead-letter" }
+            "deadLetter": { "topic": "dead-letter" },
+            // Savepoint upgrades and rescales need a location (without one an upgrade
+            // resumes from the checkpoints and a rescale is refused).
+            "savepoints": { "location": "/savepoints" }
         }
     })
 }
