@@ -6,10 +6,11 @@
 //! counts for an output with entries dropped, copied, altered, merged and a
 //! late record let in, in every mode.
 //!
-//! Ignored by default: they need `../shared/bench` (or the directory named by
-//! `STREAMJOIN_SHARED_BENCH`) and python3, and `scripts/test.sh` runs them when
-//! that is present. Run by hand:
-//! `cargo nextest run --workspace --release --run-ignored only -E 'binary(cross_check)'`.
+//! A program, not a test of the suite: it needs `../shared/bench` (or the
+//! directory named by `STREAMJOIN_SHARED_BENCH`) and python3, which the suite
+//! never does. `scripts/test.sh` runs it after the suite when that directory is
+//! there; by hand: `$CARGO_TARGET_DIR/release/examples/cross_check` after a
+//! workspace build. It exits non-zero when a check fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,19 @@ use streamjoin_reference::contract::compute_partition;
 use streamjoin_reference::dataset::{Dataset, Overrides};
 use streamjoin_reference::entry::Entry;
 use streamjoin_reference::expected::{self, ENTRIES_FILE};
+
+/// Scratch space beside the build: `<target>/tmp`.
+fn tmp_root() -> PathBuf {
+    let exe = std::env::current_exe().expect("program path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target/<profile>/examples")
+        .join("tmp");
+    std::fs::create_dir_all(&dir).expect("target tmp dir");
+    dir
+}
 
 /// The external oracle's directory; fails clearly when it is absent.
 fn shared_bench() -> PathBuf {
@@ -55,10 +69,10 @@ fn run(cmd: &mut Command, what: &str) -> (bool, String) {
 
 /// A data set made once per machine under the target's temporary directory.
 fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let root = tmp_root();
     let dir = root.join(format!("xcheck-{name}"));
     if !dir.join("manifest.json").exists() {
-        let tmp = tempfile::tempdir_in(root).expect("tempdir");
+        let tmp = tempfile::tempdir_in(&root).expect("tempdir");
         make(tmp.path());
         let _ = std::fs::rename(tmp.keep(), &dir);
     }
@@ -83,18 +97,18 @@ fn gen_events(name: &str, args: &[&str]) -> PathBuf {
 /// A data set of this build's runtime generator, made afresh (it takes well
 /// under a second, and a cached one could come from an older generator).
 fn runtime_generate(args: &[&str]) -> tempfile::TempDir {
-    let exe = std::env::current_exe().expect("test binary path");
+    let exe = std::env::current_exe().expect("program path");
     let bin = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target/<profile>/deps")
+        .expect("target/<profile>/examples")
         .join("streamjoin-runtime");
     assert!(
         bin.exists(),
         "{} is missing: build the workspace first",
         bin.display()
     );
-    let out = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let out = tempfile::tempdir_in(tmp_root()).expect("tempdir");
     let (ok, _) = run(
         Command::new(&bin)
             .arg("generate")
@@ -284,13 +298,11 @@ fn same_comparisons(data: &Path, oracle_expected: &Path, work: &Path) {
 }
 
 fn cross_check(data: &Path) {
-    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("work dir");
+    let work = tempfile::tempdir_in(tmp_root()).expect("work dir");
     let oracle_expected = same_expected_output_and_counters(data, work.path());
     same_comparisons(data, &oracle_expected, work.path());
 }
 
-#[test]
-#[ignore = "needs ../shared/bench (run by scripts/test.sh when present)"]
 fn the_small_set_gives_the_oracles_entries_counters_and_comparisons() {
     cross_check(&gen_events(
         "small",
@@ -307,26 +319,57 @@ const HEAVY: [&str; 6] = [
     "0.01",
 ];
 
-#[test]
-#[ignore = "needs ../shared/bench (run by scripts/test.sh when present)"]
 fn heavy_duplicates_late_and_malformed_records_in_one_partition_agree_with_the_oracle() {
     let mut args = vec!["--events", "200000", "--partitions", "1", "--seed", "3"];
     args.extend(HEAVY);
     cross_check(&gen_events("heavy-1", &args));
 }
 
-#[test]
-#[ignore = "needs ../shared/bench (run by scripts/test.sh when present)"]
 fn heavy_duplicates_late_and_malformed_records_in_seven_partitions_agree_with_the_oracle() {
     let mut args = vec!["--events", "200000", "--partitions", "7", "--seed", "4"];
     args.extend(HEAVY);
     cross_check(&gen_events("heavy-7", &args));
 }
 
-#[test]
-#[ignore = "needs ../shared/bench (run by scripts/test.sh when present)"]
 fn a_set_of_the_runtimes_generator_agrees_with_the_oracle() {
     let mut args = vec!["--events", "300000", "--partitions", "4", "--seed", "5"];
     args.extend(HEAVY);
     cross_check(runtime_generate(&args).path());
+}
+
+fn main() {
+    shared_bench();
+    let checks: [(&str, fn()); 4] = [
+        (
+            "the small set gives the oracle's entries, counters and comparisons",
+            the_small_set_gives_the_oracles_entries_counters_and_comparisons,
+        ),
+        (
+            "heavy duplicates, late and malformed records in one partition agree with the oracle",
+            heavy_duplicates_late_and_malformed_records_in_one_partition_agree_with_the_oracle,
+        ),
+        (
+            "heavy duplicates, late and malformed records in seven partitions agree with the oracle",
+            heavy_duplicates_late_and_malformed_records_in_seven_partitions_agree_with_the_oracle,
+        ),
+        (
+            "a set of the runtime's generator agrees with the oracle",
+            a_set_of_the_runtimes_generator_agrees_with_the_oracle,
+        ),
+    ];
+    let mut failed = 0;
+    for (name, check) in checks {
+        let started = std::time::Instant::now();
+        let ok = std::panic::catch_unwind(check).is_ok();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "cross-check: {name}: {} ({secs:.1} s)",
+            if ok { "ok" } else { "FAILED" }
+        );
+        failed += usize::from(!ok);
+    }
+    println!("cross-check: {} of 4 passed", 4 - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
 }
