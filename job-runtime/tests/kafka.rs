@@ -5,180 +5,26 @@
 
 mod broker;
 mod data;
+mod runtime;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use broker::Broker;
 use data::{dataset, expected_entries, oracle_compare};
+use runtime::{
+    Job, TOKEN, assert_exact, load, load_slowly, read_distinct, rescale_to_three_then_one,
+    stop_with_savepoint, until_distinct,
+};
 
-struct Job {
-    manifest: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Job {
-    /// Replaces the watermark timeouts of the manifest.
-    fn with_watermarks(self, idle: &str, inactivity: &str) -> Job {
-        let text = std::fs::read_to_string(&self.manifest).expect("manifest");
-        let text = text
-            .replace("idleTimeout: 10s", idle)
-            .replace("inactivityTimeout: 3s", inactivity);
-        std::fs::write(&self.manifest, text).expect("manifest");
-        self
-    }
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep a failed run's manifests, checkpoints and logs.
-            let path = self.dir.path().to_path_buf();
-            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tmp"));
-            let _ = kept.keep();
-            eprintln!("job directory kept: {}", path.display());
-        }
-    }
-}
-
+/// A job named `kafka-test`, `extra` appended to its spec.
 fn job(broker: &Broker, extra: &str) -> Job {
-    // Under the target's temporary directory, so a failed run's logs can be read.
-    let dir = tempfile::Builder::new()
-        .prefix("kafka-job-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("job dir");
-    let manifest = dir.path().join("job.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"apiVersion: streamjoin.dev/v1alpha1
-kind: StreamJoinJob
-metadata:
-  name: kafka-test
-spec:
-  parallelism: 2
-  kafka:
-    bootstrapServers: {bootstrap}
-  inputs:
-    impressions: {{ topic: impressions }}
-    plays: {{ topic: plays }}
-  output: {{ topic: entries }}
-  deadLetter: {{ topic: dead-letter }}
-  lateOutput: {{ topic: late }}
-  watermarks:
-    maxOutOfOrderness: 2m
-    idleTimeout: 10s
-    inactivityTimeout: 3s
-  recovery:
-    onMissingCheckpoint: earliest
-{extra}"#,
-            bootstrap = broker.bootstrap
-        ),
-    )
-    .expect("write manifest");
-    Job { manifest, dir }
-}
-
-fn load(broker: &Broker, data: &Path, partitions: u32) {
-    for topic in ["impressions", "plays", "entries", "dead-letter", "late"] {
-        broker.create_topic(topic, partitions);
-    }
-    for p in 0..partitions {
-        broker.produce_lines(
-            "impressions",
-            p as i32,
-            &data.join(format!("impressions-{p}.jsonl")),
-        );
-        broker.produce_lines("plays", p as i32, &data.join(format!("plays-{p}.jsonl")));
-    }
-}
-
-/// A runtime process, killed if the test ends without stopping it.
-struct Pod(Child);
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Pod {
-    fn kill(&mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reaped");
-    }
-}
-
-fn runtime(job: &Job, ordinal: u32, replicas: u32) -> Pod {
-    runtime_with(job, ordinal, replicas, &[])
-}
-
-fn runtime_with(job: &Job, ordinal: u32, replicas: u32, extra: &[String]) -> Pod {
-    let data_dir = job.dir.path().join(format!("pod-{ordinal}"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(job.dir.path().join(format!("pod-{ordinal}.log")))
-        .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_streamjoin-runtime"))
-        .args(["run", "--job"])
-        .arg(&job.manifest)
-        .args([
-            "--ordinal",
-            &ordinal.to_string(),
-            "--replicas",
-            &replicas.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--threads", "1"])
-        .args(match std::env::var("STREAMJOIN_TEST_ADMIN_BASE") {
-            Ok(base) => vec![
-                "--admin-addr".to_owned(),
-                format!(
-                    "127.0.0.1:{}",
-                    base.parse::<u32>().unwrap_or(19700) + ordinal
-                ),
-            ],
-            Err(_) => Vec::new(),
-        })
-        .args(extra)
-        .env("RUST_LOG", "info,streamjoin_runtime::engine::worker=debug")
-        .stderr(log)
-        .spawn()
-        .map(Pod)
-        .expect("the runtime starts")
-}
-
-fn stop(mut pod: Pod) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &pod.0.id().to_string()])
-        .status();
-    let status = pod.0.wait().expect("runtime exits");
-    assert!(status.success(), "runtime exited with {status}");
-}
-
-/// Counts distinct records (an identical repeat counts once) up to `n`.
-fn until_distinct(n: usize) -> impl FnMut(&[u8]) -> bool {
-    let mut seen = HashSet::new();
-    move |r| {
-        seen.insert(r.to_vec());
-        seen.len() >= n
-    }
+    Job::new(broker, "kafka-test", extra)
 }
 
 /// Reads the output topic until every expected entry arrived (repeats allowed).
 fn read_entries(broker: &Broker, data: &Path, partitions: u32) -> Vec<Vec<u8>> {
-    broker.consume_until(
-        "entries",
-        partitions,
-        false,
-        Duration::from_secs(300),
-        until_distinct(expected_entries(data)),
-    )
+    read_distinct(broker, partitions, expected_entries(data))
 }
 
 /// At least once: 0 missing and 0 differing, identical repeats allowed.
@@ -203,11 +49,11 @@ fn two_processes_match_the_reference() {
     };
     load(&broker, &data, 4);
     let job = job(&broker, "");
-    let a = runtime(&job, 0, 2);
-    let b = runtime(&job, 1, 2);
+    let a = job.pod(0, 2, &[]);
+    let b = job.pod(1, 2, &[]);
     let records = read_entries(&broker, &data, 4);
-    stop(a);
-    stop(b);
+    a.stop();
+    b.stop();
     assert_matches_at_least_once(&data, &records);
 }
 
@@ -291,52 +137,6 @@ fn every_fetched_record_reaches_its_partitions_source_and_none_the_main_queue() 
     }
 }
 
-/// Produces the data set in the background, a slice at a time, so that the
-/// runtimes are killed while input is still arriving.
-fn load_slowly(broker: &Broker, data: &Path, partitions: u32) -> std::thread::JoinHandle<()> {
-    for topic in ["impressions", "plays", "entries", "dead-letter", "late"] {
-        broker.create_topic(topic, partitions);
-    }
-    let bootstrap = broker.bootstrap.clone();
-    let data = data.to_path_buf();
-    std::thread::spawn(move || {
-        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-        use std::io::BufRead;
-        let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        let mut lines: Vec<(String, i32, Vec<Vec<u8>>)> = Vec::new();
-        for p in 0..partitions {
-            for topic in ["impressions", "plays"] {
-                let f = std::fs::File::open(data.join(format!("{topic}-{p}.jsonl"))).expect("file");
-                let recs = std::io::BufReader::new(f)
-                    .split(b'\n')
-                    .map(|l| l.expect("line"))
-                    .collect();
-                lines.push((topic.to_owned(), p as i32, recs));
-            }
-        }
-        // Twenty slices, each followed by a flush: the broker holds a growing prefix.
-        for slice in 0..20 {
-            for (topic, p, recs) in &lines {
-                let n = recs.len();
-                for rec in &recs[n * slice / 20..n * (slice + 1) / 20] {
-                    let mut r = BaseRecord::<(), [u8]>::to(topic)
-                        .partition(*p)
-                        .payload(&rec[..]);
-                    while let Err((_, back)) = producer.send(r) {
-                        r = back;
-                        producer.poll(Duration::from_millis(5));
-                    }
-                }
-            }
-            producer.flush(Duration::from_secs(60)).expect("flush");
-        }
-    })
-}
-
 fn checkpoint_count(job: &Job, ordinal: u32) -> usize {
     let root = job.dir.path().join(format!("pod-{ordinal}/checkpoints"));
     let Ok(shards) = std::fs::read_dir(&root) else {
@@ -381,7 +181,7 @@ fn processes_killed_ten_times_and_restarted_lose_nothing() {
         &broker,
         "  checkpoints:\n    interval: 300ms\n    retained: 2\n",
     );
-    let mut pods = [runtime(&job, 0, 2), runtime(&job, 1, 2)];
+    let mut pods = [job.pod(0, 2, &[]), job.pod(1, 2, &[])];
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut kills = 0;
     while kills < 12 {
@@ -389,16 +189,16 @@ fn processes_killed_ten_times_and_restarted_lose_nothing() {
         std::thread::sleep(Duration::from_millis(rng.random_range(150..700)));
         let i = rng.random_range(0..2usize);
         pods[i].kill();
-        pods[i] = runtime(&job, i as u32, 2);
+        pods[i] = job.pod(i as u32, 2, &[]);
         kills += 1;
     }
     loader.join().expect("loader");
     let records = read_entries(&broker, &data, 4);
     let [a, b] = pods;
-    stop(a);
-    stop(b);
+    a.stop();
+    b.stop();
     assert!(checkpoint_count(&job, 0) > 0 && checkpoint_count(&job, 1) > 0);
-    let log0 = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
+    let log0 = job.log(0);
     assert!(
         log0.contains("restoring from"),
         "no restart restored a checkpoint:\n{log0}"
@@ -418,7 +218,7 @@ fn a_truncated_newest_checkpoint_falls_back_to_the_previous_one() {
         &broker,
         "  checkpoints:\n    interval: 200ms\n    retained: 3\n",
     );
-    let mut pod = runtime(&job, 0, 1);
+    let mut pod = job.pod(0, 1, &[]);
     // Observable: wait until at least two checkpoints of shard 0 exist.
     let shard0 = job.dir.path().join("pod-0/checkpoints/shard-0");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -463,11 +263,11 @@ fn a_truncated_newest_checkpoint_falls_back_to_the_previous_one() {
         .open(&victim)
         .expect("open");
     f.set_len(size / 2).expect("truncate");
-    let pod = runtime(&job, 0, 1);
+    let pod = job.pod(0, 1, &[]);
     loader.join().expect("loader");
     let records = read_entries(&broker, &data, 2);
-    stop(pod);
-    let log = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
+    pod.stop();
+    let log = job.log(0);
     assert!(
         log.contains("falling back to the previous checkpoint"),
         "{log}"
@@ -485,7 +285,7 @@ fn a_broker_paused_for_30_seconds_is_recovered_from_without_loss() {
     // The inactivity rule must not fire while the broker is frozen.
     let job = job(&broker, "  checkpoints:\n    interval: 1s\n")
         .with_watermarks("idleTimeout: 60s", "inactivityTimeout: 40s");
-    let pod = runtime(&job, 0, 1);
+    let pod = job.pod(0, 1, &[]);
     // Observable: the runtime has produced output before the broker freezes.
     broker.consume_until("entries", 2, false, Duration::from_secs(120), |_| true);
     broker.pause();
@@ -494,189 +294,8 @@ fn a_broker_paused_for_30_seconds_is_recovered_from_without_loss() {
     broker.resume();
     loader.join().expect("loader");
     let records = read_entries(&broker, &data, 2);
-    stop(pod);
+    pod.stop();
     assert_matches_at_least_once(&data, &records);
-}
-
-/// A runtime process's admin API, as the operator calls it.
-struct Admin {
-    agent: ureq::Agent,
-    base: String,
-    token: String,
-}
-
-impl Admin {
-    fn new(addr: &str, token: &str) -> Admin {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Admin {
-            agent,
-            base: format!("http://{addr}"),
-            token: token.to_owned(),
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        match self.agent.get(format!("{}{path}", self.base)).call() {
-            Ok(mut r) => (
-                r.status().as_u16(),
-                r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
-            ),
-            Err(_) => (0, serde_json::Value::Null),
-        }
-    }
-
-    fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
-        let mut req = self.agent.post(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.header("Authorization", &format!("Bearer {t}"));
-        }
-        let mut r = req.send_json(body).expect("admin API reachable");
-        (
-            r.status().as_u16(),
-            r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// Waits until the process restored its shards and serves `/v1/status`.
-    fn wait_ready(&self) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let (code, status) = self.get("/v1/status");
-            if code == 200 {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}: not ready ({code})",
-                self.base
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn trigger_savepoint(&self, id: &str, stop: bool) {
-        let (code, body) = self.post(
-            "/v1/savepoints",
-            Some(&self.token.clone()),
-            serde_json::json!({ "id": id, "stop": stop }),
-        );
-        assert_eq!(code, 202, "{body}");
-        assert_eq!(body["id"], id);
-    }
-
-    /// Polls the savepoint until it completed; its path.
-    fn savepoint_path(&self, id: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let (code, info) = self.get(&format!("/v1/savepoints/{id}"));
-            assert_eq!(code, 200, "{info}");
-            match info["state"].as_str() {
-                Some("completed") => return info["path"].as_str().expect("path").to_owned(),
-                Some("failed") => panic!("savepoint {id} failed: {info}"),
-                _ => {}
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "savepoint {id} still pending"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-const TOKEN: &str = "test-admin-token-0123456789abcdef";
-
-/// A runtime with an admin API and the admin token. The admin endpoint binds
-/// port 0 and reports the port it got: a port picked beforehand could be taken
-/// by a client connection before the process binds it.
-fn runtime_admin(
-    job: &Job,
-    ordinal: u32,
-    replicas: u32,
-    restore_from: Option<&str>,
-) -> (Pod, Admin) {
-    let token_file = job.dir.path().join("admin-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
-    let addr_file = job.dir.path().join(format!("pod-{ordinal}.admin-addr"));
-    match std::fs::remove_file(&addr_file) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("{}: {e}", addr_file.display()),
-    }
-    let mut args = vec![
-        "--admin-addr".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--admin-addr-file".to_owned(),
-        addr_file.display().to_string(),
-        "--admin-token-file".to_owned(),
-        token_file.display().to_string(),
-    ];
-    if let Some(sp) = restore_from {
-        args.extend(["--restore-from".to_owned(), sp.to_owned()]);
-    }
-    let mut pod = runtime_with(job, ordinal, replicas, &args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
-            break addr.trim().to_owned();
-        }
-        if let Some(status) = pod.0.try_wait().expect("pod status") {
-            panic!(
-                "runtime {ordinal} exited before its admin endpoint listened ({status}); log: {}",
-                job.dir.path().join(format!("pod-{ordinal}.log")).display()
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "runtime {ordinal}: no admin endpoint after 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (pod, Admin::new(&addr, TOKEN))
-}
-
-/// Takes a stop-with-savepoint on every process (the same id, as the operator
-/// does), then stops them; the savepoint's location.
-fn stop_with_savepoint(pods: Vec<(Pod, Admin)>, id: &str) -> String {
-    for (_, admin) in &pods {
-        admin.trigger_savepoint(id, true);
-    }
-    let mut paths: Vec<String> = pods.iter().map(|(_, a)| a.savepoint_path(id)).collect();
-    paths.dedup();
-    assert_eq!(
-        paths.len(),
-        1,
-        "every process writes to the same place: {paths:?}"
-    );
-    for (_, admin) in &pods {
-        assert_eq!(admin.get("/v1/status").1["stopped"], true);
-    }
-    for (pod, _) in pods {
-        stop(pod);
-    }
-    paths.remove(0)
-}
-
-fn assert_exact(data: &Path, records: &[Vec<u8>]) {
-    let report = oracle_compare(data, records, &["--strict"]);
-    eprintln!("reference, {} records read back:\n{report}", records.len());
-    for zero in [
-        " 0 missing",
-        " 0 unexpected",
-        " 0 differing",
-        " 0 duplicates",
-    ] {
-        assert!(report.contains(zero), "{report}");
-    }
 }
 
 #[test]
@@ -696,19 +315,12 @@ fn rescale_by_stop_with_savepoint_from_two_to_three_to_one_is_exact() {
         ),
     );
     let distinct_at_least = |n: usize| {
-        broker.consume_until(
-            "entries",
-            4,
-            false,
-            Duration::from_secs(300),
-            until_distinct(n),
-        );
+        read_distinct(&broker, 4, n);
     };
 
-    let two: Vec<_> = (0..2).map(|o| runtime_admin(&job, o, 2, None)).collect();
+    let two: Vec<_> = (0..2).map(|o| job.pod_with_admin(o, 2, None)).collect();
     for (_, a) in &two {
-        let status = a.wait_ready();
-        assert_eq!(status["shards"].as_array().expect("shards").len(), 2);
+        assert_eq!(a.owned_shards(), 2);
     }
     // Mid-stream: some output exists, input is still arriving.
     distinct_at_least(expected / 4);
@@ -723,30 +335,7 @@ fn rescale_by_stop_with_savepoint_from_two_to_three_to_one_is_exact() {
         );
     }
 
-    let three: Vec<_> = (0..3)
-        .map(|o| runtime_admin(&job, o, 3, Some(&sp1)))
-        .collect();
-    let owned: usize = three
-        .iter()
-        .map(|(_, a)| a.wait_ready()["shards"].as_array().expect("shards").len())
-        .sum();
-    assert_eq!(owned, 4, "each shard has exactly one owner");
-    distinct_at_least(expected / 2);
-    let sp2 = stop_with_savepoint(three, "rescale-2");
-
-    let (one, admin) = runtime_admin(&job, 0, 1, Some(&sp2));
-    assert_eq!(
-        admin.wait_ready()["shards"]
-            .as_array()
-            .expect("shards")
-            .len(),
-        4
-    );
-    loader.join().expect("loader");
-    distinct_at_least(expected);
-    stop(one);
-    let records = broker.consume_all("entries", 4, false, expected, Duration::from_secs(120));
-    assert_exact(&data, &records);
+    rescale_to_three_then_one(&job, &broker, (&data, expected), &sp1, loader);
 }
 
 #[test]
@@ -764,7 +353,7 @@ fn admin_api_reports_status_and_requires_the_token_for_changes() {
             savepoints.path().display()
         ),
     );
-    let (pod, admin) = runtime_admin(&job, 0, 1, None);
+    let (pod, admin) = job.pod_with_admin(0, 1, None);
     admin.wait_ready();
     // Observable: every entry was emitted, so offsets and checkpoints exist.
     read_entries(&broker, &data, 2);
@@ -819,7 +408,7 @@ fn admin_api_reports_status_and_requires_the_token_for_changes() {
         "a plain savepoint keeps running"
     );
     assert_eq!(admin.get("/v1/savepoints/unknown").0, 404);
-    stop(pod);
+    pod.stop();
 }
 
 /// Splits every input file of a data set at its middle: the first halves, and
@@ -887,7 +476,7 @@ fn recovery_by_timestamp(path: RecoveryPath) {
     };
     produce(first.path());
     let job = job(&broker, "  checkpoints:\n    interval: 300ms\n");
-    let mut pod = runtime(&job, 0, 1);
+    let mut pod = job.pod(0, 1, &[]);
     // Observable: the first run wrote checkpoints.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while checkpoint_count(&job, 0) == 0 {
@@ -919,9 +508,8 @@ fn recovery_by_timestamp(path: RecoveryPath) {
     // Kafka answers offsets-for-times lookups, so the runtime seeks unless told
     // to filter (its path for brokers that cannot look offsets up).
     let pod = match path {
-        RecoveryPath::Seek => runtime(&job, 0, 1),
-        RecoveryPath::Filter => runtime_with(
-            &job,
+        RecoveryPath::Seek => job.pod(0, 1, &[]),
+        RecoveryPath::Filter => job.pod(
             0,
             1,
             &["--timestamp-recovery".to_owned(), "filter".to_owned()],
@@ -935,8 +523,8 @@ fn recovery_by_timestamp(path: RecoveryPath) {
         Duration::from_secs(300),
         until_distinct(expected),
     );
-    stop(pod);
-    let log = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
+    pod.stop();
+    let log = job.log(0);
     let skipped: u64 = log
         .lines()
         .find_map(|l| {
@@ -993,7 +581,7 @@ fn exactly_once_through_ten_kills_on_the_small_set_has_no_loss_and_no_duplicates
         &broker,
         "  delivery: exactlyOnce\n  checkpoints:\n    interval: 300ms\n    retained: 2\n",
     );
-    let mut pods = [runtime(&job, 0, 2), runtime(&job, 1, 2)];
+    let mut pods = [job.pod(0, 2, &[]), job.pod(1, 2, &[])];
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     for _ in 0..10 {
         // A random moment: the test's input, not a wait for something observable.
@@ -1001,7 +589,7 @@ fn exactly_once_through_ten_kills_on_the_small_set_has_no_loss_and_no_duplicates
         std::thread::sleep(Duration::from_millis(rng.random_range(500..3_000)));
         let i = rng.random_range(0..2usize);
         pods[i].kill();
-        pods[i] = runtime(&job, i as u32, 2);
+        pods[i] = job.pod(i as u32, 2, &[]);
     }
     loader.join().expect("loader");
     // On a timeout the comparison below says what is missing.
@@ -1013,9 +601,9 @@ fn exactly_once_through_ten_kills_on_the_small_set_has_no_loss_and_no_duplicates
         until_distinct(expected),
     );
     let [a, b] = pods;
-    stop(a);
-    stop(b);
-    let log = std::fs::read_to_string(job.dir.path().join("pod-0.log")).unwrap_or_default();
+    a.stop();
+    b.stop();
+    let log = job.log(0);
     assert!(log.contains("transactions initialised"), "{log}");
     let committed = broker.consume_all("entries", 4, true, 0, Duration::from_secs(300));
     assert_exact(&data, &committed);
@@ -1037,7 +625,7 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_committed_output_exact() {
         &broker,
         "  delivery: exactlyOnce\n  checkpoints:\n    interval: 300ms\n",
     );
-    let mut pod = runtime(&job, 0, 1);
+    let mut pod = job.pod(0, 1, &[]);
     // Observable: committed output exists before the crash.
     broker.consume_until("entries", 2, true, Duration::from_secs(120), |_| true);
     broker.kill_and_restart();
@@ -1056,7 +644,7 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_committed_output_exact() {
         }
         if let Some(status) = pod.0.try_wait().expect("pod status") {
             eprintln!("runtime exited ({status}); started again");
-            pod = runtime(&job, 0, 1);
+            pod = job.pod(0, 1, &[]);
             restarts += 1;
         }
         assert!(
@@ -1065,7 +653,7 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_committed_output_exact() {
         );
     }
     loader.join().expect("loader");
-    stop(pod);
+    pod.stop();
     let committed = broker.consume_all("entries", 2, true, 0, Duration::from_secs(120));
     assert_exact(&data, &committed);
 }

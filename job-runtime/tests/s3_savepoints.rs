@@ -5,126 +5,37 @@
 //! and a savepoint whose writer is killed mid-upload that nothing lists or
 //! restores. Each test works in a bucket of its own.
 
+mod fixtures;
 mod s3;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fixtures::shards::{process_manifest, staged_shard};
 use object_store::ObjectStoreExt;
-use s3::{S3Env, read_back};
+use s3::{S3Env, noise, read_back, savepoint_keys};
 use streamjoin_api::SavepointsSpec;
-use streamjoin_runtime::durability::checkpoint::{
-    self, CheckpointManifest, DB_DIR, InputState, PENDING,
-};
+use streamjoin_runtime::durability::checkpoint::{self, DB_DIR};
 use streamjoin_runtime::durability::location::{ENV_S3_ACCESS_KEY_ID, ENV_S3_SECRET_ACCESS_KEY};
 use streamjoin_runtime::durability::restore;
 use streamjoin_runtime::durability::savepoint::{
-    self, ProcessManifest, SavepointError, SavepointStore, ShardSummary, StagedShard, StoreSettings,
+    self, SavepointError, SavepointStore, StagedShard, StoreSettings,
 };
-use streamjoin_runtime::model::counters::ShardCounters;
-use streamjoin_runtime::state::pending::PendingState;
 
 const MIB: usize = 1024 * 1024;
 
-/// Settings as the runtime builds them from a spec with `endpoint`, `region`
-/// and `pathStyle: true`, and credentials looked up in `vars`.
-fn settings(s3: &S3Env, vars: HashMap<&'static str, String>) -> StoreSettings {
-    StoreSettings::from_spec(&SavepointsSpec {
-        endpoint: Some(s3.endpoint.clone()),
-        region: Some(s3.region.clone()),
-        path_style: Some(true),
-        ..SavepointsSpec::default()
-    })
-    .with_env(move |name| vars.get(name).cloned())
-}
-
-fn keys(id: &str, secret: &str) -> HashMap<&'static str, String> {
-    HashMap::from([
-        (ENV_S3_ACCESS_KEY_ID, id.to_owned()),
-        (ENV_S3_SECRET_ACCESS_KEY, secret.to_owned()),
-    ])
-}
-
-fn good_keys(s3: &S3Env) -> HashMap<&'static str, String> {
-    keys(&s3.access_key_id, &s3.secret_access_key)
-}
-
-/// Bytes that differ from file to file and along each file.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (seed + 1);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// A published checkpoint of `shard` with one SST file of `sst_len` bytes.
 fn staged(root: &Path, shard: u32, sst_len: usize) -> StagedShard {
-    let tmp = checkpoint::prepare(root, shard, 7).expect("prepare");
-    std::fs::create_dir_all(tmp.join(DB_DIR)).expect("db");
-    std::fs::write(
-        tmp.join(DB_DIR).join("000009.sst"),
-        noise(shard.into(), sst_len),
-    )
-    .expect("sst");
-    std::fs::write(tmp.join(DB_DIR).join("CURRENT"), b"MANIFEST-000005\n").expect("current");
-    std::fs::write(tmp.join(PENDING), b"pending").expect("pending");
-    let manifest = CheckpointManifest {
-        format_version: checkpoint::FORMAT_VERSION,
-        shard,
-        id: 7,
-        created_ms: 1,
-        inputs: [InputState {
-            next_offset: Some(42),
-            max_event_time: 1000,
-        }; 2],
-        job_watermark: 5,
-        live_entries: 3,
-        pending: PendingState::default(),
-        counters: ShardCounters::default(),
-        transactional: false,
-        process_started_ms: None,
-        files: Vec::new(),
-    };
-    let (dir, _) = checkpoint::publish(&tmp, manifest).expect("publish");
-    let manifest = checkpoint::validate(&dir).expect("valid");
-    StagedShard { dir, manifest }
+    staged_shard(root, shard, &noise(shard.into(), sst_len))
 }
 
-fn process_manifest(
-    ordinal: u32,
-    replicas: u32,
-    partitions: u32,
-    shards: &[u32],
-) -> ProcessManifest {
-    ProcessManifest {
-        format_version: savepoint::FORMAT_VERSION,
-        id: "sp".into(),
-        created_ms: 1,
-        ordinal,
-        replicas,
-        partitions,
-        shards: shards
-            .iter()
-            .map(|&shard| ShardSummary {
-                shard,
-                checkpoint_id: 7,
-                inputs: [InputState {
-                    next_offset: Some(42),
-                    max_event_time: 1000,
-                }; 2],
-                job_watermark: 5,
-                live_entries: 3,
-                bytes: 0,
-            })
-            .collect(),
-    }
+/// The S3 test named `test` in a bucket of its own (`sj-<tag>-…`), with a local
+/// directory; None when the store is missing outside CI.
+fn s3_bucket(test: &str, tag: &str) -> Option<(S3Env, String, tempfile::TempDir)> {
+    let s3 = S3Env::from_env(test)?;
+    let bucket = s3.new_bucket(tag);
+    Some((s3, bucket, tempfile::tempdir().expect("tmp")))
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -133,22 +44,17 @@ fn mib(bytes: u64) -> f64 {
 
 #[tokio::test]
 async fn shards_round_trip_through_s3_in_one_request_and_in_parts() {
-    let Some(s3) = S3Env::from_env("shards_round_trip_through_s3_in_one_request_and_in_parts")
-    else {
+    let test = "shards_round_trip_through_s3_in_one_request_and_in_parts";
+    let Some((s3, bucket, local)) = s3_bucket(test, "sp-round") else {
         return;
     };
-    let bucket = s3.new_bucket("sp-round");
-    let local = tempfile::tempdir().expect("tmp");
     // Shard 0 below the multipart threshold, shard 1 in 5 parts and a short one.
     let shards = [
         staged(local.path(), 0, 100_000),
         staged(local.path(), 1, 5 * savepoint::PART_SIZE + 12_345),
     ];
-    let root = SavepointStore::open(
-        &format!("s3://{bucket}/jobs/a/"),
-        &settings(&s3, good_keys(&s3)),
-    )
-    .expect("open");
+    let root = SavepointStore::open(&format!("s3://{bucket}/jobs/a/"), &s3.savepoint_settings())
+        .expect("open");
     assert_eq!(root.location(), format!("s3://{bucket}/jobs/a"));
     let sp = root.child("sp-1");
     for (i, shard) in shards.iter().enumerate() {
@@ -170,8 +76,8 @@ async fn shards_round_trip_through_s3_in_one_request_and_in_parts() {
     assert_eq!(root.list_complete().await.expect("list"), ["sp-1"]);
 
     // What a restart with --restore-from s3://… sees.
-    let restore_from = savepoint::parse_restore_from(sp.location(), &settings(&s3, good_keys(&s3)))
-        .expect("parse");
+    let restore_from =
+        savepoint::parse_restore_from(sp.location(), &s3.savepoint_settings()).expect("parse");
     let back = local.path().join("back");
     let (plans, _) = tokio::task::spawn_blocking({
         let back = back.clone();
@@ -229,12 +135,10 @@ fn renderings(e: &SavepointError) -> String {
 
 #[tokio::test]
 async fn wrong_credentials_fail_naming_the_location_without_the_secret() {
-    let Some(s3) = S3Env::from_env("wrong_credentials_fail_naming_the_location_without_the_secret")
-    else {
+    let test = "wrong_credentials_fail_naming_the_location_without_the_secret";
+    let Some((s3, bucket, local)) = s3_bucket(test, "sp-creds") else {
         return;
     };
-    let bucket = s3.new_bucket("sp-creds");
-    let local = tempfile::tempdir().expect("tmp");
     let shard = staged(local.path(), 0, 1000);
     let secret = "wrong-secret-5f1c9a0e77d2b4c8";
     let location = format!("s3://{bucket}/sp");
@@ -242,9 +146,12 @@ async fn wrong_credentials_fail_naming_the_location_without_the_secret() {
         (s3.access_key_id.as_str(), "SignatureDoesNotMatch"),
         ("AKIAUNKNOWNKEY000000", "InvalidAccessKeyId"),
     ] {
-        let sp = SavepointStore::open(&location, &settings(&s3, keys(id, secret)))
-            .expect("opening makes no request")
-            .child("sp-1");
+        let sp = SavepointStore::open(
+            &location,
+            &s3.savepoint_settings_with(savepoint_keys(id, secret)),
+        )
+        .expect("opening makes no request")
+        .child("sp-1");
         let errors = [
             sp.upload_shard(&shard).await.expect_err("upload refused"),
             sp.process_manifests().await.expect_err("list refused"),
@@ -268,7 +175,7 @@ async fn a_missing_bucket_fails_with_the_stores_message() {
     };
     let local = tempfile::tempdir().expect("tmp");
     let location = format!("s3://sj-no-such-bucket-{}/sp", std::process::id());
-    let sp = SavepointStore::open(&location, &settings(&s3, good_keys(&s3))).expect("open");
+    let sp = SavepointStore::open(&location, &s3.savepoint_settings()).expect("open");
     let up = renderings(
         &sp.upload_shard(&staged(local.path(), 0, 1000))
             .await
@@ -355,12 +262,10 @@ async fn upload_child_process() {
 
 #[tokio::test]
 async fn a_savepoint_killed_mid_upload_is_neither_listed_nor_restored() {
-    let Some(s3) = S3Env::from_env("a_savepoint_killed_mid_upload_is_neither_listed_nor_restored")
-    else {
+    let test = "a_savepoint_killed_mid_upload_is_neither_listed_nor_restored";
+    let Some((s3, bucket, local)) = s3_bucket(test, "sp-kill") else {
         return;
     };
-    let bucket = s3.new_bucket("sp-kill");
-    let local = tempfile::tempdir().expect("tmp");
     let staging = local.path().join("staging");
     staged(&staging, 0, 1000);
     // Large enough that its upload is still under way when the child is killed.
@@ -370,11 +275,7 @@ async fn a_savepoint_killed_mid_upload_is_neither_listed_nor_restored() {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", "upload_child_process", "--nocapture"])
         .env(CHILD_ENV, format!("{location}|{}", staging.display()))
-        .env("STREAMJOIN_SAVEPOINT_AWS_ACCESS_KEY_ID", &s3.access_key_id)
-        .env(
-            "STREAMJOIN_SAVEPOINT_AWS_SECRET_ACCESS_KEY",
-            &s3.secret_access_key,
-        )
+        .envs(s3.savepoint_env())
         .env("AWS_REGION", &s3.region)
         .spawn()
         .expect("the writer starts");
@@ -402,7 +303,7 @@ async fn a_savepoint_killed_mid_upload_is_neither_listed_nor_restored() {
         "the writer wrote its manifest"
     );
 
-    let s = settings(&s3, good_keys(&s3));
+    let s = s3.savepoint_settings();
     let root = SavepointStore::open(&root_location, &s).expect("open");
     assert!(root.list_complete().await.expect("list").is_empty());
     let sp = SavepointStore::open(&location, &s).expect("open");

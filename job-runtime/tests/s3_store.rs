@@ -10,21 +10,13 @@ use object_store::path::Path;
 use object_store::{
     Error, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, UpdateVersion,
 };
-use s3::{S3Env, read_back};
+use s3::{S3Env, noise, read_back};
 
 const MIB: usize = 1024 * 1024;
 
 /// Bytes that differ from part to part, so a part stored twice or out of order shows.
 fn part_bytes(part: usize, len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (part as u64 + 1);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    noise(part as u64, len)
 }
 
 #[tokio::test]

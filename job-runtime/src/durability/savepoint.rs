@@ -510,64 +510,43 @@ pub async fn locate_shard(
     })
 }
 
+/// The fixture names this crate `super::rt` (see `tests/fixtures/mod.rs`).
+#[cfg(test)]
+use crate as rt;
+#[cfg(test)]
+#[path = "../../tests/fixtures/shards.rs"]
+mod fixture;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::durability::checkpoint::{DB_DIR, PENDING};
-    use crate::model::counters::ShardCounters;
-    use crate::state::pending::PendingState;
+    use fixture::process_manifest as process;
 
+    /// A staged shard whose SST is 1000 bytes of the shard's number.
     fn staged(root: &Path, shard: u32) -> StagedShard {
-        let tmp = checkpoint::prepare(root, shard, 7).expect("prepare");
-        std::fs::create_dir_all(tmp.join(DB_DIR)).expect("db");
-        std::fs::write(tmp.join(DB_DIR).join("000009.sst"), vec![shard as u8; 1000]).expect("sst");
-        std::fs::write(tmp.join(DB_DIR).join("CURRENT"), b"MANIFEST-000005\n").expect("cur");
-        std::fs::write(tmp.join(PENDING), b"pending").expect("pending");
-        let manifest = CheckpointManifest {
-            format_version: checkpoint::FORMAT_VERSION,
-            shard,
-            id: 7,
-            created_ms: 1,
-            inputs: [InputState {
-                next_offset: Some(42),
-                max_event_time: 1000,
-            }; 2],
-            job_watermark: 5,
-            live_entries: 3,
-            pending: PendingState::default(),
-            counters: ShardCounters::default(),
-            transactional: false,
-            process_started_ms: None,
-            files: Vec::new(),
-        };
-        let (dir, _) = checkpoint::publish(&tmp, manifest).expect("publish");
-        let manifest = checkpoint::validate(&dir).expect("valid");
-        StagedShard { dir, manifest }
+        fixture::staged_shard(root, shard, &[shard as u8; 1000])
     }
 
-    fn process(ordinal: u32, replicas: u32, partitions: u32, shards: &[u32]) -> ProcessManifest {
-        ProcessManifest {
-            format_version: FORMAT_VERSION,
-            id: "sp".into(),
-            created_ms: 1,
-            ordinal,
-            replicas,
-            partitions,
-            shards: shards
-                .iter()
-                .map(|&shard| ShardSummary {
-                    shard,
-                    checkpoint_id: 7,
-                    inputs: [InputState {
-                        next_offset: Some(42),
-                        max_event_time: 1000,
-                    }; 2],
-                    job_watermark: 5,
-                    live_entries: 3,
-                    bytes: 1,
-                })
-                .collect(),
+    /// A store in directory `dir`, as a plain path location.
+    fn store_at(dir: &Path) -> SavepointStore {
+        SavepointStore::open(&dir.display().to_string(), &StoreSettings::default()).expect("open")
+    }
+
+    /// Uploads `shards`, staged under `local`, and the manifest of process
+    /// `ordinal` of `replicas` (over `partitions`) that lists them.
+    async fn write_process(
+        loc: &SavepointStore,
+        local: &Path,
+        (ordinal, replicas, partitions): (u32, u32, u32),
+        shards: &[u32],
+    ) {
+        for &shard in shards {
+            loc.upload_shard(&staged(local, shard)).await.expect("up");
         }
+        loc.write_process_manifest(&process(ordinal, replicas, partitions, shards))
+            .await
+            .expect("manifest");
     }
 
     #[tokio::test]
@@ -605,24 +584,10 @@ mod tests {
     async fn restore_finds_each_shard_in_whichever_location_holds_it() {
         let local = tempfile::tempdir().expect("tmp");
         let remote = tempfile::tempdir().expect("tmp");
-        let a = SavepointStore::open(
-            &remote.path().join("a").display().to_string(),
-            &StoreSettings::default(),
-        )
-        .expect("a");
-        let b = SavepointStore::open(
-            &remote.path().join("b").display().to_string(),
-            &StoreSettings::default(),
-        )
-        .expect("b");
-        a.upload_shard(&staged(local.path(), 0)).await.expect("up");
-        b.upload_shard(&staged(local.path(), 1)).await.expect("up");
-        a.write_process_manifest(&process(0, 2, 2, &[0]))
-            .await
-            .expect("manifest");
-        b.write_process_manifest(&process(1, 2, 2, &[1]))
-            .await
-            .expect("manifest");
+        let a = store_at(&remote.path().join("a"));
+        let b = store_at(&remote.path().join("b"));
+        write_process(&a, local.path(), (0, 2, 2), &[0]).await;
+        write_process(&b, local.path(), (1, 2, 2), &[1]).await;
         let both = parse_restore_from(
             &format!("{},{}", a.location(), b.location()),
             &StoreSettings::default(),
@@ -654,19 +619,10 @@ mod tests {
     async fn a_savepoint_is_listed_only_when_every_process_wrote_its_manifest() {
         let local = tempfile::tempdir().expect("tmp");
         let remote = tempfile::tempdir().expect("tmp");
-        let root = SavepointStore::open(
-            &remote.path().display().to_string(),
-            &StoreSettings::default(),
-        )
-        .expect("open");
+        let root = store_at(remote.path());
         let (done, half) = (root.child("sp-done"), root.child("sp-half"));
         for (ordinal, shard) in [(0, 0), (1, 1)] {
-            done.upload_shard(&staged(&local.path().join("done"), shard))
-                .await
-                .expect("up");
-            done.write_process_manifest(&process(ordinal, 2, 2, &[shard]))
-                .await
-                .expect("manifest");
+            write_process(&done, &local.path().join("done"), (ordinal, 2, 2), &[shard]).await;
         }
         // Process 1 of the second one died after its shard, before its manifest.
         for shard in [0, 1] {
@@ -694,17 +650,8 @@ mod tests {
     async fn a_corrupted_savepoint_file_is_refused() {
         let local = tempfile::tempdir().expect("tmp");
         let remote = tempfile::tempdir().expect("tmp");
-        let loc = SavepointStore::open(
-            &remote.path().display().to_string(),
-            &StoreSettings::default(),
-        )
-        .expect("open");
-        loc.upload_shard(&staged(local.path(), 0))
-            .await
-            .expect("up");
-        loc.write_process_manifest(&process(0, 1, 1, &[0]))
-            .await
-            .expect("manifest");
+        let loc = store_at(remote.path());
+        write_process(&loc, local.path(), (0, 1, 1), &[0]).await;
         std::fs::write(remote.path().join("shard-0").join(PENDING), b"pendinG").expect("flip");
         let r = loc.download_shard(0, &local.path().join("r")).await;
         assert!(matches!(r, Err(SavepointError::Invalid(_))), "{r:?}");

@@ -1,14 +1,21 @@
 //! The S3-compatible store that `scripts/s3.sh up` starts (versitygw on 127.0.0.1):
 //! its address and credentials from `STREAMJOIN_S3_*`, one `AmazonS3` per bucket,
 //! and bucket creation, for which object_store has no call (a SigV4-signed
-//! `PUT /bucket`, signed by object_store's own `AwsAuthorizer`).
+//! `PUT /bucket`, signed by object_store's own `AwsAuthorizer`); the savepoint
+//! store's settings for it, and bytes to fill objects with.
 
+#![allow(dead_code)]
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpRequest, HttpRequestBody};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+use streamjoin_api::SavepointsSpec;
+use streamjoin_runtime::durability::location::{ENV_S3_ACCESS_KEY_ID, ENV_S3_SECRET_ACCESS_KEY};
+use streamjoin_runtime::durability::savepoint::StoreSettings;
 
 /// Where the store is and who the tests are to it.
 pub struct S3Env {
@@ -75,6 +82,29 @@ impl S3Env {
             .unwrap_or_else(|e| panic!("building the S3 client of bucket {bucket}: {e}"))
     }
 
+    /// Savepoint store settings as the runtime builds them from a spec with this
+    /// store's `endpoint` and `region` and `pathStyle: true`, with the
+    /// credential variables looked up in `vars`.
+    pub fn savepoint_settings_with(&self, vars: HashMap<&'static str, String>) -> StoreSettings {
+        StoreSettings::from_spec(&SavepointsSpec {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(self.region.clone()),
+            path_style: Some(true),
+            ..SavepointsSpec::default()
+        })
+        .with_env(move |name| vars.get(name).cloned())
+    }
+
+    /// The savepoint store settings with this store's key pair.
+    pub fn savepoint_settings(&self) -> StoreSettings {
+        self.savepoint_settings_with(self.savepoint_env())
+    }
+
+    /// This store's key pair in the variables a pod gets from its Secret.
+    pub fn savepoint_env(&self) -> HashMap<&'static str, String> {
+        savepoint_keys(&self.access_key_id, &self.secret_access_key)
+    }
+
     /// A new bucket of its own for one test: `sj-<tag>-<pid>-<time>-<n>`.
     pub fn new_bucket(&self, tag: &str) -> String {
         static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -138,4 +168,26 @@ pub async fn read_back(store: &AmazonS3, path: &object_store::path::Path) -> Vec
     use object_store::ObjectStoreExt;
     let got = store.get(path).await.expect("get");
     got.bytes().await.expect("reading the body").to_vec()
+}
+
+/// The credential variables of a pod with key `id` and secret `secret`.
+pub fn savepoint_keys(id: &str, secret: &str) -> HashMap<&'static str, String> {
+    HashMap::from([
+        (ENV_S3_ACCESS_KEY_ID, id.to_owned()),
+        (ENV_S3_SECRET_ACCESS_KEY, secret.to_owned()),
+    ])
+}
+
+/// `len` bytes that differ from seed to seed and along each run (xorshift), so
+/// a part or file stored twice, out of order or cut short shows.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (seed + 1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }
