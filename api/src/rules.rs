@@ -114,3 +114,34 @@ pub const SAVEPOINTS_RULES: &[CelRule] = &[
         message: MSG_SAVEPOINT_CREDENTIALS,
     },
 ];
+
+/// Volume names the operator gives the runtime pods (a user volume or mount must not
+/// reuse them).
+pub const OPERATOR_VOLUMES: [&str; 5] = ["data", "config", "tmp", "admin-token", "kafka-tls"];
+/// Where the operator mounts them: no user mount may sit at or below these paths.
+pub const OPERATOR_MOUNT_PATHS: [&str; 5] = [
+    "/var/lib/streamjoin",
+    "/etc/streamjoin",
+    "/tmp",
+    "/var/run/secrets/streamjoin/admin",
+    "/var/run/secrets/streamjoin/kafka-tls",
+];
+pub const MSG_POD_VOLUME_NAMES: &str = "podTemplate.volumes and podTemplate.volumeMounts must not use the operator's volume names data, config, tmp, admin-token, kafka-tls";
+pub const MSG_POD_MOUNT_PATHS: &str = "podTemplate.volumeMounts must not mount at or below the operator's paths /var/lib/streamjoin, /etc/streamjoin, /tmp, /var/run/secrets/streamjoin/admin, /var/run/secrets/streamjoin/kafka-tls";
+pub const MSG_POD_MOUNT_VOLUME: &str =
+    "every podTemplate.volumeMounts entry must name a volume of podTemplate.volumes";
+
+pub const POD_TEMPLATE_RULES: &[CelRule] = &[
+    CelRule {
+        rule: "(!has(self.volumes) || self.volumes.all(v, !(v.name in ['data', 'config', 'tmp', 'admin-token', 'kafka-tls']))) && (!has(self.volumeMounts) || self.volumeMounts.all(m, !(m.name in ['data', 'config', 'tmp', 'admin-token', 'kafka-tls'])))",
+        message: MSG_POD_VOLUME_NAMES,
+    },
+    CelRule {
+        rule: "!has(self.volumeMounts) || self.volumeMounts.all(m, ['/var/lib/streamjoin', '/etc/streamjoin', '/tmp', '/var/run/secrets/streamjoin/admin', '/var/run/secrets/streamjoin/kafka-tls'].all(p, m.mountPath != p && !m.mountPath.startsWith(p + '/')))",
+        message: MSG_POD_MOUNT_PATHS,
+    },
+    CelRule {
+        rule: "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))",
+        message: MSG_POD_MOUNT_VOLUME,
+    },
+];

@@ -25,6 +25,46 @@ pub fn preserve_unknown_list(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// core/v1 Volumes: the name declared (the CEL rules read it), the rest preserved;
+/// bounded so the rules' cost is bounded.
+pub fn volume_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 32,
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "required": ["name"],
+            "properties": {
+                "name": { "type": "string", "maxLength": 63, "description": "Volume name." }
+            }
+        }
+    })
+}
+
+/// core/v1 VolumeMounts: the name and mountPath declared, the rest preserved.
+pub fn volume_mount_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 32,
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "required": ["name", "mountPath"],
+            "properties": {
+                "name": {
+                    "type": "string", "maxLength": 63,
+                    "description": "Name of a volume of podTemplate.volumes."
+                },
+                "mountPath": {
+                    "type": "string", "maxLength": 1024,
+                    "description": "Where the volume is mounted in the runtime container."
+                }
+            }
+        }
+    })
+}
+
 fn rules_json(rules: &[CelRule]) -> Value {
     Value::Array(
         rules
@@ -172,6 +212,10 @@ pub fn audit_transform(schema: &mut Schema) {
 
 pub fn recovery_transform(schema: &mut Schema) {
     add_rules(schema, v::RECOVERY_RULES);
+}
+
+pub fn pod_template_transform(schema: &mut Schema) {
+    add_rules(schema, v::POD_TEMPLATE_RULES);
 }
 
 pub fn savepoints_transform(schema: &mut Schema) {

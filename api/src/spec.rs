@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, Toleration, Volume, VolumeMount,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,7 @@ pub enum ImagePullPolicy {
 /// PodTemplateSpec so that the CRD stays small and apply-friendly.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::pod_template_transform)]
 pub struct PodTemplate {
     /// Extra labels for the runtime pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -46,7 +49,7 @@ pub struct PodTemplate {
     pub service_account_name: Option<String>,
     /// Extra environment variables for the runtime container. Entries named like
     /// those the operator sets (POD_NAME, POD_NAMESPACE, POD_IP, STREAMJOIN_REPLICAS,
-    /// STREAMJOIN_KAFKA_*) are ignored.
+    /// STREAMJOIN_KAFKA_*, STREAMJOIN_SAVEPOINT_*) are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
     pub env: Vec<EnvVar>,
@@ -57,6 +60,14 @@ pub struct PodTemplate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// Extra volumes of the runtime pods (core/v1 Volume, at most 32), e.g. a savepoint volume for an absolute savepoints.location. Names must differ from the operator's: data, config, tmp, admin-token, kafka-tls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::volume_list")]
+    pub volumes: Vec<Volume>,
+    /// Extra mounts of the runtime container (core/v1 VolumeMount, at most 32), each naming a volume of podTemplate.volumes; none at or below the operator's paths /var/lib/streamjoin, /etc/streamjoin, /tmp, /var/run/secrets/streamjoin/admin and /var/run/secrets/streamjoin/kafka-tls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::volume_mount_list")]
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 /// Kafka security protocol, as in the Kafka client setting `security.protocol`.

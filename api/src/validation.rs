@@ -10,7 +10,7 @@ use crate::job::StreamJoinJobSpec;
 // The rules and messages are defined next to the schema's use of them; they stay
 // reachable here, where callers have always found them.
 pub use crate::rules::*;
-use crate::spec::{OnMissingCheckpoint, SavepointsSpec, SecurityProtocol, TopicRef};
+use crate::spec::{OnMissingCheckpoint, PodTemplate, SavepointsSpec, SecurityProtocol, TopicRef};
 
 /// One failed rule: the field path (from `spec`) and the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +74,35 @@ fn savepoint_store_violations(s: &SavepointsSpec) -> Vec<(&'static str, &'static
     }
     if s.credentials.is_some() && scheme.is_none() {
         out.push(("savepoints", MSG_SAVEPOINT_CREDENTIALS));
+    }
+    out
+}
+
+/// The rules of the pod template's volumes and mounts (twins of its CEL rules).
+fn pod_template_violations(pt: &PodTemplate) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let names = pt
+        .volumes
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(pt.volume_mounts.iter().map(|m| m.name.as_str()));
+    if names.into_iter().any(|n| OPERATOR_VOLUMES.contains(&n)) {
+        out.push(MSG_POD_VOLUME_NAMES);
+    }
+    let shadows = |path: &str| {
+        OPERATOR_MOUNT_PATHS
+            .iter()
+            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+    };
+    if pt.volume_mounts.iter().any(|m| shadows(&m.mount_path)) {
+        out.push(MSG_POD_MOUNT_PATHS);
+    }
+    if pt
+        .volume_mounts
+        .iter()
+        .any(|m| !pt.volumes.iter().any(|v| v.name == m.name))
+    {
+        out.push(MSG_POD_MOUNT_VOLUME);
     }
     out
 }
@@ -148,6 +177,9 @@ impl StreamJoinJobSpec {
         }
         for (field, message) in savepoint_store_violations(&self.savepoints) {
             fail(field, message);
+        }
+        for message in pod_template_violations(&self.pod_template) {
+            fail("podTemplate", message);
         }
 
         let kafka = &self.kafka;
@@ -318,6 +350,60 @@ mod tests {
         assert!(local.contains(MSG_SAVEPOINT_CREDENTIALS), "{local}");
         // pathStyle: false says nothing.
         assert_eq!(with(None, |s| s.path_style = Some(false)), "");
+    }
+
+    #[test]
+    fn pod_template_volumes_must_not_clash_with_or_shadow_the_operators() {
+        use k8s_openapi::api::core::v1::{Volume, VolumeMount};
+        let check = |volumes: &[&str], mounts: &[(&str, &str)]| {
+            let mut s = valid();
+            s.pod_template.volumes = volumes
+                .iter()
+                .map(|n| Volume {
+                    name: (*n).into(),
+                    ..Volume::default()
+                })
+                .collect();
+            s.pod_template.volume_mounts = mounts
+                .iter()
+                .map(|(n, p)| VolumeMount {
+                    name: (*n).into(),
+                    mount_path: (*p).into(),
+                    ..VolumeMount::default()
+                })
+                .collect();
+            s.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(check(&["sp"], &[("sp", "/savepoints")]), "");
+        assert_eq!(check(&["sp"], &[("sp", "/var/lib/streamjoin-extra")]), "");
+        assert!(check(&["data"], &[]).contains(MSG_POD_VOLUME_NAMES));
+        assert!(check(&["sp", "tmp"], &[("tmp", "/x")]).contains(MSG_POD_VOLUME_NAMES));
+        for shadow in [
+            "/var/lib/streamjoin",
+            "/var/lib/streamjoin/",
+            "/tmp/x",
+            "/etc/streamjoin/a",
+        ] {
+            let e = check(&["sp"], &[("sp", shadow)]);
+            assert!(e.contains(MSG_POD_MOUNT_PATHS), "{shadow}: {e}");
+            assert!(e.starts_with("spec.podTemplate: "), "{e}");
+        }
+        assert!(check(&[], &[("sp", "/savepoints")]).contains(MSG_POD_MOUNT_VOLUME));
+    }
+
+    #[test]
+    fn the_pod_template_rules_name_the_operators_volumes_and_paths() {
+        for name in OPERATOR_VOLUMES {
+            assert!(POD_TEMPLATE_RULES[0].rule.contains(&format!("'{name}'")));
+            assert!(MSG_POD_VOLUME_NAMES.contains(name));
+        }
+        for path in OPERATOR_MOUNT_PATHS {
+            assert!(POD_TEMPLATE_RULES[1].rule.contains(&format!("'{path}'")));
+            assert!(MSG_POD_MOUNT_PATHS.contains(path));
+        }
     }
 
     #[test]

@@ -181,6 +181,32 @@ fn cases() -> Vec<Case> {
             breaks: |j| j["spec"]["savepoints"] = json!({ "location": "/savepoints", "credentials": { "secretRef": { "name": "keys" } } }),
         },
         Case {
+            path: "spec.podTemplate",
+            message: v::MSG_POD_VOLUME_NAMES,
+            breaks: |j| {
+                j["spec"]["podTemplate"] =
+                    json!({ "volumes": [{ "name": "data", "emptyDir": {} }] })
+            },
+        },
+        Case {
+            path: "spec.podTemplate",
+            message: v::MSG_POD_MOUNT_PATHS,
+            breaks: |j| {
+                j["spec"]["podTemplate"] = json!({
+                    "volumes": [{ "name": "extra", "emptyDir": {} }],
+                    "volumeMounts": [{ "name": "extra", "mountPath": "/var/lib/streamjoin/x" }]
+                })
+            },
+        },
+        Case {
+            path: "spec.podTemplate",
+            message: v::MSG_POD_MOUNT_VOLUME,
+            breaks: |j| {
+                j["spec"]["podTemplate"] =
+                    json!({ "volumeMounts": [{ "name": "extra", "mountPath": "/extra" }] })
+            },
+        },
+        Case {
             path: "spec.savepoints.interval",
             message: pos,
             breaks: |j| {

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use streamjoin_api::validation::OPERATOR_VOLUMES;
 use streamjoin_api::{ImagePullPolicy, JobState, SecretKeyRef};
 
 use super::meta::{
@@ -257,6 +258,15 @@ fn container(job: &JobRef<'_>) -> Container {
         ));
         mounts.push(mount("kafka-tls", KAFKA_TLS_DIR, true));
     }
+    // The spec is validated (no clash, no shadowing); a clashing name is still
+    // dropped here so that the StatefulSet always applies.
+    mounts.extend(
+        spec.pod_template
+            .volume_mounts
+            .iter()
+            .filter(|m| !OPERATOR_VOLUMES.contains(&m.name.as_str()))
+            .cloned(),
+    );
     env.extend(super::store_env::savepoint_env(&spec.savepoints));
     env.extend(
         spec.pod_template
@@ -321,6 +331,15 @@ fn volumes(job: &JobRef<'_>) -> Vec<Volume> {
             ..Volume::default()
         },
     ];
+    v.extend(
+        job.job
+            .spec
+            .pod_template
+            .volumes
+            .iter()
+            .filter(|v| !OPERATOR_VOLUMES.contains(&v.name.as_str()))
+            .cloned(),
+    );
     if let Some(tls) = &job.job.spec.kafka.tls {
         v.push(Volume {
             name: "kafka-tls".to_owned(),
@@ -810,6 +829,66 @@ mod tests {
                 "the manifest (and its hash on the pod template) changes"
             );
             assert_ne!(a, base);
+        }
+    }
+
+    #[test]
+    fn pod_template_volumes_and_mounts_are_added_after_the_operators() {
+        let mut job = test_support::job("clicks");
+        job.spec.kafka.tls = Some(TlsSpec::default());
+        let pt = &mut job.spec.pod_template;
+        pt.volumes.push(Volume {
+            name: "savepoints".into(),
+            persistent_volume_claim: Some(
+                k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                    claim_name: "shared-savepoints".into(),
+                    read_only: None,
+                },
+            ),
+            ..Volume::default()
+        });
+        pt.volume_mounts
+            .push(mount("savepoints", "/savepoints", false));
+        // Never valid (the CEL rule refuses it); still never duplicated.
+        pt.volumes.push(Volume {
+            name: "tmp".into(),
+            ..Volume::default()
+        });
+        let pod = sts_for(&job).spec.template.spec.expect("pod");
+        let volumes = pod.volumes.expect("volumes");
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["config", "tmp", "admin-token", "savepoints", "kafka-tls"]
+        );
+        let mounts = pod.containers[0].volume_mounts.clone().expect("mounts");
+        let m = mounts.last().expect("a mount");
+        assert_eq!(
+            (m.name.as_str(), m.mount_path.as_str()),
+            ("savepoints", "/savepoints")
+        );
+        assert_eq!(
+            mounts[0].mount_path, DATA_DIR,
+            "the state volume stays first"
+        );
+    }
+
+    #[test]
+    fn the_operators_volumes_and_paths_are_those_the_spec_rules_protect() {
+        let mut job = test_support::job("clicks");
+        job.spec.kafka.tls = Some(TlsSpec::default());
+        let sts = sts_for(&job);
+        let pod = sts.spec.template.spec.expect("pod");
+        for v in pod.volumes.expect("volumes") {
+            assert!(OPERATOR_VOLUMES.contains(&v.name.as_str()), "{}", v.name);
+        }
+        for m in pod.containers[0].volume_mounts.clone().expect("mounts") {
+            assert!(OPERATOR_VOLUMES.contains(&m.name.as_str()), "{}", m.name);
+            assert!(
+                streamjoin_api::validation::OPERATOR_MOUNT_PATHS.contains(&m.mount_path.as_str()),
+                "{}",
+                m.mount_path
+            );
         }
     }
 
