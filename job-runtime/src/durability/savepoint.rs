@@ -272,13 +272,17 @@ impl SavepointStore {
             .any(|m| m.shards.iter().any(|s| s.shard == shard)))
     }
 
-    /// The process manifests of this savepoint, by ordinal.
-    pub async fn process_manifests(&self) -> Result<Vec<ProcessManifest>, SavepointError> {
-        let listed = self
-            .store
+    /// The objects and sub-prefixes directly under this location.
+    async fn list_here(&self) -> Result<object_store::ListResult, SavepointError> {
+        self.store
             .list_with_delimiter(Some(&self.prefix))
             .await
-            .map_err(self.store_err())?;
+            .map_err(self.store_err())
+    }
+
+    /// The process manifests of this savepoint, by ordinal.
+    pub async fn process_manifests(&self) -> Result<Vec<ProcessManifest>, SavepointError> {
+        let listed = self.list_here().await?;
         let mut out = Vec::new();
         for meta in listed.objects {
             let name = meta.location.filename().unwrap_or_default();
@@ -313,11 +317,7 @@ impl SavepointStore {
     /// The ids of the complete savepoints under this location, in name order;
     /// one still being written, or whose writer died, is left out.
     pub async fn list_complete(&self) -> Result<Vec<String>, SavepointError> {
-        let listed = self
-            .store
-            .list_with_delimiter(Some(&self.prefix))
-            .await
-            .map_err(self.store_err())?;
+        let listed = self.list_here().await?;
         let mut out = Vec::new();
         for dir in listed.common_prefixes {
             let Some(id) = dir.filename() else {
