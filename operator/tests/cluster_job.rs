@@ -43,6 +43,27 @@ const TOPICS: [&str; 5] = [
     "impression-plays-late",
 ];
 
+/// The operator binary under the chart's ServiceAccount, watching the test's namespace.
+async fn start_operator(t: &Testbed) -> OperatorProcess {
+    OperatorProcess::start(
+        &t.client,
+        &t.kubectl,
+        OperatorOptions {
+            namespace: t.ns.name.clone(),
+            watch: vec![t.ns.name.clone()],
+        },
+    )
+    .await
+}
+
+/// The local example with `ops` patched in, applied server-side.
+fn apply_example(t: &Testbed, ops: &[serde_json::Value]) {
+    let manifest = local_example(&t.kubectl, ops);
+    t.kubectl
+        .try_run(&["apply", "--server-side", "-f", "-"], Some(&manifest))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn job_api(t: &Testbed) -> Api<StreamJoinJob> {
     Api::namespaced(t.client.clone(), &t.ns.name)
 }
@@ -172,25 +193,14 @@ async fn example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_re
     // The broker helpers are blocking (and run a runtime of their own).
     tokio::task::block_in_place(|| load(&broker, &data));
 
-    let op = OperatorProcess::start(
-        &t.client,
-        &t.kubectl,
-        OperatorOptions {
-            namespace: t.ns.name.clone(),
-            watch: vec![t.ns.name.clone()],
-        },
-    )
-    .await;
+    let op = start_operator(&t).await;
     let mut ops = placed(&t.ns.name, &broker.bootstrap, Some(&node.name));
     // The replay ends at once: a short inactivity timeout then fires the last
     // entries' timers, instead of the example's 15 minutes.
     ops.push(
         json!({ "op": "replace", "path": "/spec/watermarks/inactivityTimeout", "value": "5s" }),
     );
-    let manifest = local_example(&t.kubectl, &ops);
-    t.kubectl
-        .try_run(&["apply", "--server-side", "-f", "-"], Some(&manifest))
-        .unwrap_or_else(|e| panic!("{e}"));
+    apply_example(&t, &ops);
 
     wait_ready(&t, &node, &op).await;
     assert_pods_run_the_runtime(&t, &node.name).await;
@@ -373,21 +383,10 @@ async fn deleting_a_job_runs_the_finalizer_and_the_garbage_collector_removes_its
     const TEST: &str =
         "deleting_a_job_runs_the_finalizer_and_the_garbage_collector_removes_its_children";
     let Some(t) = testbed(TEST).await else { return };
-    let _op = OperatorProcess::start(
-        &t.client,
-        &t.kubectl,
-        OperatorOptions {
-            namespace: t.ns.name.clone(),
-            watch: vec![t.ns.name.clone()],
-        },
-    )
-    .await;
+    let _op = start_operator(&t).await;
     // No broker and no node: the pods stay Pending, which is enough to own them.
     let ops = placed(&t.ns.name, "127.0.0.1:9", Some("no-such-node"));
-    let manifest = local_example(&t.kubectl, &ops);
-    t.kubectl
-        .try_run(&["apply", "--server-side", "-f", "-"], Some(&manifest))
-        .unwrap_or_else(|e| panic!("{e}"));
+    apply_example(&t, &ops);
     let client = t.client.clone();
     let ns = t.ns.name.clone();
     poll(
