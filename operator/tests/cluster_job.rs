@@ -262,7 +262,8 @@ async fn example_job_gets_ready_on_a_local_kubelet_and_its_output_matches_the_re
     );
 }
 
-async fn gone<K>(client: &Client, ns: &str, name: &str) -> Result<(), String>
+/// `Ok` when `name` of kind `K` is present in `ns` as `want` says.
+async fn present<K>(client: &Client, ns: &str, name: &str, want: bool) -> Result<(), String>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -270,48 +271,33 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(name).await.map_err(|e| e.to_string())? {
-        None => Ok(()),
-        Some(_) => Err(format!("{} {name} still exists", K::kind(&()))),
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    match (want, found) {
+        (true, false) => Err(format!("no {} {name} yet", K::kind(&()))),
+        (false, true) => Err(format!("{} {name} still exists", K::kind(&()))),
+        _ => Ok(()),
     }
 }
 
-async fn exists<K>(client: &Client, ns: &str, name: &str) -> Result<(), String>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(name).await.map_err(|e| e.to_string())? {
-        Some(_) => Ok(()),
-        None => Err(format!("no {} {name} yet", K::kind(&()))),
-    }
-}
-
-/// Every child of the example job, by kind and name (pods and claims: two each).
-async fn children_exist(client: &Client, ns: &str) -> Result<(), String> {
-    exists::<StatefulSet>(client, ns, JOB).await?;
-    exists::<Service>(client, ns, JOB).await?;
-    exists::<ConfigMap>(client, ns, &format!("{JOB}-config")).await?;
-    exists::<Secret>(client, ns, &format!("{JOB}-admin-token")).await?;
-    exists::<PodDisruptionBudget>(client, ns, JOB).await?;
+/// Every child of the example job, by kind and name (two pods), present or gone
+/// as `want` says; the checkpoint claims only when present is wanted, as they
+/// outlive the job (`whenDeleted: Retain`).
+async fn children(client: &Client, ns: &str, want: bool) -> Result<(), String> {
+    present::<StatefulSet>(client, ns, JOB, want).await?;
+    present::<Service>(client, ns, JOB, want).await?;
+    present::<ConfigMap>(client, ns, &format!("{JOB}-config"), want).await?;
+    present::<Secret>(client, ns, &format!("{JOB}-admin-token"), want).await?;
+    present::<PodDisruptionBudget>(client, ns, JOB, want).await?;
     for i in 0..2 {
-        exists::<Pod>(client, ns, &format!("{JOB}-{i}")).await?;
-        exists::<PersistentVolumeClaim>(client, ns, &format!("data-{JOB}-{i}")).await?;
-    }
-    Ok(())
-}
-
-async fn children_gone(client: &Client, ns: &str) -> Result<(), String> {
-    gone::<StatefulSet>(client, ns, JOB).await?;
-    gone::<Service>(client, ns, JOB).await?;
-    gone::<ConfigMap>(client, ns, &format!("{JOB}-config")).await?;
-    gone::<Secret>(client, ns, &format!("{JOB}-admin-token")).await?;
-    gone::<PodDisruptionBudget>(client, ns, JOB).await?;
-    for i in 0..2 {
-        gone::<Pod>(client, ns, &format!("{JOB}-{i}")).await?;
+        present::<Pod>(client, ns, &format!("{JOB}-{i}"), want).await?;
+        if want {
+            let claim = format!("data-{JOB}-{i}");
+            present::<PersistentVolumeClaim>(client, ns, &claim, true).await?;
+        }
     }
     Ok(())
 }
@@ -357,7 +343,7 @@ async fn delete_and_collect(t: &Testbed, node: Option<&NodeForTest>) {
                 && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(JOB)),
         "no Deleting Event from the finalizer"
     );
-    let collected = try_poll(Duration::from_secs(180), || children_gone(&client, &ns)).await;
+    let collected = try_poll(Duration::from_secs(180), || children(&client, &ns, false)).await;
     if let Err(last) = collected {
         let extra = node.map(|n| n.log()).unwrap_or_default();
         panic!(
@@ -392,7 +378,7 @@ async fn deleting_a_job_runs_the_finalizer_and_the_garbage_collector_removes_its
     poll(
         "every child of the job exists",
         Duration::from_secs(120),
-        || children_exist(&client, &ns),
+        || children(&client, &ns, true),
     )
     .await;
     delete_and_collect(&t, None).await;
