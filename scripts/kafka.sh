@@ -98,7 +98,8 @@ PROPS
   java=($(java_cmd "$dir"))
   set +f
   if ! [ -f "$dir/data/meta.properties" ]; then
-    "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
+    # `=` form: an id may start with `-`, which the tool's parser would take for an option.
+    "${java[@]}" kafka.tools.StorageTool format --cluster-id="$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
       -c "$dir/server.properties" >"$dir/format.log"
   fi
   nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &

@@ -98,7 +98,8 @@ impl KafkaProcess {
     fn format(&self) {
         let out = self
             .java()
-            .args(["kafka.tools.StorageTool", "format", "-t", &cluster_id()])
+            // `=` form: one id in 64 starts with `-`, which the tool's parser would take for an option.
+            .args(["kafka.tools.StorageTool", "format", &format!("--cluster-id={}", cluster_id())])
             .arg("-c")
             .arg(self.dir.path().join("server.properties"))
             .output()
