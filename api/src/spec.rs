@@ -362,11 +362,13 @@ impl Default for CheckpointsSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SavepointOnDelete {
-    /// Take a final savepoint before deleting the job.
+    /// Take a final savepoint, then delete the job's other savepoints: one is left.
     #[default]
     Take,
-    /// Delete without a final savepoint.
+    /// No final savepoint; the job's savepoints are left as they are.
     Skip,
+    /// No final savepoint, and every savepoint of the job is deleted.
+    None,
 }
 
 fn default_max_retained() -> u32 {
@@ -390,7 +392,9 @@ pub struct SavepointsSpec {
     #[serde(default = "default_max_retained")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_retained: u32,
-    /// Whether deleting the job takes a final savepoint.
+    /// What deleting the job does to savepoints: `take` a final one and delete the
+    /// others, `skip` (leave them), or `none` (delete them all). Deletion waits until
+    /// they are deleted; set `skip` to delete the job anyway.
     #[serde(default)]
     pub on_delete: SavepointOnDelete,
     /// Changing this value triggers one manual savepoint.

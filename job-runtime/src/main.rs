@@ -107,6 +107,9 @@ enum Command {
         #[arg(long)]
         admin_addr: Option<String>,
     },
+    /// Savepoints in the job's savepoint store.
+    #[command(subcommand)]
+    Savepoints(SavepointsCommand),
     /// Writes a data set directory (manifest.json, impressions-<p>.jsonl, plays-<p>.jsonl)
     /// with the built-in generator, for `replay` and `streamjoin-reference`.
     Generate(dataset::GenerateArgs),
@@ -135,6 +138,20 @@ enum Command {
         /// Serve /metrics, /healthz and /readyz on this address while running.
         #[arg(long, default_value = "127.0.0.1:9249")]
         admin_addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SavepointsCommand {
+    /// Deletes whole savepoints (their manifests first), with the store settings
+    /// of the job's `spec.savepoints` and the credentials in the environment.
+    Delete {
+        /// The StreamJoinJob manifest.
+        #[arg(long)]
+        job: PathBuf,
+        /// Savepoint locations, as status lists them (`<savepoints.location>/<id>`).
+        #[arg(required = true)]
+        locations: Vec<String>,
     },
 }
 
@@ -224,6 +241,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Generate(args) => dataset::generate(&args)?,
+        Command::Savepoints(SavepointsCommand::Delete { job, locations }) => {
+            delete_savepoints(&job, &locations)?;
+        }
         Command::Demo {
             events,
             partitions,
@@ -253,6 +273,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deletes every location, then fails naming the ones that could not be deleted.
+fn delete_savepoints(job: &std::path::Path, locations: &[String]) -> anyhow::Result<()> {
+    let results = streamjoin_runtime::job::discard::delete(job, locations)?;
+    let mut failed = Vec::new();
+    for r in results {
+        match r.outcome {
+            Ok(objects) => println!("deleted {} ({objects} objects)", r.location),
+            Err(e) => {
+                eprintln!("not deleted: {e}");
+                failed.push(r.location);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} savepoints not deleted: {}",
+            failed.len(),
+            locations.len(),
+            failed.join(", ")
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -326,3 +326,133 @@ async fn a_savepoint_killed_mid_upload_is_neither_listed_nor_restored() {
     assert!(e.contains("incomplete") && e.contains(&location), "{e}");
     assert!(!download.exists(), "nothing of it was downloaded");
 }
+
+/// Writes a complete savepoint `id` of two small shards under `root`.
+async fn complete_savepoint(root: &SavepointStore, local: &Path, id: &str) {
+    let sp = root.child(id);
+    for shard in [0, 1] {
+        let staged = staged(&local.join(id), shard, 20_000);
+        sp.upload_shard(&staged).await.expect("upload");
+    }
+    sp.write_process_manifest(&process_manifest(0, 1, 2, &[0, 1]))
+        .await
+        .expect("process manifest");
+}
+
+/// The keys under `prefix` in `bucket`, listed from the server.
+async fn keys(s3: &S3Env, bucket: &str, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let prefix = object_store::path::Path::from(prefix);
+    let mut keys: Vec<String> = s3
+        .store(bucket)
+        .list(Some(&prefix))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .expect("list");
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn deleting_a_savepoint_removes_all_its_objects_and_none_of_its_neighbours() {
+    let test = "deleting_a_savepoint_removes_all_its_objects_and_none_of_its_neighbours";
+    let Some((s3, bucket, local)) = s3_bucket(test, "sp-delete") else {
+        return;
+    };
+    let root = SavepointStore::open(&format!("s3://{bucket}/jobs/a"), &s3.savepoint_settings())
+        .expect("open");
+    // `sp-1` and `sp-10`: a prefix of one is no prefix of the other's objects.
+    for id in ["sp-1", "sp-10", "sp-2"] {
+        complete_savepoint(&root, local.path(), id).await;
+    }
+    let before = keys(&s3, &bucket, "jobs/a/sp-1").await.len();
+    assert!(before >= 5, "two shards and a process manifest: {before}");
+
+    let deleted = root.child("sp-1").delete().await.expect("delete");
+    assert_eq!(deleted, before, "every object of sp-1");
+    assert!(keys(&s3, &bucket, "jobs/a/sp-1").await.is_empty());
+    assert_eq!(root.list_complete().await.expect("list"), ["sp-10", "sp-2"]);
+    assert_eq!(
+        root.child("sp-1").delete().await.expect("a second delete"),
+        0,
+        "deleting what is gone is no error"
+    );
+}
+
+#[tokio::test]
+async fn a_deletion_with_wrong_credentials_fails_naming_the_location() {
+    let test = "a_deletion_with_wrong_credentials_fails_naming_the_location";
+    let Some((s3, bucket, local)) = s3_bucket(test, "sp-delete-creds") else {
+        return;
+    };
+    let location = format!("s3://{bucket}/sp");
+    let root = SavepointStore::open(&location, &s3.savepoint_settings()).expect("open");
+    complete_savepoint(&root, local.path(), "sp-1").await;
+    let wrong = s3.savepoint_settings_with(savepoint_keys(&s3.access_key_id, "not-the-secret"));
+    let e = SavepointStore::open(&format!("{location}/sp-1"), &wrong)
+        .expect("open")
+        .delete()
+        .await
+        .expect_err("refused");
+    let shown = renderings(&e);
+    assert!(shown.contains(&format!("{location}/sp-1")), "{shown}");
+    assert!(!shown.contains("not-the-secret"), "{shown}");
+    assert_eq!(root.list_complete().await.expect("list"), ["sp-1"], "kept");
+}
+
+#[tokio::test]
+async fn the_delete_command_removes_each_listed_savepoint_with_the_jobs_store_settings() {
+    let test = "the_delete_command_removes_each_listed_savepoint_with_the_jobs_store_settings";
+    let Some((s3, bucket, local)) = s3_bucket(test, "sp-delete-cli") else {
+        return;
+    };
+    let location = format!("s3://{bucket}/jobs/b");
+    let root = SavepointStore::open(&location, &s3.savepoint_settings()).expect("open");
+    for id in ["sp-1", "sp-2", "sp-3"] {
+        complete_savepoint(&root, local.path(), id).await;
+    }
+    let manifest = local.path().join("job.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: streamjoin.dev/v1alpha1\nkind: StreamJoinJob\nmetadata: {{name: b}}\nspec:\n  savepoints:\n    location: {location}\n    endpoint: {}\n    pathStyle: true\n    region: {}\n",
+            s3.endpoint, s3.region
+        ),
+    )
+    .expect("manifest");
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjoin-runtime"))
+        .args(["savepoints", "delete", "--job"])
+        .arg(&manifest)
+        .args([format!("{location}/sp-1"), format!("{location}/sp-3")])
+        .envs(s3.savepoint_env())
+        .output()
+        .expect("the command runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("deleted {location}/sp-1")),
+        "{stdout}"
+    );
+    assert_eq!(root.list_complete().await.expect("list"), ["sp-2"]);
+    assert!(keys(&s3, &bucket, "jobs/b/sp-3").await.is_empty());
+
+    // With a wrong secret the store refuses; the command names the location and fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_streamjoin-runtime"))
+        .args(["savepoints", "delete", "--job"])
+        .arg(&manifest)
+        .arg(format!("{location}/sp-2"))
+        .envs(savepoint_keys(&s3.access_key_id, "not-the-secret"))
+        .output()
+        .expect("the command runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("{location}/sp-2")), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+    assert_eq!(root.list_complete().await.expect("list"), ["sp-2"]);
+}

@@ -152,6 +152,14 @@ pub trait RuntimeAdmin: Send + Sync {
         pod: &'a PodAddr,
         token: &'a str,
     ) -> BoxFuture<'a, AdminResult<()>>;
+    /// `DELETE /v1/savepoints/{id}`: the pod deletes savepoint `id` of the job's
+    /// location with the job's store credentials; a savepoint already gone is no error.
+    fn delete_savepoint<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        token: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, AdminResult<()>>;
 }
 
 /// Where a pod's admin API is (`http://host:port`), or `None` when the pod cannot be
@@ -355,6 +363,27 @@ impl RuntimeAdmin for HttpAdmin {
                 "POST /v1/watermark/advance",
                 hyper::Method::POST,
                 "/v1/watermark/advance",
+                Some(token),
+                None,
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn delete_savepoint<'a>(
+        &'a self,
+        pod: &'a PodAddr,
+        token: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, AdminResult<()>> {
+        Box::pin(async move {
+            let path = format!("/v1/savepoints/{id}");
+            self.call(
+                pod,
+                "DELETE /v1/savepoints/{id}",
+                hyper::Method::DELETE,
+                &path,
                 Some(token),
                 None,
             )

@@ -29,7 +29,8 @@ pub fn needs_apply<K: Resource>(desired: &K, observed: Option<&K>, owner_uid: &s
     !owned || applied_hash(desired) != applied_hash(observed)
 }
 
-async fn ssa<K>(client: &Client, namespace: &str, obj: &K) -> Result<()>
+/// Server-side apply of one object, forced, as the operator's field manager.
+pub async fn ssa<K>(client: &Client, namespace: &str, obj: &K) -> Result<()>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Serialize
@@ -58,6 +59,7 @@ fn static_kind<K: Resource<DynamicType = ()>>() -> &'static str {
         "Service" => "Service",
         "StatefulSet" => "StatefulSet",
         "PodDisruptionBudget" => "PodDisruptionBudget",
+        "Job" => "Job",
         _ => "object",
     }
 }

@@ -16,7 +16,6 @@ use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
 use crate::build;
 use crate::lifecycle::machine::Timing;
 use crate::lifecycle::memory::Memory;
-use crate::lifecycle::retention::{FsSavepointStore, SavepointStore};
 use crate::metrics::Metrics;
 use crate::observe::Stores;
 
@@ -56,8 +55,6 @@ pub struct Context {
     pub(crate) built: Mutex<HashMap<String, Built>>,
     /// The runtime admin API.
     pub admin: Arc<dyn RuntimeAdmin>,
-    /// Deletes expired savepoints.
-    pub savepoint_store: Arc<dyn SavepointStore>,
     /// Time limits of the lifecycle flows.
     pub timing: Timing,
     /// Admin tokens by job uid (read from or written to the job's Secret once).
@@ -96,7 +93,6 @@ impl Context {
             malformed_seen: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
             admin: Arc::new(HttpAdmin::new(dns_resolver())),
-            savepoint_store: Arc::new(FsSavepointStore),
             timing: Timing::default(),
             tokens: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DeserializeGuard;
@@ -90,6 +91,7 @@ async fn run_scope(
     let stateful_sets = owned_watch::<StatefulSet>(&client, ns, w.stateful_sets);
     let pdbs = owned_watch::<PodDisruptionBudget>(&client, ns, w.pdbs);
     let pods = owned_watch::<Pod>(&client, ns, w.pods);
+    let cleanup_jobs = owned_watch::<Job>(&client, ns, w.jobs);
 
     let mut ctx = Context::new(client.clone(), stores, metrics, settings.instance.clone());
     ctx.requeue = settings.requeue;
@@ -107,6 +109,7 @@ async fn run_scope(
         .owns_stream(services)
         .owns_stream(stateful_sets)
         .owns_stream(pdbs)
+        .owns_stream(cleanup_jobs)
         .watches_stream(pods, job_of_pod)
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, Arc::new(ctx))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
@@ -22,6 +23,8 @@ pub struct Stores {
     pub stateful_sets: Store<StatefulSet>,
     pub pdbs: Store<PodDisruptionBudget>,
     pub pods: Store<Pod>,
+    /// Savepoint cleanup Jobs.
+    pub jobs: Store<Job>,
 }
 
 /// Write handles, fed by watchers in production and by hand in tests and benchmarks.
@@ -31,6 +34,7 @@ pub struct Writers {
     pub stateful_sets: Writer<StatefulSet>,
     pub pdbs: Writer<PodDisruptionBudget>,
     pub pods: Writer<Pod>,
+    pub jobs: Writer<Job>,
 }
 
 /// What exists of one job's children.
@@ -42,6 +46,8 @@ pub struct ObservedChildren {
     pub pdb: Option<Arc<PodDisruptionBudget>>,
     /// The job's pods (ordinals up to the StatefulSet's largest replica count), by ordinal.
     pub pods: Vec<Arc<Pod>>,
+    /// The Job deleting savepoints while no pod runs, if any.
+    pub cleanup_job: Option<Arc<Job>>,
 }
 
 impl Stores {
@@ -51,6 +57,7 @@ impl Stores {
         let (stateful_sets, sts) = reflector::store();
         let (pdbs, pdb) = reflector::store();
         let (pods, pod) = reflector::store();
+        let (jobs, job) = reflector::store();
         (
             Stores {
                 config_maps,
@@ -58,6 +65,7 @@ impl Stores {
                 stateful_sets,
                 pdbs,
                 pods,
+                jobs,
             },
             Writers {
                 config_maps: cm,
@@ -65,6 +73,7 @@ impl Stores {
                 stateful_sets: sts,
                 pdbs: pdb,
                 pods: pod,
+                jobs: job,
             },
         )
     }
@@ -78,6 +87,7 @@ impl Stores {
                 && self.stateful_sets.wait_until_ready().await.is_ok()
                 && self.pdbs.wait_until_ready().await.is_ok()
                 && self.pods.wait_until_ready().await.is_ok()
+                && self.jobs.wait_until_ready().await.is_ok()
         };
         tokio::time::timeout(limit, all).await.unwrap_or(false)
     }
@@ -125,6 +135,11 @@ impl Stores {
             stateful_set,
             pdb: get(&self.pdbs, namespace, build::pdb_name(job)),
             pods,
+            cleanup_job: get(
+                &self.jobs,
+                namespace,
+                build::cleanup_job::cleanup_job_name(job),
+            ),
         }
     }
 }
@@ -152,6 +167,7 @@ impl Writers {
             self.stateful_sets.apply_watcher_event(&ev_cast(&ev));
             self.pdbs.apply_watcher_event(&ev_cast(&ev));
             self.pods.apply_watcher_event(&ev_cast(&ev));
+            self.jobs.apply_watcher_event(&ev_cast(&ev));
         }
     }
 
@@ -175,6 +191,9 @@ impl Writers {
     }
     pub fn remove_pod(&mut self, o: Pod) {
         remove(&mut self.pods, o)
+    }
+    pub fn job(&mut self, o: Job) {
+        upsert(&mut self.jobs, o)
     }
 }
 

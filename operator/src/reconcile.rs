@@ -220,6 +220,15 @@ async fn reconcile_job(job: Arc<StreamJoinJob>, ctx: &Context) -> Result<Action>
     if wants_final_savepoint(&job) {
         return final_savepoint(&job, ctx).await;
     }
+    if deleting_with_savepoints(&job) {
+        let (left, events) = lifecycle::discard::on_job_deletion(&job, ctx).await?;
+        for (t, reason, message) in events {
+            publish(ctx, &job, t, reason, "DeleteSavepoints", message).await;
+        }
+        if left {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    }
     let api: Api<StreamJoinJob> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, job, |event| async move {
         match event {
@@ -264,6 +273,14 @@ fn wants_final_savepoint(job: &StreamJoinJob) -> bool {
         }
         _ => false,
     }
+}
+
+/// A job being deleted whose `savepoints.onDelete` removes savepoints (`take`
+/// after its final one, `none`): the finalizer waits until they are deleted.
+fn deleting_with_savepoints(job: &StreamJoinJob) -> bool {
+    job.metadata.deletion_timestamp.is_some()
+        && job.spec.savepoints.on_delete != SavepointOnDelete::Skip
+        && job.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 async fn final_savepoint(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {

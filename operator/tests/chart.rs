@@ -84,6 +84,8 @@ fn namespaced_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
         ("", "services", watch_apply),
         ("apps", "statefulsets", watch_apply),
         ("policy", "poddisruptionbudgets", watch_apply),
+        // Savepoint cleanup Jobs.
+        ("batch", "jobs", watch_apply),
         ("", "pods", &["get", "list", "watch"]),
         (
             "",

@@ -372,7 +372,9 @@ async fn an_operator_restarted_mid_upgrade_resumes_from_the_status_record() {
 async fn retention_deletes_old_savepoints_but_keeps_the_one_a_resume_needs() {
     let mut h = Harness::new();
     let mut m = job_json("clicks");
-    m["spec"]["savepoints"] = json!({"maxRetained": 1, "location": "/savepoints"});
+    // The location the fake runtime writes to: the pods delete what lies in theirs.
+    let location = h.savepoints.path().display().to_string();
+    m["spec"]["savepoints"] = json!({"maxRetained": 1, "location": location});
     h.create_job(m);
     running(&mut h, "clicks", 3).await;
     // Suspend (its savepoint is the resume point), resume, then two manual savepoints.

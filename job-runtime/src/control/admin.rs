@@ -1,7 +1,7 @@
 //! The admin HTTP API (see `docs/runtime-admin-api.md`): `/metrics`
 //! (Prometheus text), `/healthz`, `/readyz`, and for a Kafka job `GET
-//! /v1/status`, `POST /v1/savepoints`, `GET /v1/savepoints/{id}` and `POST
-//! /v1/watermark/advance`. Reads are open; mutating calls need the bearer token
+//! /v1/status`, `POST /v1/savepoints`, `GET` and `DELETE /v1/savepoints/{id}`
+//! and `POST /v1/watermark/advance`. Reads are open; mutating calls need the bearer token
 //! from `--admin-token-file`.
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::control::metrics::Metrics;
-use crate::control::requests::{Control, RequestError, SavepointRun};
+use crate::control::requests::{Control, RequestError, SavepointRun, SavepointState};
 use crate::durability::savepoint::{self, ProcessManifest, SavepointStore, ShardSummary};
 use crate::time::watermark::{Clock, WatermarkBoard};
 
@@ -70,7 +70,10 @@ fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .route("/v1/savepoints", post(trigger_savepoint))
-        .route("/v1/savepoints/{id}", get(savepoint_info))
+        .route(
+            "/v1/savepoints/{id}",
+            get(savepoint_info).delete(delete_savepoint),
+        )
         .route("/v1/watermark/advance", post(advance_watermark))
         .with_state(state)
 }
@@ -298,6 +301,51 @@ async fn savepoint_info(State(s): State<AdminState>, Path(id): Path<String>) -> 
             StatusCode::NOT_FOUND,
             format!("no savepoint {id:?} was requested"),
         ),
+    }
+}
+
+/// Deletes savepoint `id` of the job's location: the pods hold the store's
+/// credentials, so retention and `onDelete` go through them while they run.
+async fn delete_savepoint(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r.into_response();
+    }
+    let h = match hooks(&s) {
+        Ok(h) => h,
+        Err(r) => return r.into_response(),
+    };
+    if !valid_id(&id) {
+        return error(StatusCode::BAD_REQUEST, format!("savepoint id {id:?}"));
+    }
+    let Some(store) = h.savepoints.clone() else {
+        return error(StatusCode::CONFLICT, RequestError::NoLocation);
+    };
+    if h.control
+        .savepoint(&id)
+        .is_some_and(|i| i.state == SavepointState::Pending)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            format!("savepoint {id} is being written"),
+        );
+    }
+    let target = store.child(&id);
+    match target.delete().await {
+        Ok(objects) => {
+            tracing::info!(savepoint = %id, objects, "savepoint deleted");
+            axum::Json(
+                json!({ "id": id, "location": target.location(), "deleted_objects": objects }),
+            )
+            .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(savepoint = %id, "deleting the savepoint: {e}");
+            error(StatusCode::BAD_GATEWAY, e)
+        }
     }
 }
 

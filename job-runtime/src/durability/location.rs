@@ -196,8 +196,10 @@ fn open_dir(dir: &Path, shown: String) -> Result<Opened, OpenError> {
         reason,
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    // Cleanup: a deleted savepoint leaves no empty directories behind.
     let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?
+        .with_automatic_cleanup(true);
     Ok(Opened {
         store: Arc::new(store),
         prefix: StorePath::default(),

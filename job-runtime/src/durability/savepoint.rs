@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
@@ -278,6 +278,36 @@ impl SavepointStore {
             .list_with_delimiter(Some(&self.prefix))
             .await
             .map_err(self.store_err())
+    }
+
+    /// Deletes this savepoint: its process manifests first, so that no reader
+    /// takes a half-deleted savepoint for a complete one, then every other object
+    /// under it. A savepoint already gone is no error (retention retries).
+    /// Returns the number of objects deleted.
+    pub async fn delete(&self) -> Result<usize, SavepointError> {
+        let objects: Vec<StorePath> = self
+            .store
+            .list(Some(&self.prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(self.store_err())?;
+        let (manifests, rest): (Vec<_>, Vec<_>) = objects.into_iter().partition(|p| {
+            p.filename()
+                .is_some_and(|n| n.starts_with(PROCESS_MANIFEST_PREFIX))
+        });
+        let count = manifests.len() + rest.len();
+        for batch in [manifests, rest] {
+            let paths = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
+            let mut deleted = self.store.delete_stream(paths);
+            while let Some(result) = deleted.next().await {
+                match result {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.store_err()(e)),
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// The process manifests of this savepoint, by ordinal.

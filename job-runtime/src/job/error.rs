@@ -54,6 +54,8 @@ pub enum RunError {
     Savepoint(#[from] crate::durability::savepoint::SavepointError),
     #[error("savepoints.location: {0}")]
     SavepointLocation(crate::durability::savepoint::SavepointError),
+    #[error("starting the I/O runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl RunError {

@@ -3,6 +3,7 @@
 
 pub mod assignment;
 pub mod connect;
+pub mod discard;
 pub mod error;
 pub mod monitor;
 pub mod recovery;

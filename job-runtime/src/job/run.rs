@@ -48,7 +48,7 @@ pub struct RunOptions {
     pub timestamp_filter_only: bool,
 }
 
-fn load_job(path: &Path) -> Result<StreamJoinJob, RunError> {
+pub(crate) fn load_job(path: &Path) -> Result<StreamJoinJob, RunError> {
     let err = |reason: String| RunError::Manifest {
         path: path.display().to_string(),
         reason,

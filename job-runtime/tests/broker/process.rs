@@ -99,7 +99,11 @@ impl KafkaProcess {
         let out = self
             .java()
             // `=` form: one id in 64 starts with `-`, which the tool's parser would take for an option.
-            .args(["kafka.tools.StorageTool", "format", &format!("--cluster-id={}", cluster_id())])
+            .args([
+                "kafka.tools.StorageTool",
+                "format",
+                &format!("--cluster-id={}", cluster_id()),
+            ])
             .arg("-c")
             .arg(self.dir.path().join("server.properties"))
             .output()

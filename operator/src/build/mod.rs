@@ -5,6 +5,7 @@
 //! step compares it with the hash on the observed object to decide, without reading
 //! API-server defaults, whether a write is needed at all.
 
+pub mod cleanup_job;
 pub mod configmap;
 mod meta;
 pub mod pdb;

@@ -353,7 +353,7 @@ fn volumes(job: &JobRef<'_>) -> Vec<Volume> {
     v
 }
 
-fn pod_template(job: &JobRef<'_>, config_hash: &str) -> PodTemplateSpec {
+pub(super) fn pod_template(job: &JobRef<'_>, config_hash: &str) -> PodTemplateSpec {
     let spec = &job.job.spec;
     let pt = &spec.pod_template;
     let mut labels = pt.labels.clone();

@@ -7,7 +7,7 @@ use streamjoin_api::{LifecycleStatus, PendingSavepoint, SavepointRequest, Stream
 
 use super::machine::{self, Action, Decision, Facts, Lifecycle, Note};
 use super::pods::{Scope, ts_string};
-use super::retention;
+use super::{discard, retention};
 use crate::admin::{SavepointInfo, SavepointState};
 use crate::context::Context;
 use crate::error::Result;
@@ -172,40 +172,18 @@ pub(super) async fn advance_watermarks(
 }
 
 /// 10. Retention: deletes the savepoints beyond `savepoints.maxRetained`, never the
-///     one the record restores from (works while suspended: the operator deletes,
-///     not the pods).
-pub(super) fn delete_expired_savepoints(
+///     one the record restores from (through a pod, or a cleanup Job while none
+///     runs). Returns whether a deletion is still on its way.
+pub(super) async fn delete_expired_savepoints(
     s: &Scope<'_>,
+    token: &str,
+    answering: Option<i32>,
     record: &LifecycleStatus,
     status: &mut StreamJoinJobStatus,
     notes: &mut Vec<Note>,
-) {
+) -> Result<bool> {
+    let protected: Vec<&str> = record.restore_from.as_deref().into_iter().collect();
     let max_retained = s.job.spec.savepoints.max_retained;
-    let mut protected: Vec<&str> = Vec::new();
-    if let Some(rf) = record.restore_from.as_deref() {
-        protected.push(rf);
-    }
     let expired = retention::expired(&status.savepoint_history, max_retained, &protected);
-    for sp in &expired {
-        match s.ctx.savepoint_store.delete(&sp.location) {
-            Ok(()) => {
-                status
-                    .savepoint_history
-                    .retain(|h| h.location != sp.location);
-                notes.push(Note {
-                    warning: false,
-                    reason: "SavepointDeleted",
-                    message: format!(
-                        "savepoint {} deleted (savepoints.maxRetained {max_retained})",
-                        sp.location
-                    ),
-                });
-            }
-            Err(e) => notes.push(Note {
-                warning: true,
-                reason: "SavepointNotDeleted",
-                message: format!("savepoint {}: {e}", sp.location),
-            }),
-        }
-    }
+    discard::delete(s, token, answering, &expired, status, notes).await
 }

@@ -14,4 +14,6 @@ pub struct Memory {
     pub samples: VecDeque<Sample>,
     /// Checkpoint-volume Warnings already given (one per claim and situation).
     pub volume_warnings: Warned,
+    /// The uid of the failed savepoint cleanup Job already reported.
+    pub cleanup_failure_reported: Option<String>,
 }

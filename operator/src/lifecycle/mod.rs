@@ -5,6 +5,7 @@
 mod act;
 pub mod autoscaler;
 pub mod classify;
+pub mod discard;
 mod errtext;
 pub mod machine;
 pub mod memory;

@@ -14,7 +14,7 @@ use streamjoin_api::{
 use super::machine::{self, Decision, Lifecycle, Note};
 use super::observe::{self, HashOf};
 use super::pods::{Scope, token};
-use super::{act, scaling, summary};
+use super::{act, discard, scaling, summary};
 use crate::admin::RuntimeStatus;
 use crate::build::JobRef;
 use crate::context::Context;
@@ -100,7 +100,15 @@ pub async fn run(
     if advance {
         act::advance_watermarks(&s, &token, pods.running_pods, &mut notes).await;
     }
-    act::delete_expired_savepoints(&s, &d.record, &mut status, &mut notes);
+    let deleting = act::delete_expired_savepoints(
+        &s,
+        &token,
+        discard::answering(&pods),
+        &d.record,
+        &mut status,
+        &mut notes,
+    )
+    .await?;
     let inputs_inactive = if pods.all_heard() {
         summary::from_pod_reports(&pods.heard(), &old_status, now, &mut status, &mut notes)
     } else {
@@ -108,14 +116,9 @@ pub async fn run(
     };
     status.upgrade = summary::upgrade_summary(&d.record, old_status.upgrade.as_ref());
     expand_volumes(&s, &pods.statuses, &mut notes).await;
-    Ok(outcome(
-        job,
-        d,
-        &scaling.desired,
-        status,
-        notes,
-        inputs_inactive,
-    ))
+    let mut out = outcome(job, d, &scaling.desired, status, notes, inputs_inactive);
+    out.busy |= deleting;
+    Ok(out)
 }
 
 /// Whether the pods advance their watermark now: `watermarks.forceAdvanceNonce`

@@ -154,6 +154,23 @@ async fn savepoint(
     })
 }
 
+/// `DELETE /v1/savepoints/{id}`: removes the savepoint's directory, as the
+/// runtime deletes its objects; one already gone is no error.
+async fn delete_savepoint(
+    State(s): State<St>,
+    Path((_job, _n, id)): Path<(String, i32, String)>,
+    headers: HeaderMap,
+) -> StatusCode {
+    if bearer(&headers).is_none() {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let location = s.lock().expect("lock").location.clone();
+    match std::fs::remove_dir_all(format!("{location}/{id}")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::OK,
+    }
+}
+
 async fn advance(
     State(s): State<St>,
     Path((job, n)): Path<(String, i32)>,
@@ -187,7 +204,10 @@ impl FakeRuntime {
         let app = Router::new()
             .route("/pods/{job}/{n}/v1/status", get(status))
             .route("/pods/{job}/{n}/v1/savepoints", post(trigger))
-            .route("/pods/{job}/{n}/v1/savepoints/{id}", get(savepoint))
+            .route(
+                "/pods/{job}/{n}/v1/savepoints/{id}",
+                get(savepoint).delete(delete_savepoint),
+            )
             .route("/pods/{job}/{n}/v1/watermark/advance", post(advance))
             .with_state(inner.clone());
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
