@@ -27,6 +27,14 @@
 //! a job that checkpoints does. `STREAMJOIN_BENCH_ENTRIES` changes the number
 //! of entries.
 
+#[path = "savepoint_s3/admin.rs"]
+mod admin;
+#[path = "savepoint_s3/digest.rs"]
+mod digest;
+#[path = "savepoint_s3/objects.rs"]
+mod objects;
+#[path = "savepoint_s3/report.rs"]
+mod report;
 #[path = "../tests/s3/mod.rs"]
 mod s3;
 
@@ -34,10 +42,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
-use object_store::ObjectStore;
-use object_store::ObjectStoreExt;
-use object_store::path::Path as StorePath;
+use admin::{Admin, TOKEN};
+use digest::{Digest, digest};
+use objects::{delete, list, sizes};
+use report::{HEADER, Row, loadavg, medians, ms, print_row};
 use streamjoin_runtime::config::EngineConfig;
 use streamjoin_runtime::control::admin::{AdminServer, RuntimeHooks};
 use streamjoin_runtime::control::metrics::Metrics;
@@ -50,7 +58,6 @@ use streamjoin_runtime::engine::shard::ShardSinks;
 use streamjoin_runtime::engine::worker::CheckpointPlan;
 use streamjoin_runtime::io::sink::NullSink;
 use streamjoin_runtime::io::source::FeedHandle;
-use streamjoin_runtime::state::store::CF_ENTRIES;
 use streamjoin_runtime::time::watermark::ManualClock;
 
 // The runtime binary's allocator, so the figures are the runtime's.
@@ -63,7 +70,6 @@ const SHARDS: u32 = 4;
 const WORKERS: usize = 2;
 /// Keys pushed between two runs of the engine while loading.
 const CHUNK: i64 = 100_000;
-const TOKEN: &str = "savepoint-bench-token";
 /// Where the savepoints go inside the bucket.
 const PREFIX: &str = "bench";
 
@@ -165,144 +171,6 @@ fn load(e: &mut Engine, feeds: &[[FeedHandle; 2]], keys: i64) {
     }
     e.run_until_blocked()
         .unwrap_or_else(|e| panic!("moving the watermark: {e}"));
-}
-
-/// What a shard's RocksDB holds: the entries, and a hash of every column
-/// family's keys and values in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Digest {
-    entries: u64,
-    hash: u64,
-}
-
-/// Reads the closed RocksDB instance in `db` (read-only; RocksDB's own log goes
-/// to `log_dir`, so nothing is written into `db`).
-fn digest(db: &Path, log_dir: &Path) -> Digest {
-    let mut opts = rocksdb::Options::default();
-    opts.set_db_log_dir(log_dir);
-    let mut cfs = rocksdb::DB::list_cf(&opts, db)
-        .unwrap_or_else(|e| panic!("listing the column families of {db:?}: {e}"));
-    cfs.sort();
-    let handle = rocksdb::DB::open_cf_for_read_only(&opts, db, &cfs, false)
-        .unwrap_or_else(|e| panic!("opening {db:?} read-only: {e}"));
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut entries = 0;
-    for name in &cfs {
-        let cf = handle
-            .cf_handle(name)
-            .unwrap_or_else(|| panic!("{db:?}: column family {name} listed but not opened"));
-        hasher.update(name.as_bytes());
-        for item in handle.iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (k, v) = item.unwrap_or_else(|e| panic!("reading {db:?} ({name}): {e}"));
-            entries += u64::from(name == CF_ENTRIES);
-            for bytes in [&k[..], &v[..]] {
-                hasher.update(&(bytes.len() as u64).to_le_bytes());
-                hasher.update(bytes);
-            }
-        }
-    }
-    Digest {
-        entries,
-        hash: hasher.digest(),
-    }
-}
-
-/// The admin API's client side: the savepoint request and its status.
-struct Admin {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Admin {
-    fn new(server: &AdminServer) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Self {
-            base: format!("http://{}/v1/savepoints", server.addr),
-            agent,
-        }
-    }
-
-    fn request(&self, id: &str) {
-        let mut r = self
-            .agent
-            .post(&self.base)
-            .header("Authorization", &format!("Bearer {TOKEN}"))
-            .header("Content-Type", "application/json")
-            .send(format!(r#"{{"id":"{id}"}}"#))
-            .unwrap_or_else(|e| panic!("POST {}: {e}", self.base));
-        let body = r.body_mut().read_to_string().unwrap_or_default();
-        assert_eq!(r.status(), 202, "POST {} for {id}: {body}", self.base);
-    }
-
-    /// Polls savepoint `id` until it is no longer pending; its status document.
-    fn wait(&self, id: &str) -> serde_json::Value {
-        let url = format!("{}/{id}", self.base);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let mut r = self
-                .agent
-                .get(&url)
-                .call()
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            let info: serde_json::Value = r
-                .body_mut()
-                .read_json()
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            if info["state"] != "pending" {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "savepoint {id} still pending after 600 s"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-/// The objects under `prefix`.
-fn list(
-    rt: &tokio::runtime::Runtime,
-    store: &dyn ObjectStore,
-    prefix: &str,
-) -> Vec<object_store::ObjectMeta> {
-    let prefix = StorePath::from(prefix);
-    rt.block_on(store.list(Some(&prefix)).try_collect())
-        .unwrap_or_else(|e| panic!("listing {prefix}: {e}"))
-}
-
-/// Objects, their bytes, how many went up in parts and the parts of those (an
-/// S3 multipart upload's ETag ends in `-<parts>`).
-fn sizes(objects: &[object_store::ObjectMeta]) -> (u64, u64, u64, u64) {
-    let parts: Vec<u64> = objects
-        .iter()
-        .filter_map(|m| {
-            let tag = m.e_tag.as_deref()?.trim_matches('"');
-            tag.rsplit_once('-')?.1.parse().ok()
-        })
-        .collect();
-    let bytes = objects.iter().map(|m| m.size).sum();
-    (
-        objects.len() as u64,
-        bytes,
-        parts.len() as u64,
-        parts.iter().sum(),
-    )
-}
-
-fn delete(
-    rt: &tokio::runtime::Runtime,
-    store: &dyn ObjectStore,
-    objects: &[object_store::ObjectMeta],
-) {
-    for m in objects {
-        rt.block_on(store.delete(&m.location))
-            .unwrap_or_else(|e| panic!("deleting {}: {e}", m.location));
-    }
 }
 
 /// Asks for savepoint `id` and lets every worker write its part on a thread of
@@ -430,62 +298,6 @@ fn differences(r: &Restored, truth: &[Digest], keys: u64, pending: u64) -> Vec<S
     out
 }
 
-/// One round's figures.
-struct Row {
-    staging: f64,
-    upload: f64,
-    savepoint: f64,
-    recorded: f64,
-    objects: u64,
-    multipart: u64,
-    parts: u64,
-    mib: f64,
-    download: f64,
-    open: f64,
-    restore: f64,
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-const HEADER: &str = "round   | staging ms | upload ms | savepoint ms (runtime's) | objects (multipart, parts) |    MiB | download ms | open ms | restore ms";
-
-fn print_row(name: &str, r: &Row) {
-    println!(
-        "{name:<7} | {:>10.0} | {:>9.0} | {:>12.0} ({:>9.0}) | {:>9} ({:>2}, {:>2} parts)     | {:>6.1} | {:>11.0} | {:>7.0} | {:>10.0}",
-        r.staging,
-        r.upload,
-        r.savepoint,
-        r.recorded,
-        r.objects,
-        r.multipart,
-        r.parts,
-        r.mib,
-        r.download,
-        r.open,
-        r.restore
-    );
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// The saved process: its engine and inputs, and the reordered events it holds.
 struct Source {
     engine: Engine,
@@ -599,23 +411,6 @@ fn round(
         download: ms(r.download),
         open: ms(r.open),
         restore: ms(r.download + r.open),
-    }
-}
-
-fn medians(rows: &[Row]) -> Row {
-    let med = |f: fn(&Row) -> f64| median(rows.iter().map(f).collect());
-    Row {
-        staging: med(|r| r.staging),
-        upload: med(|r| r.upload),
-        savepoint: med(|r| r.savepoint),
-        recorded: med(|r| r.recorded),
-        objects: med(|r| r.objects as f64) as u64,
-        multipart: med(|r| r.multipart as f64) as u64,
-        parts: med(|r| r.parts as f64) as u64,
-        mib: med(|r| r.mib),
-        download: med(|r| r.download),
-        open: med(|r| r.open),
-        restore: med(|r| r.restore),
     }
 }
 
