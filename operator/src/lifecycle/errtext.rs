@@ -32,7 +32,21 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `text` cut to `max` characters, `…` last when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// One line of at most [`MAX_CHARS`] characters from a runtime's error text.
+/// The store's `<Code>` and `<Message>` are kept whole (up to half the limit):
+/// when the line is too long its head is cut, since the head (which names the
+/// location first) is what is left of an object's key and URL after the store
+/// refused it, and the code says why.
 pub fn condense(text: &str) -> String {
     let (head, xml) = match text.find('<') {
         Some(i) => (&text[..i], Some(&text[i..])),
@@ -44,26 +58,25 @@ pub fn condense(text: &str) -> String {
     } else {
         head
     };
-    let mut line = one_line(head).trim_end_matches([':', ' ']).to_owned();
-    if let Some(xml) = xml {
-        let parts: Vec<&str> = [tag(xml, "Code"), tag(xml, "Message")]
-            .into_iter()
-            .flatten()
-            .collect();
-        if !parts.is_empty() {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&one_line(&parts.join(": ")));
+    let head = without_queries(one_line(head).trim_end_matches([':', ' ']));
+    let store = xml
+        .map(|xml| {
+            let parts: Vec<&str> = [tag(xml, "Code"), tag(xml, "Message")]
+                .into_iter()
+                .flatten()
+                .collect();
+            without_queries(&one_line(&parts.join(": ")))
+        })
+        .filter(|s| !s.is_empty());
+    match store {
+        None => cut(&head, MAX_CHARS),
+        Some(store) if head.is_empty() => cut(&store, MAX_CHARS),
+        Some(store) => {
+            let store = cut(&store, MAX_CHARS / 2);
+            let room = MAX_CHARS - store.chars().count() - ": ".len();
+            format!("{}: {store}", cut(&head, room))
         }
     }
-    let line = without_queries(&line);
-    if line.chars().count() <= MAX_CHARS {
-        return line;
-    }
-    let mut cut: String = line.chars().take(MAX_CHARS - 1).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
@@ -87,6 +100,37 @@ mod tests {
             c.ends_with("404 Not Found: NoSuchBucket: The specified bucket does not exist"),
             "{c}"
         );
+    }
+
+    #[test]
+    fn a_long_head_is_cut_and_the_stores_code_and_message_are_kept() {
+        // As object_store words a PUT into a missing bucket: the key and the
+        // URL alone take more than the limit.
+        let key = "impressions-plays/sp-2-1796551763-manual/shard-0/db/000004.log";
+        let text = format!(
+            "savepoint s3://sj-missing-21911-ac4af6de/impressions-plays/sp-2-1796551763-manual: \
+             Object at location {key} not found: Error performing PUT \
+             http://127.0.0.1:57979/sj-missing-21911-ac4af6de/{key} in 3ms - Server returned \
+             non-success status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist\
+             </Message><BucketName>sj-missing-21911-ac4af6de</BucketName></Error>"
+        );
+        let c = condense(&text);
+        assert!(c.chars().count() <= MAX_CHARS, "{c}");
+        assert!(
+            c.starts_with(
+                "savepoint s3://sj-missing-21911-ac4af6de/impressions-plays/sp-2-1796551763-manual: "
+            ),
+            "{c}"
+        );
+        assert!(
+            c.ends_with("…: NoSuchBucket: The specified bucket does not exist"),
+            "{c}"
+        );
+        let long_message = format!("<Code>X</Code><Message>{}</Message>", "m".repeat(400));
+        let c = condense(&format!("head: {long_message}"));
+        assert_eq!(c.chars().count(), "head: ".len() + MAX_CHARS / 2, "{c}");
+        assert!(c.starts_with("head: X: mmm") && c.ends_with('…'), "{c}");
     }
 
     #[test]
