@@ -354,8 +354,8 @@ fn run_job(command: Command) -> ExitCode {
     match streamjoin_runtime::job::run::run(opts, Metrics::new(), stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The pod's log (and the termination message the kubelet takes from it).
             tracing::error!("{e}");
-            eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -370,9 +370,23 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            // Once, on stderr: the tools' users read it there, not in a log.
+            eprintln!("error: {}", causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and those of its causes that its message does not already quote
+/// (most errors here quote their source, as `path: reason`).
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }

@@ -233,3 +233,27 @@ fn invalid_manifest_is_rejected_with_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_missing_input_directory_is_named_once_with_the_os_error_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("no-such-input");
+    let res = Command::new(BIN)
+        .args(["replay", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("runs");
+    assert!(!res.status.success());
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    let shown = input.display().to_string();
+    assert_eq!(stderr.matches(&shown).count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read input directory"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing was created");
+}

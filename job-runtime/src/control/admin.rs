@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -41,6 +41,7 @@ pub struct RuntimeHooks {
 struct AdminState {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    waiting_for: Arc<Mutex<String>>,
     token: Option<Arc<str>>,
     hooks: Arc<OnceLock<Arc<RuntimeHooks>>>,
 }
@@ -49,6 +50,8 @@ struct AdminState {
 pub struct AdminServer {
     pub addr: SocketAddr,
     pub ready: Arc<AtomicBool>,
+    /// What the process waits for before it is ready, as `/readyz` tells it.
+    waiting_for: Arc<Mutex<String>>,
     hooks: Arc<OnceLock<Arc<RuntimeHooks>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -87,12 +90,12 @@ async fn render_metrics(
     )
 }
 
-async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
     if s.ready.load(Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        return (StatusCode::OK, "ready".to_owned());
     }
+    let why = s.waiting_for.lock().map(|w| w.clone()).unwrap_or_default();
+    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -382,10 +385,12 @@ impl AdminServer {
         listener.set_nonblocking(true).map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
         let ready = Arc::new(AtomicBool::new(false));
+        let waiting_for = Arc::new(Mutex::new("starting".to_owned()));
         let hooks = Arc::new(OnceLock::new());
         let app = router(AdminState {
             metrics,
             ready: ready.clone(),
+            waiting_for: waiting_for.clone(),
             token: token.map(Arc::from),
             hooks: hooks.clone(),
         });
@@ -424,10 +429,18 @@ impl AdminServer {
         Ok(Self {
             addr: local,
             ready,
+            waiting_for,
             hooks,
             shutdown: Some(tx),
             thread: Some(thread),
         })
+    }
+
+    /// Says what the process waits for (shown by `/readyz` until it is ready).
+    pub fn waiting_for(&self, what: impl Into<String>) {
+        if let Ok(mut w) = self.waiting_for.lock() {
+            *w = what.into();
+        }
     }
 
     /// Enables the `/v1` endpoints (once).

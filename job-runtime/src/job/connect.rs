@@ -85,10 +85,12 @@ pub fn topics(job: &StreamJoinJob) -> Topics<'_> {
 
 /// Fetches metadata until the brokers answer (a broker may start after us);
 /// topic problems are final, connection problems are retried.
+/// `waiting` hears why, for readiness.
 pub fn check_topics_with_retry(
     consumer: &RuntimeConsumer,
     topics: &Topics<'_>,
     stop: &AtomicBool,
+    waiting: &dyn Fn(String),
 ) -> Result<Option<u32>, RunError> {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -96,6 +98,7 @@ pub fn check_topics_with_retry(
             Ok(n) => return Ok(Some(n)),
             Err(KafkaSetupError::Client(e)) => {
                 tracing::warn!("kafka brokers not reachable yet ({e}); retrying in {backoff:?}");
+                waiting(format!("kafka brokers not reachable: {e}"));
             }
             Err(e) => return Err(e.into()),
         }

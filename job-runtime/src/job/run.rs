@@ -103,11 +103,21 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
 
     let consumer = connect::consumer(&job)?;
     let topics = connect::topics(&job);
-    let Some(partitions) = connect::check_topics_with_retry(&consumer, &topics, &stop)? else {
+    if let Some(a) = &admin {
+        a.waiting_for("connecting to the kafka brokers");
+    }
+    let waiting = |why: String| {
+        if let Some(a) = &admin {
+            a.waiting_for(why);
+        }
+    };
+    let Some(partitions) = connect::check_topics_with_retry(&consumer, &topics, &stop, &waiting)?
+    else {
         return Ok(());
     };
     let shards = owned_shards(ordinal, replicas, partitions)?;
     tracing::info!(ordinal, replicas, partitions, ?shards, "static assignment");
+    waiting("opening the shards' state (restoring it when there is a checkpoint)".to_owned());
     let input_topics = [topics.impressions, topics.plays];
 
     let exactly_once = spec.delivery == Delivery::ExactlyOnce;

@@ -29,6 +29,11 @@ pub enum ReplayError {
     NoInput(PathBuf),
     #[error("input directory {dir} lacks {missing}")]
     MissingFile { dir: PathBuf, missing: String },
+    #[error("cannot read input directory {path}: {source}")]
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create output directory {path}: {source}")]
     Output {
         path: PathBuf,
@@ -69,7 +74,7 @@ pub fn file_sinks(
 
 /// Counts input partitions from the file names (`impressions-<p>.jsonl`).
 pub fn count_partitions(dir: &Path) -> Result<u32, ReplayError> {
-    let read = std::fs::read_dir(dir).map_err(|source| ReplayError::Output {
+    let read = std::fs::read_dir(dir).map_err(|source| ReplayError::Input {
         path: dir.to_path_buf(),
         source,
     })?;

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod producer;
 pub mod sink;
 pub mod source;
+pub mod throttle;
 pub mod topic;
 pub mod txn;
 
@@ -75,7 +76,7 @@ impl ClientContext for QuietEof {
             | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
                 tracing::trace!("{reason}")
             }
-            other => tracing::warn!("kafka client: {other}: {reason}"),
+            other => throttle::warn(&other.to_string(), reason),
         }
     }
 }

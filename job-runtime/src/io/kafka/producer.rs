@@ -19,7 +19,11 @@ pub struct DeliveryTracker {
     first_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::throttle::warn(&error.to_string(), reason);
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
