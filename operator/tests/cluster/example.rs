@@ -1,7 +1,8 @@
 //! The example job for the local cluster, made the way `scripts/local-demo.sh`
 //! (and a user) makes it: `examples/streamjoinjob.yaml` with
-//! `examples/local/patch.yaml`, then a patch of what only the moment knows (the
-//! namespace, the broker's address, the node).
+//! `examples/local/patch.yaml` (or another overlay: `examples/local-s3/`), then a
+//! patch of what only the moment knows (the namespace, the broker's address, the
+//! node).
 
 use serde_json::{Value, json};
 
@@ -12,10 +13,16 @@ pub const JOB: &str = "impressions-plays";
 
 /// The example with the local patch and then `extra` (JSON-patch operations).
 pub fn local_example(kubectl: &Kubectl, extra: &[Value]) -> String {
+    patched_example(kubectl, "examples/local/patch.yaml", extra)
+}
+
+/// The example with the patch file `overlay` (relative to the repository, e.g.
+/// `examples/local-s3/patch.yaml`) and then `extra`.
+pub fn patched_example(kubectl: &Kubectl, overlay: &str, extra: &[Value]) -> String {
     let example = repo_path("examples/streamjoinjob.yaml")
         .display()
         .to_string();
-    let patch = repo_path("examples/local/patch.yaml").display().to_string();
+    let patch = repo_path(overlay).display().to_string();
     let local = kubectl.run(&[
         "patch",
         "--local",
