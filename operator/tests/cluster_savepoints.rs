@@ -16,7 +16,7 @@ mod data;
 mod s3;
 mod s3_job;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -56,12 +56,21 @@ async fn keys(s3: &S3Env, bucket: &str, prefix: &str) -> Vec<String> {
     keys
 }
 
+/// What a savepoint's process manifests say: live entries, and the checkpoint
+/// id of each shard.
+struct Stored {
+    live: u64,
+    checkpoints: BTreeMap<u32, u64>,
+}
+
 /// Both pods' process manifests of savepoint `id` under `prefix` of `bucket`:
 /// together they list every shard (the savepoint is complete in the store).
-async fn assert_savepoint_in_store(s3: &S3Env, bucket: &str, prefix: &str, id: &str) -> u64 {
+async fn assert_savepoint_in_store(s3: &S3Env, bucket: &str, prefix: &str, id: &str) -> Stored {
     let listed = keys(s3, bucket, &format!("{prefix}/{id}")).await;
-    let mut shards = BTreeSet::new();
-    let mut live = 0;
+    let mut stored = Stored {
+        live: 0,
+        checkpoints: BTreeMap::new(),
+    };
     for ordinal in 0..2 {
         let key = format!("{prefix}/{id}/_process-{ordinal}.json");
         assert!(listed.contains(&key), "{key} not in {listed:#?}");
@@ -69,15 +78,52 @@ async fn assert_savepoint_in_store(s3: &S3Env, bucket: &str, prefix: &str, id: &
         let m: ProcessManifest = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{key} is not a process manifest: {e}"));
         assert_eq!((m.id.as_str(), m.ordinal, m.replicas), (id, ordinal, 2));
-        shards.extend(m.shards.iter().map(|s| s.shard));
-        live += m.shards.iter().map(|s| s.live_entries).sum::<u64>();
+        for shard in &m.shards {
+            stored.live += shard.live_entries;
+            stored.checkpoints.insert(shard.shard, shard.checkpoint_id);
+        }
     }
-    assert_eq!(shards, BTreeSet::from([0, 1, 2, 3]), "every shard");
+    let shards: Vec<u32> = stored.checkpoints.keys().copied().collect();
+    assert_eq!(shards, [0, 1, 2, 3], "every shard");
     for shard in shards {
         let manifest = format!("{prefix}/{id}/shard-{shard}/MANIFEST.json");
         assert!(listed.contains(&manifest), "{manifest} not in {listed:#?}");
     }
-    live
+    stored
+}
+
+/// The checkpoint id each shard restored, from the pods' `restoring from ...
+/// shard=N id=I` log lines (none when the pods ran on a kubelet of another's).
+fn restored_checkpoints(job: &S3Job) -> BTreeMap<u32, u64> {
+    let field = |line: &str, name: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+    };
+    (0..2)
+        .flat_map(|i| {
+            let log = without_ansi(&job.node.pod_logs(job.ns(), &format!("{JOB}-{i}")));
+            log.lines()
+                .filter(|l| l.contains("restoring from"))
+                .filter_map(|l| Some((u32::try_from(field(l, "shard=")?).ok()?, field(l, "id=")?)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`), which the runtime's
+/// text log has also when it goes to a file.
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Waits until the job has some committed output, which it keeps.
@@ -160,28 +206,28 @@ async fn the_example_with_the_local_s3_overlay_upgrades_through_a_savepoint_in_s
         "{completed:#?}"
     );
 
-    let live = assert_savepoint_in_store(&job.s3, BUCKET, "impressions-plays", &id).await;
+    let stored = assert_savepoint_in_store(&job.s3, BUCKET, "impressions-plays", &id).await;
+    let live = stored.live;
     assert!(
         live > 0,
         "the upgrade's savepoint holds no live entry: the old pods had emitted everything \
          (force-advanced?) before it, so it carried no state"
     );
-    // Which copy each shard restored (exactly-once takes the checkpoint the
-    // committed transactions name: a local one of the same or a later id wins
-    // over the savepoint's); said, not asserted.
-    let restored: Vec<String> = (0..2)
-        .flat_map(|i| {
-            let log = job.node.pod_logs(job.ns(), &format!("{JOB}-{i}"));
-            log.lines()
-                .filter(|l| l.contains("restoring from"))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    // Each shard restored the savepoint's checkpoint (its id): exactly-once takes
+    // the checkpoint the committed transactions name, and the pods' local copy
+    // of the same id is read instead of downloading it (the savepoint's
+    // completeness is checked in the store first).
+    let restored = restored_checkpoints(&job);
+    if !restored.is_empty() {
+        assert_eq!(
+            restored, stored.checkpoints,
+            "restored: the savepoint's checkpoints"
+        );
+    }
     eprintln!(
-        "{early} entries before the upgrade; savepoint {id} with {live} live entries; \
-         the pods' restore lines:\n{}",
-        restored.join("\n")
+        "{early} entries before the upgrade; savepoint {id} with {live} live entries, \
+         checkpoints {:?}; restored {restored:?}",
+        stored.checkpoints
     );
 
     job.produce_second_half().await;
