@@ -762,6 +762,11 @@ fn savepoint_failed(
     });
     r.state = LifecycleState::Running;
     r.savepoint = None;
+    // A manual savepoint is tried again after the back-off like the others: its
+    // nonce counts as handled only once one completes.
+    if p.trigger == SavepointTrigger::Manual {
+        r.handled_trigger_nonce = None;
+    }
     // Pods that stopped after their part completed must consume again.
     let stopped: Vec<i32> = if p.stop {
         p.requests
@@ -1537,14 +1542,13 @@ mod tests {
         assert_eq!(event.message, fail.message);
     }
 
-    #[test]
-    fn a_failed_manual_savepoint_degrades_and_the_job_keeps_running() {
-        let v1 = spec("v1", 2);
-        let mut v1n = v1.clone();
-        v1n.savepoints.trigger_nonce = Some(1);
+    /// Manual savepoint (nonce 1 of `v1n`) that pod 0 failed: the decision on it.
+    fn failed_manual_savepoint(v1n: &StreamJoinJobSpec) -> Decision {
+        let mut v1 = v1n.clone();
+        v1.savepoints.trigger_nonce = None;
         let mut r = running(&v1);
-        r.stable_spec = spec_json(&v1n);
-        let d = Lifecycle::decide(Some(&r), &facts(1, &v1n), &Timing::default());
+        r.stable_spec = spec_json(v1n);
+        let d = Lifecycle::decide(Some(&r), &facts(1, v1n), &Timing::default());
         assert_eq!(d.action, Action::TriggerSavepoint);
         let r = with_requests(
             d.record,
@@ -1554,7 +1558,7 @@ mod tests {
                 path: None,
             }],
         );
-        let mut f = facts(1, &v1n);
+        let mut f = facts(1, v1n);
         f.savepoints = vec![(
             0,
             SavepointInfo {
@@ -1562,7 +1566,42 @@ mod tests {
                 ..info(SavepointState::Failed)
             },
         )];
-        let d = Lifecycle::decide(Some(&r), &f, &Timing::default());
+        Lifecycle::decide(Some(&r), &f, &Timing::default())
+    }
+
+    fn with_nonce(image: &str) -> StreamJoinJobSpec {
+        let mut s = spec(image, 2);
+        s.savepoints.trigger_nonce = Some(1);
+        s
+    }
+
+    #[test]
+    fn a_failed_manual_savepoint_is_tried_again_after_its_back_off() {
+        let v1n = with_nonce("v1");
+        let failed = failed_manual_savepoint(&v1n).record;
+        let t = Timing::default();
+        let early = Lifecycle::decide(Some(&failed), &facts(1, &v1n), &t);
+        assert_eq!(early.action, Action::None, "waits for the back-off");
+        let mut later = facts(1, &v1n);
+        later.now = now() + SignedDuration::from_secs(31);
+        let d = Lifecycle::decide(Some(&failed), &later, &t);
+        assert_eq!(d.action, Action::TriggerSavepoint);
+        let again = d.record.savepoint.expect("a savepoint under way");
+        assert_eq!(
+            (again.trigger, again.stop),
+            (SavepointTrigger::Manual, false)
+        );
+        assert_eq!(d.record.handled_trigger_nonce, Some(1));
+        assert_eq!(
+            d.record.failure.map(|f| f.attempts),
+            Some(1),
+            "the failure stays until one completes"
+        );
+    }
+
+    #[test]
+    fn a_failed_manual_savepoint_degrades_and_the_job_keeps_running() {
+        let d = failed_manual_savepoint(&with_nonce("v1"));
         assert_eq!(
             (d.action, d.record.state),
             (Action::None, LifecycleState::Running)
