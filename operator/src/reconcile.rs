@@ -328,7 +328,7 @@ pub async fn apply_job(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
     write_status(job, ctx, &r, outcome.as_ref(), &new).await?;
     // 6. events
     publish_apply_events(job, ctx, &applied, outcome.as_ref(), &new).await;
-    Ok(requeue_after(ctx, outcome.as_ref(), &new))
+    Ok(requeue_after(job, ctx, outcome.as_ref(), &new, now))
 }
 
 /// What building and applying the children did in this reconcile.
@@ -490,7 +490,7 @@ async fn write_status(
     new: &StreamJoinJobStatus,
 ) -> Result<()> {
     // The write-ahead record may have been written already in this reconcile.
-    let differs = match outcome.map(|o| &o.status) {
+    let differs = match outcome.map(|o| &o.written) {
         Some(s) => status::owned_part(s) != *new,
         None => status::needs_write(job, new),
     };
@@ -549,19 +549,42 @@ async fn publish_apply_events(
 /// When to look at the job again: soon while the lifecycle waits on something no
 /// watch event announces, later once the job is settled.
 fn requeue_after(
+    job: &StreamJoinJob,
     ctx: &Context,
     outcome: Option<&LifecycleOutcome>,
     new: &StreamJoinJobStatus,
+    now: Timestamp,
 ) -> Action {
     if outcome.is_some_and(|o| o.busy) {
         return Action::requeue(ctx.requeue.unsettled.min(Duration::from_secs(10)));
     }
     let settled = new.phase == Some(JobPhase::Running) || new.phase == Some(JobPhase::Suspended);
-    Action::requeue(if settled {
+    let after = if settled {
         ctx.requeue.settled
     } else {
         ctx.requeue.unsettled
-    })
+    };
+    // No event announces that the next periodic savepoint is due.
+    let due = until_periodic_savepoint(job, new, now).unwrap_or(after);
+    Action::requeue(after.min(due))
+}
+
+/// Time until `savepoints.interval` asks for the next periodic savepoint (at
+/// least a second).
+fn until_periodic_savepoint(
+    job: &StreamJoinJob,
+    new: &StreamJoinJobStatus,
+    now: Timestamp,
+) -> Option<Duration> {
+    let every = job.spec.savepoints.interval.as_ref()?.0;
+    let last: Option<Timestamp> = new
+        .last_savepoint
+        .as_ref()
+        .and_then(|s| s.time.parse().ok());
+    let elapsed = last
+        .and_then(|t| Duration::try_from(now.duration_since(t)).ok())
+        .unwrap_or_default();
+    Some(every.saturating_sub(elapsed).max(Duration::from_secs(1)))
 }
 
 /// Finalizer cleanup. Children are deleted by the garbage collector through their
@@ -730,4 +753,52 @@ fn truncate_note(mut s: String) -> String {
         s.push_str("...");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamjoin_api::{HumanDuration, SavepointStatus};
+
+    fn job_every(secs: u64) -> StreamJoinJob {
+        let mut j = build::test_support::job("clicks");
+        j.spec.savepoints.interval = Some(HumanDuration::from_secs(secs));
+        j
+    }
+
+    fn taken_at(time: &str) -> StreamJoinJobStatus {
+        StreamJoinJobStatus {
+            last_savepoint: Some(SavepointStatus {
+                id: None,
+                location: "s3://b/sp/1".into(),
+                time: time.into(),
+                trigger: None,
+                parallelism: None,
+            }),
+            ..StreamJoinJobStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_next_periodic_savepoint_is_due_one_interval_after_the_last() {
+        let now: Timestamp = "2027-01-01T00:00:10Z".parse().expect("time");
+        let st = taken_at("2027-01-01T00:00:07Z");
+        assert_eq!(
+            until_periodic_savepoint(&job_every(5), &st, now),
+            Some(Duration::from_secs(2))
+        );
+        // Overdue, or never taken: soon.
+        assert_eq!(
+            until_periodic_savepoint(&job_every(2), &st, now),
+            Some(Duration::from_secs(1))
+        );
+        let none = StreamJoinJobStatus::default();
+        assert_eq!(
+            until_periodic_savepoint(&job_every(5), &none, now),
+            Some(Duration::from_secs(5))
+        );
+        let mut no_interval = job_every(5);
+        no_interval.spec.savepoints.interval = None;
+        assert_eq!(until_periodic_savepoint(&no_interval, &st, now), None);
+    }
 }

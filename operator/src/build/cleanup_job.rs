@@ -14,7 +14,7 @@ use crate::error::Result;
 pub const SAVEPOINTS_ANNOTATION: &str = "streamjoin.dev/savepoints";
 /// A finished Job stays this long: its logs can be read, and a failed deletion
 /// is tried again once the Job is gone.
-pub const TTL_SECONDS: i32 = 120;
+pub const TTL_SECONDS: i32 = 30;
 /// Retries of the pod within one Job.
 const BACKOFF_LIMIT: i32 = 2;
 /// Volumes the deletion does not need (the checkpoint claim belongs to the pods).

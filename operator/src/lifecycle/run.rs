@@ -33,6 +33,9 @@ pub struct LifecycleOutcome {
     pub ignore_checkpoints_before: Option<String>,
     /// Status fields owned by the lifecycle (record, savepoints, watermark, ...).
     pub status: StreamJoinJobStatus,
+    /// The status as stored after the write-ahead: what came after it (retention,
+    /// the pods' reports) is written only if the reconcile compares with this.
+    pub written: StreamJoinJobStatus,
     pub notes: Vec<Note>,
     /// All inputs inactive and the watermark force-advanced: `Some(message)`;
     /// `None` when the pods were not heard from.
@@ -97,6 +100,7 @@ pub async fn run(
         &mut status,
     )
     .await?;
+    let written = status.clone();
     if advance {
         act::advance_watermarks(&s, &token, pods.running_pods, &mut notes).await;
     }
@@ -118,6 +122,7 @@ pub async fn run(
     expand_volumes(&s, &pods.statuses, &mut notes).await;
     let mut out = outcome(job, d, &scaling.desired, status, notes, inputs_inactive);
     out.busy |= deleting;
+    out.written = written;
     Ok(out)
 }
 
@@ -200,6 +205,7 @@ fn outcome(
         restore_from,
         restart_marker: d.record.restart_marker.clone(),
         ignore_checkpoints_before: d.record.ignore_checkpoints_before.clone(),
+        written: status.clone(),
         status,
         notes,
         inputs_inactive,
