@@ -19,9 +19,7 @@ mod s3_job;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use object_store::ObjectStore;
 use serde_json::json;
 use streamjoin_api::{SavepointStatus, SavepointTrigger};
 use streamjoin_runtime::durability::savepoint::ProcessManifest;
@@ -29,32 +27,10 @@ use streamjoin_runtime::durability::savepoint::ProcessManifest;
 use cluster::example::JOB;
 use cluster::wait::poll;
 use s3::{S3Env, read_back};
+use s3_job::store::{BUCKET, ensure_bucket, keys};
 use s3_job::{LOCATION, PodRun, S3Job, events, savepoint_failed};
 
-/// The bucket of the example's `savepoints.location`.
-const BUCKET: &str = "streamjoin-savepoints";
 const READY: Duration = Duration::from_secs(300);
-
-/// Creates `bucket` unless it exists (a store kept running between runs has it).
-async fn ensure_bucket(s3: &S3Env, bucket: &str) {
-    if s3.store(bucket).list_with_delimiter(None).await.is_err() {
-        tokio::task::block_in_place(|| s3.create_bucket(bucket));
-    }
-}
-
-/// The keys under `prefix` of `bucket`, from the server.
-async fn keys(s3: &S3Env, bucket: &str, prefix: &str) -> Vec<String> {
-    let prefix = object_store::path::Path::from(prefix);
-    let mut keys: Vec<String> = s3
-        .store(bucket)
-        .list(Some(&prefix))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("listing {bucket}/{prefix}: {e}"));
-    keys.sort();
-    keys
-}
 
 /// What a savepoint's process manifests say: live entries, and the checkpoint
 /// id of each shard.
