@@ -49,7 +49,8 @@ pub struct PodTemplate {
     pub service_account_name: Option<String>,
     /// Extra environment variables for the runtime container. Entries named like
     /// those the operator sets (POD_NAME, POD_NAMESPACE, POD_IP, STREAMJOIN_REPLICAS,
-    /// STREAMJOIN_KAFKA_*, STREAMJOIN_SAVEPOINT_*) are ignored.
+    /// STREAMJOIN_KAFKA_*, STREAMJOIN_SAVEPOINT_*) are ignored: the operator's value
+    /// wins. Of a name listed twice, the last entry counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
     pub env: Vec<EnvVar>,

@@ -268,16 +268,7 @@ fn container(job: &JobRef<'_>) -> Container {
             .cloned(),
     );
     env.extend(super::store_env::savepoint_env(&spec.savepoints));
-    env.extend(
-        spec.pod_template
-            .env
-            .iter()
-            .filter(|e| {
-                !RESERVED_ENV.contains(&e.name.as_str())
-                    && !e.name.starts_with(super::store_env::PREFIX)
-            })
-            .cloned(),
-    );
+    env.extend(user_env(&spec.pod_template.env));
 
     Container {
         name: CONTAINER.to_owned(),
@@ -304,6 +295,21 @@ fn container(job: &JobRef<'_>) -> Container {
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     }
+}
+
+/// `podTemplate.env` as it reaches the container: names the operator sets are
+/// left out (the operator's value wins), and of a name listed twice the last
+/// entry is kept, as a container would see it (`env` is a list keyed by name in
+/// server-side apply, which refuses duplicates).
+fn user_env(env: &[EnvVar]) -> Vec<EnvVar> {
+    let mut out: Vec<EnvVar> = Vec::with_capacity(env.len());
+    for e in env.iter().filter(|e| {
+        !RESERVED_ENV.contains(&e.name.as_str()) && !e.name.starts_with(super::store_env::PREFIX)
+    }) {
+        out.retain(|o| o.name != e.name);
+        out.push(e.clone());
+    }
+    out
 }
 
 fn volumes(job: &JobRef<'_>) -> Vec<Volume> {
@@ -727,11 +733,13 @@ mod tests {
         pt.node_selector.insert("pool".into(), "streaming".into());
         pt.service_account_name = Some("joiner".into());
         pt.priority_class_name = Some("high".into());
-        pt.env.push(EnvVar {
-            name: "RUST_LOG".into(),
-            value: Some("debug".into()),
-            value_from: None,
-        });
+        for level in ["debug", "info"] {
+            pt.env.push(EnvVar {
+                name: "RUST_LOG".into(),
+                value: Some(level.into()),
+                value_from: None,
+            });
+        }
         for reserved in ["POD_NAME", "POD_IP"] {
             pt.env.push(EnvVar {
                 name: reserved.into(),
@@ -759,7 +767,13 @@ mod tests {
             assert_eq!(set.len(), 1, "{reserved} set once");
             assert!(set[0].value_from.is_some(), "{reserved} is the operator's");
         }
-        assert!(env.iter().any(|e| e.name == "RUST_LOG"));
+        let rust_log: Vec<_> = env.iter().filter(|e| e.name == "RUST_LOG").collect();
+        assert_eq!(rust_log.len(), 1, "a name listed twice is set once");
+        assert_eq!(
+            rust_log[0].value.as_deref(),
+            Some("info"),
+            "the last entry wins"
+        );
         assert!(
             pod.volumes
                 .expect("volumes")
