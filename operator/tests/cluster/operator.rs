@@ -216,7 +216,12 @@ impl OperatorProcess {
         }
         let child = cmd
             .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info,kube=info")
+            // Each API request as a line of its own (method, URL): the lifecycle
+            // tests count the operator's writes from them (s3_job::measure).
+            .env(
+                "RUST_LOG",
+                "info,kube=info,kube_client::client::builder=debug",
+            )
             .env("STREAMJOIN_LOG_FORMAT", "text")
             .env("NO_COLOR", "1")
             .env_remove("POD_NAMESPACE")

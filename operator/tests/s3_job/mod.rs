@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+mod feed;
+pub mod measure;
 mod observe;
 pub mod store;
 
@@ -28,6 +30,7 @@ use crate::cluster::wait::try_poll;
 use crate::data::{dataset, expected_entries, oracle_compare};
 use crate::s3::S3Env;
 
+pub use feed::Feed;
 pub use observe::{PodRun, events, ready_at_generation, savepoint_failed};
 
 pub const OVERLAY: &str = "examples/local-s3/patch.yaml";
@@ -171,6 +174,11 @@ impl S3Job {
     /// idle for idleTimeout, 1 min, then inactivityTimeout): a machine too slow
     /// for that says so here rather than as missing entries at the end.
     pub async fn produce_second_half(&self) {
+        self.assert_not_force_advanced().await;
+        tokio::task::block_in_place(|| produce(&self.broker, &self.halves.path().join("2")));
+    }
+
+    async fn assert_not_force_advanced(&self) {
         let watermark = self.job().await.status.and_then(|s| s.watermark);
         let forced = watermark.as_ref().and_then(|w| w.forced_advances);
         assert!(
@@ -178,7 +186,30 @@ impl S3Job {
             "the pods force-advanced before the second half of the input ({watermark:?}): \
              more than a minute passed between the first half and it"
         );
-        tokio::task::block_in_place(|| produce(&self.broker, &self.halves.path().join("2")));
+    }
+
+    /// As [`S3Job::produce_second_half`], but sent from a thread in slices
+    /// spread over `over`: input keeps arriving while a flow runs.
+    pub async fn feed_second_half(&self, over: Duration) -> Feed {
+        self.assert_not_force_advanced().await;
+        Feed::start(
+            &self.broker.bootstrap,
+            &self.halves.path().join("2"),
+            PARTITIONS,
+            over,
+        )
+    }
+
+    /// The figures of `flow` (see [`measure`]), once the output is complete.
+    pub fn flow_report(&self, flow: &measure::Flow) -> measure::FlowReport {
+        let expected = expected_entries(&self.data);
+        flow.report(
+            &self.op.log_text(),
+            &self.broker,
+            OUTPUT,
+            PARTITIONS,
+            expected,
+        )
     }
 
     /// The job's pods, by name.

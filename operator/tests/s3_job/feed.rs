@@ -1,0 +1,106 @@
+//! Input that keeps arriving: the second half of every partition's records,
+//! sent from a thread in slices spread over a given time, so that a flow runs
+//! while the job has input to read (and output to write).
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+/// The thread sending the input; [`Feed::finish`] waits for its last record.
+pub struct Feed {
+    thread: Option<JoinHandle<u64>>,
+}
+
+/// One slice every this long.
+const SLICE: Duration = Duration::from_secs(2);
+
+impl Feed {
+    /// Sends the files `<dir>/<stream>-<p>.jsonl` to `<stream>` partition `p`,
+    /// each in order, in equal slices one every two seconds over `over`.
+    pub fn start(bootstrap: &str, dir: &Path, partitions: u32, over: Duration) -> Feed {
+        let files: Vec<(String, i32, Vec<String>)> = (0..partitions as i32)
+            .flat_map(|p| ["impressions", "plays"].map(|s| (s, p)))
+            .map(|(stream, p)| {
+                let path = dir.join(format!("{stream}-{p}.jsonl"));
+                (stream.to_owned(), p, lines(&path))
+            })
+            .collect();
+        let slices = (over.as_secs_f64() / SLICE.as_secs_f64()).ceil().max(1.0) as usize;
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "500000");
+        let thread = std::thread::spawn(move || send(&config, &files, slices));
+        Feed {
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until every record is sent; how many there were.
+    pub fn finish(mut self) -> u64 {
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or_else(|_| panic!("the input feed failed")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // A test that fails before finish() does not wait for the rest.
+        if !std::thread::panicking()
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lines(path: &PathBuf) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Slice `i` of every file, then a pause until the next slice is due.
+fn send(config: &ClientConfig, files: &[(String, i32, Vec<String>)], slices: usize) -> u64 {
+    let producer: ThreadedProducer<DefaultProducerContext> = config
+        .create()
+        .unwrap_or_else(|e| panic!("an input producer: {e}"));
+    let start = Instant::now();
+    let mut sent = 0;
+    for i in 0..slices {
+        for (topic, partition, lines) in files {
+            let per = lines.len().div_ceil(slices);
+            let slice = lines.iter().skip(i * per).take(per);
+            for line in slice {
+                let mut rec = BaseRecord::<(), str>::to(topic)
+                    .partition(*partition)
+                    .payload(line.as_str());
+                while let Err((_, back)) = producer.send(rec) {
+                    rec = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                sent += 1;
+            }
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("sending slice {i} of the input: {e}"));
+        if i + 1 == slices {
+            break;
+        }
+        // Pacing, not waiting for a condition: the next slice is due then.
+        let due = SLICE * (i as u32 + 1);
+        if let Some(rest) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    sent
+}
