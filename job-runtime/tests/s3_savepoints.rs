@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fixtures::shards::{process_manifest, staged_shard};
 use object_store::ObjectStoreExt;
-use s3::{S3Env, noise, read_back, savepoint_keys};
+use s3::{S3Env, keys, noise, read_back, savepoint_keys};
 use streamjoin_api::SavepointsSpec;
 use streamjoin_runtime::durability::checkpoint::{self, DB_DIR};
 use streamjoin_runtime::durability::location::{ENV_S3_ACCESS_KEY_ID, ENV_S3_SECRET_ACCESS_KEY};
@@ -337,22 +337,6 @@ async fn complete_savepoint(root: &SavepointStore, local: &Path, id: &str) {
     sp.write_process_manifest(&process_manifest(0, 1, 2, &[0, 1]))
         .await
         .expect("process manifest");
-}
-
-/// The keys under `prefix` in `bucket`, listed from the server.
-async fn keys(s3: &S3Env, bucket: &str, prefix: &str) -> Vec<String> {
-    use futures::TryStreamExt;
-    use object_store::ObjectStore;
-    let prefix = object_store::path::Path::from(prefix);
-    let mut keys: Vec<String> = s3
-        .store(bucket)
-        .list(Some(&prefix))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .expect("list");
-    keys.sort();
-    keys
 }
 
 #[tokio::test]

@@ -164,6 +164,22 @@ impl S3Env {
 }
 
 /// The whole object at `path`, as a test reads it back.
+/// The keys under `prefix` of `bucket`, listed from the server, sorted.
+pub async fn keys(s3: &S3Env, bucket: &str, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let prefix = object_store::path::Path::from(prefix);
+    let mut keys: Vec<String> = s3
+        .store(bucket)
+        .list(Some(&prefix))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("listing {bucket}/{prefix}: {e}"));
+    keys.sort();
+    keys
+}
+
 pub async fn read_back(store: &AmazonS3, path: &object_store::path::Path) -> Vec<u8> {
     use object_store::ObjectStoreExt;
     let got = store.get(path).await.expect("get");

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use futures::TryStreamExt;
 use object_store::ObjectStore;
 
 use crate::s3::S3Env;
+pub use crate::s3::keys;
 
 /// The bucket of the example's `savepoints.location`.
 pub const BUCKET: &str = "streamjoin-savepoints";
@@ -15,20 +15,6 @@ pub async fn ensure_bucket(s3: &S3Env, bucket: &str) {
     if s3.store(bucket).list_with_delimiter(None).await.is_err() {
         tokio::task::block_in_place(|| s3.create_bucket(bucket));
     }
-}
-
-/// The keys under `prefix` of `bucket`, sorted.
-pub async fn keys(s3: &S3Env, bucket: &str, prefix: &str) -> Vec<String> {
-    let prefix = object_store::path::Path::from(prefix);
-    let mut keys: Vec<String> = s3
-        .store(bucket)
-        .list(Some(&prefix))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("listing {bucket}/{prefix}: {e}"));
-    keys.sort();
-    keys
 }
 
 /// The savepoint ids with any object under `prefix` (`<prefix>/<id>/…`),
