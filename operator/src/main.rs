@@ -167,13 +167,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.leader.set(1);
         controller::run(client, settings, metrics.clone(), shutdown_rx.clone()).await;
     } else {
-        let lease = LeaseConfig {
-            namespace: args.lease_namespace.clone(),
-            name: args.lease_name.clone(),
+        let lease = LeaseConfig::with_lease_duration(
+            args.lease_namespace.clone(),
+            args.lease_name.clone(),
             identity,
-            lease_duration: Duration::from_secs(args.lease_duration_secs),
-            renew_every: Duration::from_secs((args.lease_duration_secs / 3).max(1)),
-        };
+            Duration::from_secs(args.lease_duration_secs),
+        );
         let (leader_tx, mut leader_rx) = watch::channel(false);
         let elector =
             tokio::spawn(Elector::new(client.clone(), lease).run(leader_tx, shutdown_rx.clone()));
