@@ -16,7 +16,7 @@ mod data;
 mod s3;
 mod s3_job;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -28,9 +28,11 @@ use cluster::example::JOB;
 use cluster::wait::poll;
 use s3::{S3Env, read_back};
 use s3_job::store::{BUCKET, ensure_bucket, keys};
-use s3_job::{LOCATION, PodRun, S3Job, events, savepoint_failed};
+use s3_job::{LOCATION, S3Job, events, savepoint_failed};
 
 const READY: Duration = Duration::from_secs(300);
+/// Until the first output records.
+const OUTPUT: Duration = Duration::from_secs(120);
 
 /// What a savepoint's process manifests say: live entries, and the checkpoint
 /// id of each shard.
@@ -102,20 +104,6 @@ fn without_ansi(text: &str) -> String {
     out
 }
 
-/// Waits until the job has some committed output, which it keeps.
-async fn wait_some_output(job: &S3Job) -> usize {
-    poll(
-        "output before anything else happens",
-        Duration::from_secs(120),
-        || async {
-            Some(job.output_now())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| "none yet".to_owned())
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_with_the_local_s3_overlay_upgrades_through_a_savepoint_in_s3_and_loses_nothing()
  {
@@ -133,7 +121,7 @@ async fn the_example_with_the_local_s3_overlay_upgrades_through_a_savepoint_in_s
         before.iter().all(|p| p.restore_from().is_none()),
         "{before:#?}"
     );
-    let early = wait_some_output(&job).await;
+    let early = job.wait_output_above(0, OUTPUT).await;
 
     // An upgrade: a new variable in the pod template.
     job.apply(&[json!({
@@ -141,7 +129,7 @@ async fn the_example_with_the_local_s3_overlay_upgrades_through_a_savepoint_in_s
         "path": "/spec/podTemplate/env/-",
         "value": { "name": "JOB_REVISION", "value": "2" }
     })]);
-    let (upgraded, sp, after) = wait_upgraded(&job, &before).await;
+    let (upgraded, sp, after) = job.wait_upgraded(&before, READY).await;
     let generation = upgraded.metadata.generation;
     assert_eq!(generation, first.metadata.generation.map(|g| g + 1));
     let status = upgraded.status.clone().unwrap_or_default();
@@ -212,47 +200,6 @@ async fn the_example_with_the_local_s3_overlay_upgrades_through_a_savepoint_in_s
     assert!(job.op.refusals().is_empty(), "{:#?}", job.op.refusals());
 }
 
-/// Polls until the upgrade is done: Ready at the new generation, an upgrade
-/// savepoint recorded, `status.upgrade` Done from it, and two new pods.
-async fn wait_upgraded(
-    job: &S3Job,
-    before: &[PodRun],
-) -> (streamjoin_api::StreamJoinJob, SavepointStatus, Vec<PodRun>) {
-    let old: BTreeSet<String> = before.iter().map(|p| p.uid.clone()).collect();
-    let done = cluster::wait::try_poll(READY, || {
-        let old = old.clone();
-        async move {
-            let j = job.jobs().get(JOB).await.map_err(|e| e.to_string())?;
-            s3_job::ready_at_generation(&j)?;
-            let st = j.status.clone().unwrap_or_default();
-            let sp = st
-                .last_savepoint
-                .clone()
-                .filter(|s| s.trigger == Some(SavepointTrigger::Upgrade))
-                .ok_or_else(|| format!("no upgrade savepoint: {:?}", st.last_savepoint))?;
-            let up = st.upgrade.clone().unwrap_or_default();
-            if up.state.as_deref() != Some("Done")
-                || up.to_generation != j.metadata.generation
-                || up.savepoint.as_deref() != Some(sp.location.as_str())
-            {
-                return Err(format!("upgrade {up:?}"));
-            }
-            let pods = job.pods().await;
-            if pods.len() != 2 || pods.iter().any(|p| old.contains(&p.uid) || !p.ready) {
-                return Err(format!("pods {pods:#?}"));
-            }
-            Ok((j, sp, pods))
-        }
-    })
-    .await;
-    done.unwrap_or_else(|last| {
-        panic!(
-            "the upgrade was not done within {READY:?}: {last}\n{}",
-            job.diagnose()
-        )
-    })
-}
-
 /// Triggers manual savepoint `nonce`, which cannot be written: Degraded=True
 /// SavepointFailed whose message (and Warning Event) names `location` and the
 /// store's `code` but none of `secrets`; nothing recorded as a savepoint; the
@@ -267,7 +214,7 @@ async fn a_failed_savepoint_keeps_the_pods(
 ) -> Condition {
     let before = job.pods().await;
     assert_eq!(before.len(), 2, "{before:#?}");
-    let early = wait_some_output(job).await;
+    let early = job.wait_output_above(0, OUTPUT).await;
     job.patch_spec(json!({ "savepoints": { "triggerNonce": nonce } }));
     let cond = poll(
         "Degraded=SavepointFailed after the triggered savepoint",

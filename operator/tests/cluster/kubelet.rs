@@ -15,6 +15,10 @@ use kube::api::Api;
 use super::kubectl::Kubectl;
 use super::wait::poll;
 
+/// A runtime image whose container exits with status 1 as soon as it starts
+/// (`/bin/false`), on the node a test starts: its pods crash-loop.
+pub const CRASHING_IMAGE: &str = "ghcr.io/streamjoin/streamjoin-runtime:crash-loop";
+
 pub struct NodeForTest {
     pub name: String,
     child: Option<Child>,
@@ -81,13 +85,14 @@ impl NodeForTest {
         let log = std::fs::File::create(dir.path().join("kubelet.log"))
             .unwrap_or_else(|e| panic!("kubelet log: {e}"));
         let release = release_dir();
-        // The image map with this build's runtime binary, by absolute path.
+        // The image map with this build's runtime binary, by absolute path, and
+        // a tag of it that exits at once (CRASHING_IMAGE).
         let images = dir.path().join("images.yaml");
         let runtime = release.join("streamjoin-runtime");
         std::fs::write(
             &images,
             format!(
-                "images:\n  - image: ghcr.io/streamjoin/streamjoin-runtime\n    binary: {}\n    entrypoint: [/usr/local/bin/streamjoin-runtime]\n",
+                "images:\n  - image: ghcr.io/streamjoin/streamjoin-runtime\n    binary: {}\n    entrypoint: [/usr/local/bin/streamjoin-runtime]\n  - image: {CRASHING_IMAGE}\n    binary: /bin/false\n    entrypoint: [/usr/local/bin/streamjoin-runtime]\n",
                 runtime.display()
             ),
         )

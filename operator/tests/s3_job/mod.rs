@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod feed;
+mod flows;
 pub mod measure;
 mod observe;
 pub mod store;
