@@ -1,7 +1,9 @@
 //! The apply step: server-side apply of each child whose applied hash differs from
-//! the observed one (or that is missing, or lost its owner reference). One field
-//! manager (`streamjoin-operator`), forced, so the operator's intent wins over
-//! stale managers. A child that is up to date costs nothing: no request at all.
+//! the observed one (or that is missing, or lost its owner reference), or that was
+//! changed by someone else since the operator last applied it (drift: its
+//! [`marker`] moved). One field manager (`streamjoin-operator`), forced, so the
+//! operator's intent wins over stale managers and hand edits. A child that is up to
+//! date costs nothing: no request at all.
 
 use std::fmt::Debug;
 
@@ -29,8 +31,22 @@ pub fn needs_apply<K: Resource>(desired: &K, observed: Option<&K>, owner_uid: &s
     !owned || applied_hash(desired) != applied_hash(observed)
 }
 
+/// What moves when anyone changes a child: the generation of objects that have
+/// one (their spec changed; status writes do not count), else the resourceVersion.
+pub fn marker<K: Resource>(obj: &K) -> String {
+    let m = obj.meta();
+    match m.generation {
+        Some(g) => format!("g{g}"),
+        None => format!("v{}", m.resource_version.as_deref().unwrap_or_default()),
+    }
+}
+
+/// The markers of the four children, in [`Children`] order.
+pub type Markers = [String; 4];
+
 /// Server-side apply of one object, forced, as the operator's field manager.
-pub async fn ssa<K>(client: &Client, namespace: &str, obj: &K) -> Result<()>
+/// Returns the object as stored.
+pub async fn ssa<K>(client: &Client, namespace: &str, obj: &K) -> Result<K>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Serialize
@@ -49,8 +65,7 @@ where
     .map_err(|source| Error::Apply {
         object: ObjectName::new(static_kind::<K>(), namespace, &name),
         source: Box::new(source),
-    })?;
-    Ok(())
+    })
 }
 
 fn static_kind<K: Resource<DynamicType = ()>>() -> &'static str {
@@ -64,36 +79,85 @@ fn static_kind<K: Resource<DynamicType = ()>>() -> &'static str {
     }
 }
 
+/// What an apply did: the objects written and every child's marker afterwards.
+pub struct AppliedChildren {
+    pub written: Vec<ObjectName>,
+    pub markers: Markers,
+}
+
 /// Applies what changed, ConfigMap first (the pods read it), StatefulSet after the
-/// Service it names. Returns the objects written.
+/// Service it names. `last` holds the markers after the operator's last apply;
+/// without them (a new operator process) every child is applied once.
 pub async fn apply_children(
     client: &Client,
     job: &JobRef<'_>,
     desired: &Children,
     observed: &ObservedChildren,
-) -> Result<Vec<ObjectName>> {
-    let uid = job.owner.uid.as_str();
-    let mut written = Vec::new();
-    let mut record = |kind: &'static str, name: &Option<String>| {
-        written.push(job.object(kind, name.as_deref().unwrap_or_default()));
+    last: Option<&Markers>,
+) -> Result<AppliedChildren> {
+    let last = |i: usize| last.map(|m| m[i].as_str());
+    let results = [
+        apply_one(
+            client,
+            job,
+            &desired.config_map,
+            observed.config_map.as_deref(),
+            last(0),
+        )
+        .await?,
+        apply_one(
+            client,
+            job,
+            &desired.service,
+            observed.service.as_deref(),
+            last(1),
+        )
+        .await?,
+        apply_one(
+            client,
+            job,
+            &desired.stateful_set,
+            observed.stateful_set.as_deref(),
+            last(2),
+        )
+        .await?,
+        apply_one(client, job, &desired.pdb, observed.pdb.as_deref(), last(3)).await?,
+    ];
+    let mut out = AppliedChildren {
+        written: Vec::new(),
+        markers: Markers::default(),
     };
-    if needs_apply(&desired.config_map, observed.config_map.as_deref(), uid) {
-        ssa(client, job.namespace, &desired.config_map).await?;
-        record("ConfigMap", &desired.config_map.metadata.name);
+    for (i, (marker, written)) in results.into_iter().enumerate() {
+        out.markers[i] = marker;
+        out.written.extend(written);
     }
-    if needs_apply(&desired.service, observed.service.as_deref(), uid) {
-        ssa(client, job.namespace, &desired.service).await?;
-        record("Service", &desired.service.metadata.name);
+    Ok(out)
+}
+
+/// Applies one child when it changed on either side; returns its marker and,
+/// when written, its name.
+async fn apply_one<K>(
+    client: &Client,
+    job: &JobRef<'_>,
+    desired: &K,
+    observed: Option<&K>,
+    last: Option<&str>,
+) -> Result<(String, Option<ObjectName>)>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let seen = observed.map(marker);
+    let drifted = last.is_none() || seen.as_deref() != last;
+    if !needs_apply(desired, observed, &job.owner.uid) && !drifted {
+        return Ok((seen.unwrap_or_default(), None));
     }
-    if needs_apply(&desired.stateful_set, observed.stateful_set.as_deref(), uid) {
-        ssa(client, job.namespace, &desired.stateful_set).await?;
-        record("StatefulSet", &desired.stateful_set.metadata.name);
-    }
-    if needs_apply(&desired.pdb, observed.pdb.as_deref(), uid) {
-        ssa(client, job.namespace, &desired.pdb).await?;
-        record("PodDisruptionBudget", &desired.pdb.metadata.name);
-    }
-    Ok(written)
+    let stored = ssa(client, job.namespace, desired).await?;
+    let name = desired.meta().name.as_deref().unwrap_or_default();
+    Ok((marker(&stored), Some(job.object(static_kind::<K>(), name))))
 }
 
 #[cfg(test)]

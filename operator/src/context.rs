@@ -69,6 +69,8 @@ pub(crate) struct Built {
     /// The generation and the deployment (spec + restore point) the children were built from.
     pub(crate) key: String,
     pub(crate) hashes: [String; 4],
+    /// Each child's marker after the operator's last apply (a hand edit moves it).
+    pub(crate) markers: crate::apply::Markers,
     pub(crate) not_applied: Option<String>,
 }
 

@@ -50,11 +50,13 @@ fn hashes(c: &build::Children) -> [String; 4] {
     ]
 }
 
-/// Whether every observed child carries the memoised hash and is owned by the job.
+/// Whether every observed child carries the memoised hash, is owned by the job and
+/// was changed by nobody since the operator applied it (its marker).
 fn observed_matches(o: &ObservedChildren, memo: &Built, uid: &str) -> bool {
-    fn same<K: Resource>(obj: Option<&K>, hash: &str, uid: &str) -> bool {
+    fn same<K: Resource>(obj: Option<&K>, memo: &Built, i: usize, uid: &str) -> bool {
         obj.is_some_and(|obj| {
-            build::applied_hash(obj) == Some(hash)
+            build::applied_hash(obj) == Some(memo.hashes[i].as_str())
+                && apply::marker(obj) == memo.markers[i]
                 && obj
                     .meta()
                     .owner_references
@@ -63,10 +65,10 @@ fn observed_matches(o: &ObservedChildren, memo: &Built, uid: &str) -> bool {
                     .any(|r| r.uid == uid && r.controller == Some(true))
         })
     }
-    same(o.config_map.as_deref(), &memo.hashes[0], uid)
-        && same(o.service.as_deref(), &memo.hashes[1], uid)
-        && same(o.stateful_set.as_deref(), &memo.hashes[2], uid)
-        && same(o.pdb.as_deref(), &memo.hashes[3], uid)
+    same(o.config_map.as_deref(), memo, 0, uid)
+        && same(o.service.as_deref(), memo, 1, uid)
+        && same(o.stateful_set.as_deref(), memo, 2, uid)
+        && same(o.pdb.as_deref(), memo, 3, uid)
 }
 
 /// The children of a deployment, with existing volume claims kept (they cannot change).
@@ -396,14 +398,10 @@ async fn build_and_apply(
     dr.restart_marker = o.restart_marker.clone();
     dr.ignore_checkpoints_before = o.ignore_checkpoints_before.clone();
     let key = deployment_key(job, o);
-    let memo = ctx
-        .built
-        .lock()
-        .ok()
-        .and_then(|b| b.get(&uid).filter(|m| m.key == key).cloned());
-    if let Some(m) = memo
+    let last = ctx.built.lock().ok().and_then(|b| b.get(&uid).cloned());
+    if let Some(m) = last
         .as_ref()
-        .filter(|m| observed_matches(observed, m, &uid))
+        .filter(|m| m.key == key && observed_matches(observed, m, &uid))
     {
         // Fast path: the children are exactly what this deployment builds.
         return Ok(Applied {
@@ -412,8 +410,9 @@ async fn build_and_apply(
         });
     }
     let (desired, not_applied) = desired_children(&dr, observed)?;
-    let written = apply::apply_children(&ctx.client, &dr, &desired, observed).await?;
-    for w in &written {
+    let markers = last.as_ref().map(|m| &m.markers);
+    let done = apply::apply_children(&ctx.client, &dr, &desired, observed, markers).await?;
+    for w in &done.written {
         ctx.metrics.applied.with_label_values(&[w.kind]).inc();
     }
     if let Ok(mut built) = ctx.built.lock() {
@@ -422,12 +421,13 @@ async fn build_and_apply(
             Built {
                 key,
                 hashes: hashes(&desired),
+                markers: done.markers,
                 not_applied: not_applied.clone(),
             },
         );
     }
     Ok(Applied {
-        written,
+        written: done.written,
         not_applied,
     })
 }
@@ -566,7 +566,16 @@ fn requeue_after(
     };
     // No event announces that the next periodic savepoint is due.
     let due = until_periodic_savepoint(job, new, now).unwrap_or(after);
-    Action::requeue(after.min(due))
+    // Nor that the pods force-advanced the watermark (InputsInactive, its Event).
+    let quiet = until_inputs_inactive(job).unwrap_or(after);
+    Action::requeue(after.min(due).min(quiet))
+}
+
+/// The shortest time after which quiet inputs can have the pods force-advance the
+/// watermark (idleTimeout, then inactivityTimeout); `None` when that is disabled.
+fn until_inputs_inactive(job: &StreamJoinJob) -> Option<Duration> {
+    let w = &job.spec.watermarks;
+    Some(w.idle_timeout.0 + w.inactivity_timeout.as_ref()?.0)
 }
 
 /// Time until `savepoints.interval` asks for the next periodic savepoint (at
@@ -777,6 +786,16 @@ mod tests {
             }),
             ..StreamJoinJobStatus::default()
         }
+    }
+
+    #[test]
+    fn a_forced_advance_is_looked_for_once_idle_and_inactivity_timeouts_can_have_passed() {
+        let mut j = build::test_support::job("clicks");
+        j.spec.watermarks.idle_timeout = HumanDuration::from_secs(20);
+        j.spec.watermarks.inactivity_timeout = Some(HumanDuration::from_secs(5));
+        assert_eq!(until_inputs_inactive(&j), Some(Duration::from_secs(25)));
+        j.spec.watermarks.inactivity_timeout = None;
+        assert_eq!(until_inputs_inactive(&j), None, "disabled");
     }
 
     #[test]

@@ -42,15 +42,16 @@ async fn user_env_named_like_the_operators_or_listed_twice_applies_with_the_docu
 
     let r = JobRef::new(&job).unwrap_or_else(|e| panic!("{e}"));
     let children = build::children(&r).unwrap_or_else(|e| panic!("{e}"));
-    let written = streamjoin_operator::apply::apply_children(
+    let done = streamjoin_operator::apply::apply_children(
         &t.client,
         &r,
         &children,
         &ObservedChildren::default(),
+        None,
     )
     .await
     .unwrap_or_else(|e| panic!("the API server refused the children: {e}"));
-    assert_eq!(written.len(), 4, "{written:?}");
+    assert_eq!(done.written.len(), 4, "{:?}", done.written);
 
     let sts: Api<StatefulSet> = Api::namespaced(t.client.clone(), &t.ns.name);
     let applied = sts.get(JOB).await.unwrap_or_else(|e| panic!("{e}"));
