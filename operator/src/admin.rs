@@ -59,6 +59,19 @@ pub struct RuntimeStatus {
     /// from runtimes that do not report it.
     #[serde(default)]
     pub checkpoint_volume: Option<CheckpointVolume>,
+    /// The output audits of the last interval (`spec.audit`).
+    #[serde(default)]
+    pub audit: Vec<RuntimeAudit>,
+}
+
+/// One audited ratio in `GET /v1/status`: `{"check", "ratio", "breached"}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeAudit {
+    pub check: String,
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    #[serde(default)]
+    pub breached: bool,
 }
 
 /// `"checkpoint_volume": {"used_bytes": .., "capacity_bytes": ..}` in `GET /v1/status`.

@@ -478,6 +478,7 @@ fn new_status(
     new.autoscaler = owned.autoscaler;
     new.watermark = owned.watermark;
     new.last_checkpoint = owned.last_checkpoint;
+    new.audit = owned.audit;
     new
 }
 

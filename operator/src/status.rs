@@ -355,13 +355,10 @@ fn phase(
     }
 }
 
-/// The part of a stored status this operator writes; other fields belong to
-/// other writers and are left out of the comparison.
+/// The part of a stored status this operator writes (all of it: `audit` too,
+/// from the pods' reports).
 pub fn owned_part(s: &StreamJoinJobStatus) -> StreamJoinJobStatus {
-    StreamJoinJobStatus {
-        audit: None,
-        ..s.clone()
-    }
+    s.clone()
 }
 
 /// Whether `new` must be written over what the job carries.

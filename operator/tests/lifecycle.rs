@@ -443,6 +443,32 @@ async fn inactive_inputs_with_a_forced_advance_are_reported_in_status_condition_
 }
 
 #[tokio::test]
+async fn the_pods_audits_are_written_to_status_audit_with_the_breached_bound() {
+    let mut h = Harness::new();
+    let mut m = job_json("clicks");
+    m["spec"]["audit"] = json!({ "maxLateRatio": 0.01 });
+    h.create_job(m);
+    running(&mut h, "clicks", 3).await;
+    h.runtime.set(|r| {
+        r.audit = json!([
+            { "check": "malformed", "ratio": 0.0, "breached": false },
+            { "check": "late", "ratio": 0.05, "breached": true },
+            { "check": "join", "ratio": 0.4, "breached": false },
+        ]);
+    });
+    h.reconcile("clicks").await.expect("reconciles");
+    let audit = h
+        .job("clicks")
+        .status
+        .and_then(|s| s.audit)
+        .expect("status.audit written");
+    assert_eq!(audit.late_ratio, Some(0.05));
+    assert_eq!(audit.join_ratio, Some(0.4));
+    assert_eq!(audit.breaches, ["maxLateRatio"]);
+    assert!(audit.time.is_some());
+}
+
+#[tokio::test]
 async fn a_stateless_upgrade_ignores_older_local_checkpoints_with_a_template_stable_across_reconciles()
  {
     use support::flows::arg;

@@ -3,6 +3,7 @@
 //! carries the decisions out against the API and the runtime admin API.
 
 mod act;
+mod audit;
 pub mod autoscaler;
 pub mod classify;
 pub mod discard;

@@ -14,7 +14,7 @@ use streamjoin_api::{
 use super::machine::{self, Decision, Lifecycle, Note};
 use super::observe::{self, HashOf};
 use super::pods::{Scope, token};
-use super::{act, discard, scaling, summary};
+use super::{act, audit, discard, scaling, summary};
 use crate::admin::RuntimeStatus;
 use crate::build::JobRef;
 use crate::context::Context;
@@ -114,6 +114,9 @@ pub async fn run(
     )
     .await?;
     let inputs_inactive = if pods.all_heard() {
+        if let Some(a) = audit::from_pods(&pods.heard(), &job.spec.audit, now) {
+            status.audit = Some(a);
+        }
         summary::from_pod_reports(&pods.heard(), &old_status, now, &mut status, &mut notes)
     } else {
         None

@@ -52,6 +52,8 @@ pub struct Inner {
     /// Pods that do not answer at all.
     pub down: Vec<String>,
     pub status_calls: usize,
+    /// The `audit` list every pod reports.
+    pub audit: Value,
 }
 
 #[derive(Clone)]
@@ -101,7 +103,7 @@ async fn status(
         "consumer_lag": st.consumer_lag,
         "checkpoint_volume": st.checkpoint_volume.get(&pod)
             .map(|(used, cap)| json!({"used_bytes": used, "capacity_bytes": cap})),
-        "audit": {"breached": false, "checks": []}
+        "audit": st.audit.clone()
     });
     (StatusCode::OK, Json(body))
 }
@@ -200,6 +202,7 @@ impl FakeRuntime {
             checkpoint_volume: BTreeMap::new(),
             down: Vec::new(),
             status_calls: 0,
+            audit: json!([]),
         }));
         let app = Router::new()
             .route("/pods/{job}/{n}/v1/status", get(status))
