@@ -462,8 +462,9 @@ async fn the_pods_audits_are_written_to_status_audit_with_the_breached_bound() {
         .status
         .and_then(|s| s.audit)
         .expect("status.audit written");
-    assert_eq!(audit.late_ratio, Some(0.05));
-    assert_eq!(audit.join_ratio, Some(0.4));
+    // The mean over three pods reporting the same ratio.
+    assert!((audit.late_ratio.expect("late") - 0.05).abs() < 1e-9);
+    assert!((audit.join_ratio.expect("join") - 0.4).abs() < 1e-9);
     assert_eq!(audit.breaches, ["maxLateRatio"]);
     assert!(audit.time.is_some());
 }
