@@ -179,7 +179,8 @@ impl Control {
             errors: Mutex::new(Vec::new()),
             done: tokio::sync::Notify::new(),
         });
-        lock(&self.savepoints).insert(
+        let mut known = lock(&self.savepoints);
+        known.insert(
             id.clone(),
             SavepointInfo {
                 id,
@@ -191,6 +192,8 @@ impl Control {
                 duration_ms: None,
             },
         );
+        forget_oldest(&mut known);
+        drop(known);
         *active = Some(run.clone());
         self.generation.fetch_add(1, Relaxed);
         Ok((run, true))
@@ -271,6 +274,25 @@ impl Control {
     }
 }
 
+/// Savepoints remembered for `GET /v1/savepoints/{id}`: the newest; a process
+/// taking one every few minutes for months must not grow without bound.
+pub const REMEMBERED_SAVEPOINTS: usize = 64;
+
+/// Drops the oldest finished savepoints beyond [`REMEMBERED_SAVEPOINTS`].
+fn forget_oldest(known: &mut BTreeMap<String, SavepointInfo>) {
+    while known.len() > REMEMBERED_SAVEPOINTS {
+        let oldest = known
+            .values()
+            .filter(|i| i.state != SavepointState::Pending)
+            .min_by_key(|i| i.requested_ms)
+            .map(|i| i.id.clone());
+        match oldest {
+            Some(id) => known.remove(&id),
+            None => return,
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +349,25 @@ mod tests {
             SavepointState::Failed
         );
         assert!(c.request_savepoint("f".into(), false, 2).expect("retry").1);
+    }
+
+    #[test]
+    fn only_the_newest_savepoints_are_remembered() {
+        let c = control(1);
+        let n = REMEMBERED_SAVEPOINTS as i64 + 10;
+        for i in 0..n {
+            let (run, _) = c
+                .request_savepoint(format!("sp-{i}"), false, i)
+                .expect("request");
+            c.finish_savepoint(&run, Ok(format!("/sp/{i}")), 1);
+        }
+        assert!(c.savepoint("sp-0").is_none(), "the oldest is forgotten");
+        assert!(c.savepoint(&format!("sp-{}", n - 1)).is_some());
+        assert!(
+            c.savepoint(&format!("sp-{}", n - REMEMBERED_SAVEPOINTS as i64))
+                .is_some()
+        );
+        assert_eq!(c.latest_savepoint().map(|s| s.requested_ms), Some(n - 1));
     }
 
     #[test]
