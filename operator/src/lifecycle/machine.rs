@@ -349,6 +349,9 @@ impl Running {
                 r.state = LifecycleState::Suspended;
                 return decision(r, Action::None);
             }
+            if stable.savepoints.location.is_none() {
+                return suspend_on_claims(r);
+            }
             let mut d = start_savepoint(r, f, SavepointTrigger::Suspend, true, stable.parallelism);
             note(
                 &mut d,
@@ -563,6 +566,21 @@ fn record_change(
         action: action.to_owned(),
     });
     r
+}
+
+/// Suspending a job without a savepoint location: scale to zero at once; the
+/// pods checkpoint on SIGTERM and the resume starts from their volumes' checkpoints.
+fn suspend_on_claims(mut r: LifecycleStatus) -> Decision {
+    r.state = LifecycleState::Suspended;
+    r.restore_from = None;
+    let mut d = decision(r, Action::None);
+    note(
+        &mut d,
+        false,
+        "Suspending",
+        "spec.state is suspended and savepoints.location is not set: scaling to zero; the pods resume from the checkpoints on their volumes".into(),
+    );
+    d
 }
 
 /// Manual (`triggerNonce`) and periodic (`interval`) savepoints while Running.
@@ -1356,6 +1374,26 @@ mod tests {
         assert_eq!(
             (d.record.state, d.record.target_generation),
             (LifecycleState::Deploying, Some(3))
+        );
+    }
+
+    #[test]
+    fn suspend_without_a_location_scales_to_zero_and_resumes_from_the_volumes() {
+        let mut v1 = spec("v1", 2);
+        v1.savepoints.location = None;
+        let mut sus = v1.clone();
+        sus.state = JobState::Suspended;
+        let d = Lifecycle::decide(Some(&running(&v1)), &facts(2, &sus), &Timing::default());
+        assert!(d.record.savepoint.is_none(), "no savepoint is asked for");
+        assert_eq!(d.record.state, LifecycleState::Suspended);
+        assert_eq!(
+            deployed(&d.record, &sus).map(|(s, _)| s.state),
+            Some(JobState::Suspended)
+        );
+        let d = Lifecycle::decide(Some(&d.record), &facts(3, &v1), &Timing::default());
+        assert_eq!(
+            (d.record.state, d.record.restore_from.as_deref()),
+            (LifecycleState::Deploying, None)
         );
     }
 
