@@ -657,3 +657,39 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_committed_output_exact() {
     let committed = broker.consume_all("entries", 2, true, 0, Duration::from_secs(120));
     assert_exact(&data, &committed);
 }
+
+/// `recovery.onMissingCheckpoint: fail` (the default): a job's first start has
+/// no checkpoint and nothing in its consumer group, so it reads from the earliest
+/// offsets; once it has run, a lost checkpoint stops it with exit code 4.
+#[test]
+fn on_missing_checkpoint_fail_lets_a_first_start_read_from_the_earliest_and_fails_after_a_loss() {
+    let data = dataset(20_000, 2, 19);
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    load(&broker, &data, 2);
+    let job = job(&broker, "  checkpoints:\n    interval: 300ms\n");
+    let manifest = std::fs::read_to_string(&job.manifest).expect("manifest");
+    std::fs::write(
+        &job.manifest,
+        manifest.replace("onMissingCheckpoint: earliest", "onMissingCheckpoint: fail"),
+    )
+    .expect("manifest");
+
+    let pod = job.pod(0, 1, &[]);
+    let records = read_entries(&broker, &data, 2);
+    assert_matches_at_least_once(&data, &records);
+    // SIGTERM: the last progress is committed to the consumer group.
+    pod.stop();
+    assert!(job.log(0).contains("first start"), "{}", job.log(0));
+
+    std::fs::remove_dir_all(job.dir.path().join("pod-0/checkpoints")).expect("delete checkpoints");
+    let mut again = job.pod(0, 1, &[]);
+    let status = again.0.wait().expect("exits");
+    assert_eq!(status.code(), Some(4), "{}", job.log(0));
+    assert!(
+        job.log(0).contains("onMissingCheckpoint is fail"),
+        "{}",
+        job.log(0)
+    );
+}

@@ -161,6 +161,20 @@ pub fn committed_markers(
     Ok(out)
 }
 
+/// Whether the job never ran these shards: the consumer group has no committed
+/// offset for any of their input partitions (the runtime commits its progress in
+/// both delivery modes), so a missing checkpoint is no lost state.
+fn first_start(
+    consumer: &RuntimeConsumer,
+    topics: [&str; 2],
+    shards: &[u32],
+) -> Result<bool, RunError> {
+    let committed = committed_markers(consumer, topics, shards)?;
+    Ok(committed
+        .values()
+        .all(|c| c.marker.is_none() && c.offsets.iter().all(Option::is_none)))
+}
+
 /// Each owned shard restores from its newest valid checkpoint, or from the
 /// savepoint when that is newer; shards with neither start as
 /// recovery.onMissingCheckpoint says. Returns the restored shards and the
@@ -231,7 +245,16 @@ pub fn assignment(
     let (mut assignment, skip_before) = if fresh.is_empty() {
         (TopicPartitionList::new(), None)
     } else {
-        let start = start_at(job)?;
+        let start = match start_at(job) {
+            Err(RunError::NoCheckpoint) if first_start(consumer, input_topics, fresh)? => {
+                tracing::info!(
+                    shards = ?fresh,
+                    "first start (the consumer group has no offsets for these shards): reading from the earliest offsets; recovery.onMissingCheckpoint fail applies once the job has run"
+                );
+                StartAt::Earliest
+            }
+            other => other?,
+        };
         tracing::info!(shards = ?fresh, ?start, "no checkpoint to restore");
         start_offsets(
             consumer,
