@@ -137,6 +137,39 @@ fn deployment_progress(
     }
 }
 
+/// The first problem of a pod of the rollout under way: a pod the StatefulSet
+/// runs from its update revision, once that revision is the deployed template
+/// (`hash`). The pods of the template it replaces are not its failure: a
+/// rollback would otherwise be "failing too" from the failed version's
+/// crash-looping pods it is about to replace.
+pub fn rollout_pod_problem(
+    observed: &ObservedChildren,
+    hash: Option<&str>,
+    now: Timestamp,
+) -> Option<String> {
+    let sts = observed.stateful_set.as_deref()?;
+    let st = sts.status.as_ref()?;
+    if hash.is_some() && build::applied_hash(sts) != hash {
+        return None;
+    }
+    if st.observed_generation < sts.metadata.generation {
+        return None;
+    }
+    let revision = st.update_revision.as_deref()?;
+    observed
+        .pods
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("controller-revision-hash"))
+                .is_some_and(|r| r == revision)
+        })
+        .find_map(|p| pod_problem(p, now))
+        .map(|p| format!("{}: {}", p.reason, p.message))
+}
+
 /// Whether the StatefulSet runs exactly `hash` with every replica ready and current.
 pub fn rollout_complete(observed: &ObservedChildren, hash: Option<&str>) -> bool {
     let Some(sts) = observed.stateful_set.as_deref() else {
@@ -167,12 +200,22 @@ pub(super) fn facts<'a>(
 ) -> Facts<'a> {
     let old = old_status.lifecycle.as_ref();
     let (rollout, checkpointed) = deployment_progress(s, old, desired, pods, hash_of);
-    let problem = s
-        .observed
-        .pods
-        .iter()
-        .find_map(|p| pod_problem(p, s.now))
-        .map(|p| format!("{}: {}", p.reason, p.message));
+    let rolling_out = old.and_then(|o| {
+        matches!(
+            o.state,
+            LifecycleState::Deploying | LifecycleState::RollingBack
+        )
+        .then(|| machine::deployed(o, desired).and_then(|(s, rf)| hash_of(&s, rf.as_deref())))
+    });
+    let problem = match rolling_out {
+        Some(hash) => rollout_pod_problem(s.observed, hash.as_deref(), s.now),
+        None => s
+            .observed
+            .pods
+            .iter()
+            .find_map(|p| pod_problem(p, s.now))
+            .map(|p| format!("{}: {}", p.reason, p.message)),
+    };
     let last_savepoint_at = old_status
         .last_savepoint
         .as_ref()
@@ -187,5 +230,108 @@ pub(super) fn facts<'a>(
         savepoints: answers,
         last_savepoint_at,
         deleting: s.job.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn crash_looping(name: &str, revision: &str) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([(
+                    "controller-revision-hash".to_owned(),
+                    revision.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "runtime".into(),
+                    state: Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("CrashLoopBackOff".into()),
+                            message: Some("back-off 10s".into()),
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        })
+    }
+
+    /// A StatefulSet applied with `hash` (its generation 2), the controller
+    /// having seen generation `seen`, updating to revision `update`.
+    fn stateful_set(hash: &str, seen: i64, update: &str) -> Arc<StatefulSet> {
+        Arc::new(StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(2),
+                annotations: Some(BTreeMap::from([(
+                    crate::build::APPLIED_HASH.to_owned(),
+                    hash.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(seen),
+                update_revision: Some(update.into()),
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        })
+    }
+
+    fn observed(sts: Arc<StatefulSet>, pods: Vec<Arc<Pod>>) -> ObservedChildren {
+        ObservedChildren {
+            stateful_set: Some(sts),
+            pods,
+            ..ObservedChildren::default()
+        }
+    }
+
+    #[test]
+    fn a_rollback_is_not_failing_from_the_failed_versions_pods_it_replaces() {
+        let now = Timestamp::now();
+        let failed = vec![
+            crash_looping("j-0", "rev-bad"),
+            crash_looping("j-1", "rev-bad"),
+        ];
+        // The rollback's template applied, not yet seen by the controller.
+        let o = observed(stateful_set("stable", 1, "rev-bad"), failed.clone());
+        assert_eq!(rollout_pod_problem(&o, Some("stable"), now), None);
+        // Seen: its revision is the update revision; the old pods are not of it.
+        let o = observed(stateful_set("stable", 2, "rev-stable"), failed.clone());
+        assert_eq!(rollout_pod_problem(&o, Some("stable"), now), None);
+        // The StatefulSet still carries the failed template: nothing to judge.
+        let o = observed(stateful_set("bad", 2, "rev-bad"), failed);
+        assert_eq!(rollout_pod_problem(&o, Some("stable"), now), None);
+    }
+
+    #[test]
+    fn a_crash_looping_pod_of_the_deployed_template_fails_the_rollout() {
+        let now = Timestamp::now();
+        let pods = vec![crash_looping("j-0", "rev-new")];
+        let o = observed(stateful_set("new", 2, "rev-new"), pods);
+        let problem = rollout_pod_problem(&o, Some("new"), now);
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.starts_with("CrashLoopBackOff") && p.contains("j-0")),
+            "{problem:?}"
+        );
     }
 }

@@ -288,11 +288,11 @@ mod tests {
         };
         let b = ms(base);
         // Records every 100 ms, then 7 s without, then on; the window starts
-        // inside the gap before it and ends after it.
+        // inside the gap and ends 200 ms after the last record.
         let mut stamps: Vec<i64> = (0..20).map(|i| b + i * 100).collect();
         stamps.extend((0..20).map(|i| b + 1_900 + 7_000 + i * 100));
         let from = base + Duration::from_secs(3);
-        let to = base + Duration::from_secs(20);
+        let to = base + Duration::from_secs(11);
         assert_eq!(
             longest_pause(&stamps, from, to),
             Duration::from_millis(7_000)
@@ -300,7 +300,7 @@ mod tests {
         // No record after the window: the gap runs to its end.
         assert_eq!(
             longest_pause(&stamps[..20], from, to),
-            Duration::from_millis(20_000 - 1_900)
+            Duration::from_millis(11_000 - 1_900)
         );
     }
 }
