@@ -535,19 +535,37 @@ async fn region_failover_force_advances_the_watermark_and_loses_no_on_time_recor
     // The entries held for the window came out with the advance.
     let emitted = assert_topic_matches(&job, FO_TOPICS[2], &a);
 
-    // Traffic comes back, with event times after the forced watermark
-    // (wall clock - 5 s): from 10 s on, over 30 s.
+    // The pods hold no entry any more: the forced advance emitted them all.
+    poll(
+        "no entry held in the pods",
+        Duration::from_secs(60),
+        || async {
+            let pods = runtime_status(&job).await?;
+            let live = summed(&pods, "live_entries");
+            (live == 0)
+                .then_some(())
+                .ok_or_else(|| format!("{live} live entries"))
+        },
+    )
+    .await;
+
+    // Traffic comes back as live traffic: event times from 10 s ahead of the
+    // wall clock (so after the forced watermark, wall clock - 5 s), sent as
+    // they happen, over 30 s (a burst would let the first partition read move
+    // the watermark past the others' records).
     let b = wall_clock_set(dir.path(), "b", 32, 3_000, now_ms() + 10_000, 30_000);
-    Trickle::start(
+    let back = Trickle::start(
         &job.broker.bootstrap,
         fo_parts(&b, None),
-        5,
-        Duration::from_secs(1),
-    )
-    .finish();
+        15,
+        Duration::from_secs(2),
+    );
+    back.join();
     let all = concatenated(&a, &b, &dir.path().join("a+b"));
     let total = assert_topic_matches(&job, FO_TOPICS[2], &all);
     flow.done();
+    let pods = runtime_status(&job).await.unwrap_or_default();
+    assert_eq!(summed(&pods, "live_entries"), 0, "{pods:?}");
     let late = records_of(&job, FO_TOPICS[4], 0);
     assert!(late.is_empty(), "{} records late", late.len());
     flow.report(

@@ -38,6 +38,17 @@ impl Trickle {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
+    /// Waits for the last round, at the trickle's pace; the records produced.
+    pub fn join(mut self) -> u64 {
+        self.thread
+            .take()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| panic!("the input thread panicked"))
+            })
+            .unwrap_or(0)
+    }
+
     /// Produces what is left at once; the records produced in all.
     pub fn finish(mut self) -> u64 {
         let _ = self.stop.send(());
