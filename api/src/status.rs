@@ -176,6 +176,9 @@ pub struct SavepointStatus {
     /// Parallelism of the job that took it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<i32>,
+    /// Why deleting it (retention, `onDelete`) failed the last time; it is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_error: Option<String>,
 }
 
 /// State of an upgrade.

@@ -784,6 +784,7 @@ mod tests {
                 time: time.into(),
                 trigger: None,
                 parallelism: None,
+                deletion_error: None,
             }),
             ..StreamJoinJobStatus::default()
         }

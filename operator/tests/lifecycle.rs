@@ -416,6 +416,32 @@ async fn retention_deletes_old_savepoints_but_keeps_the_one_a_resume_needs() {
 }
 
 #[tokio::test]
+async fn a_failed_deletion_stays_in_the_history_with_its_error_and_is_tried_again() {
+    let mut h = Harness::new();
+    let mut m = job_json("clicks");
+    let location = h.savepoints.path().display().to_string();
+    m["spec"]["savepoints"] = json!({"maxRetained": 1, "location": location});
+    h.create_job(m);
+    running(&mut h, "clicks", 3).await;
+    h.runtime.set(|r| r.delete_fails = true);
+    for nonce in 1..=2 {
+        h.edit_spec("clicks", |s| s["savepoints"]["triggerNonce"] = json!(nonce));
+        h.reconcile("clicks").await.expect("trigger");
+        h.reconcile("clicks").await.expect("complete");
+    }
+    let history = h.job("clicks").status.expect("status").savepoint_history;
+    assert_eq!(history.len(), 2, "the expired one is kept: {history:?}");
+    let error = history[1].deletion_error.clone().expect("its error");
+    assert!(error.contains("502"), "{error}");
+    assert!(history[0].deletion_error.is_none());
+
+    h.runtime.set(|r| r.delete_fails = false);
+    h.reconcile("clicks").await.expect("retry");
+    let history = h.job("clicks").status.expect("status").savepoint_history;
+    assert_eq!(history.len(), 1, "deleted on the next try: {history:?}");
+}
+
+#[tokio::test]
 async fn inactive_inputs_with_a_forced_advance_are_reported_in_status_condition_and_event() {
     let mut h = Harness::new();
     h.create_job(job_json("clicks"));

@@ -36,7 +36,7 @@ pub(super) async fn delete(
                 let pod = s.pod(ordinal);
                 match s.ctx.admin.delete_savepoint(&pod, token, &id).await {
                     Ok(()) => forget(status, &sp.location, notes),
-                    Err(e) => notes.push(not_deleted(&sp.location, &e.to_string())),
+                    Err(e) => not_deleted(status, &sp.location, &e.to_string(), notes),
                 }
             }
             _ => waiting.push(sp.location.clone()),
@@ -81,7 +81,7 @@ pub(super) async fn delete(
                     cleanup_job::TTL_SECONDS
                 );
                 for l in &locations {
-                    notes.push(not_deleted(l, &what));
+                    not_deleted(status, l, &what, notes);
                 }
             }
             Ok(true)
@@ -102,14 +102,22 @@ fn forget(status: &mut StreamJoinJobStatus, location: &str, notes: &mut Vec<Note
     }
 }
 
-fn not_deleted(location: &str, why: &str) -> Note {
-    Note {
+/// Keeps `location` in the history with `why`, with a Warning note.
+fn not_deleted(status: &mut StreamJoinJobStatus, location: &str, why: &str, notes: &mut Vec<Note>) {
+    for h in status
+        .savepoint_history
+        .iter_mut()
+        .filter(|h| h.location == location)
+    {
+        h.deletion_error = Some(why.chars().take(300).collect());
+    }
+    notes.push(Note {
         warning: true,
         reason: "SavepointNotDeleted",
         message: format!(
             "savepoint {location} not deleted (kept in the history, tried again): {why}"
         ),
-    }
+    });
 }
 
 /// The first pod that answered the admin API.

@@ -120,6 +120,7 @@ mod tests {
             time: format!("2027-01-01T00:00:{n:02}Z"),
             trigger: None,
             parallelism: Some(2),
+            deletion_error: None,
         }
     }
 

@@ -102,6 +102,7 @@ pub(super) fn record_savepoint(
         time: ts_string(now),
         trigger: Some(done.trigger),
         parallelism: Some(done.parallelism),
+        deletion_error: None,
     };
     status.last_savepoint = Some(sp.clone());
     status

@@ -54,6 +54,8 @@ pub struct Inner {
     pub status_calls: usize,
     /// The `audit` list every pod reports.
     pub audit: Value,
+    /// `DELETE /v1/savepoints/{id}` answers 502, as with a store that refuses.
+    pub delete_fails: bool,
 }
 
 #[derive(Clone)]
@@ -166,7 +168,13 @@ async fn delete_savepoint(
     if bearer(&headers).is_none() {
         return StatusCode::UNAUTHORIZED;
     }
-    let location = s.lock().expect("lock").location.clone();
+    let (location, fails) = {
+        let st = s.lock().expect("lock");
+        (st.location.clone(), st.delete_fails)
+    };
+    if fails {
+        return StatusCode::BAD_GATEWAY;
+    }
     match std::fs::remove_dir_all(format!("{location}/{id}")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => StatusCode::BAD_GATEWAY,
         _ => StatusCode::OK,
@@ -203,6 +211,7 @@ impl FakeRuntime {
             down: Vec::new(),
             status_calls: 0,
             audit: json!([]),
+            delete_fails: false,
         }));
         let app = Router::new()
             .route("/pods/{job}/{n}/v1/status", get(status))
