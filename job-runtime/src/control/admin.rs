@@ -130,6 +130,12 @@ fn hooks(s: &AdminState) -> Result<Arc<RuntimeHooks>, Refusal> {
     })
 }
 
+/// A mutating call: authorised, and the runtime's hooks installed.
+fn authorized_hooks(s: &AdminState, headers: &HeaderMap) -> Result<Arc<RuntimeHooks>, Refusal> {
+    authorize(s, headers)?;
+    hooks(s)
+}
+
 /// Mutating calls need `Authorization: Bearer <token>`; compared in constant time.
 fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(expected) = &s.token else {
@@ -184,10 +190,7 @@ async fn trigger_savepoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r.into_response();
-    }
-    let h = match hooks(&s) {
+    let h = match authorized_hooks(&s, &headers) {
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
@@ -314,10 +317,7 @@ async fn delete_savepoint(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r.into_response();
-    }
-    let h = match hooks(&s) {
+    let h = match authorized_hooks(&s, &headers) {
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
@@ -353,10 +353,7 @@ async fn delete_savepoint(
 }
 
 async fn advance_watermark(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r.into_response();
-    }
-    let h = match hooks(&s) {
+    let h = match authorized_hooks(&s, &headers) {
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
