@@ -14,7 +14,7 @@ use kube::api::Api;
 use serde::de::DeserializeOwned;
 
 use cluster::example::{JOB, local_example, placed};
-use cluster::operator::{OperatorOptions, OperatorProcess};
+use cluster::operator::OperatorProcess;
 use cluster::testbed::{Testbed, testbed};
 use cluster::wait::poll;
 
@@ -24,15 +24,7 @@ const RESTORED: Duration = Duration::from_secs(60);
 /// matter here) and the operator running, once the StatefulSet exists.
 async fn job_with_children(test: &str) -> Option<(Testbed, OperatorProcess)> {
     let t = testbed(test).await?;
-    let op = OperatorProcess::start(
-        &t.client,
-        &t.kubectl,
-        OperatorOptions {
-            namespace: t.ns.name.clone(),
-            watch: vec![t.ns.name.clone()],
-        },
-    )
-    .await;
+    let op = OperatorProcess::in_namespace(&t).await;
     let manifest = local_example(&t.kubectl, &placed(&t.ns.name, "127.0.0.1:9", None));
     t.kubectl
         .try_run(&["apply", "--server-side", "-f", "-"], Some(&manifest))

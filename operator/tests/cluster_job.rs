@@ -29,7 +29,7 @@ use streamjoin_operator::reconcile::FINALIZER;
 use broker::Broker;
 use cluster::example::{JOB, local_example, placed};
 use cluster::kubelet::NodeForTest;
-use cluster::operator::{OperatorOptions, OperatorProcess};
+use cluster::operator::OperatorProcess;
 use cluster::testbed::{Testbed, testbed};
 use cluster::wait::{poll, try_poll};
 use data::{dataset, expected_entries, oracle_compare};
@@ -45,15 +45,7 @@ const TOPICS: [&str; 5] = [
 
 /// The operator binary under the chart's ServiceAccount, watching the test's namespace.
 async fn start_operator(t: &Testbed) -> OperatorProcess {
-    OperatorProcess::start(
-        &t.client,
-        &t.kubectl,
-        OperatorOptions {
-            namespace: t.ns.name.clone(),
-            watch: vec![t.ns.name.clone()],
-        },
-    )
-    .await
+    OperatorProcess::in_namespace(t).await
 }
 
 /// The local example with `ops` patched in, applied server-side.

@@ -155,7 +155,7 @@ async fn crash_looping_new_pods_roll_back_to_the_last_stable_spec_from_the_same_
     h.reconcile("clicks").await.expect("savepoint");
     h.reconcile("clicks").await.expect("deploy");
     let sp = restore_from_arg(&sts(&h, "clicks")).expect("restore point");
-    h.sync_caches();
+    h.rollout_started("clicks");
     h.add_pod(crashing_pod(
         "clicks",
         "CrashLoopBackOff",
@@ -560,7 +560,7 @@ async fn rollback_pods_restore_the_savepoint_ignoring_the_failed_versions_checkp
     // The new version writes checkpoints, then crash-loops.
     clock.advance_secs(300);
     let rolled_back_at = clock.now().to_string();
-    h.sync_caches();
+    h.rollout_started("clicks");
     let crashing = crashing_pod("clicks", "CrashLoopBackOff", 4, "back-off 40s");
     h.add_pod(crashing.clone());
     h.reconcile("clicks").await.expect("rollback");

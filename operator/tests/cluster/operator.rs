@@ -156,6 +156,20 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
+    /// The operator binary under the chart's ServiceAccount in the test's
+    /// namespace, watching only that namespace.
+    pub async fn in_namespace(t: &super::testbed::Testbed) -> OperatorProcess {
+        OperatorProcess::start(
+            &t.client,
+            &t.kubectl,
+            OperatorOptions {
+                namespace: t.ns.name.clone(),
+                watch: vec![t.ns.name.clone()],
+            },
+        )
+        .await
+    }
+
     pub async fn start(
         client: &Client,
         kubectl: &Kubectl,

@@ -17,7 +17,7 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::cluster::example::JOB;
-use crate::cluster::operator::{OperatorOptions, OperatorProcess};
+use crate::cluster::operator::OperatorProcess;
 use crate::cluster::wait::poll;
 use crate::data::{expected_entries, oracle_compare};
 use crate::s3::read_back;
@@ -160,16 +160,7 @@ pub async fn restart_operator(job: &mut S3Job) -> OperatorProcess {
         async move { (!running).then_some(()).ok_or("running".to_owned()) }
     })
     .await;
-    let ns = job.ns().to_owned();
-    OperatorProcess::start(
-        &job.t.client,
-        &job.t.kubectl,
-        OperatorOptions {
-            namespace: ns.clone(),
-            watch: vec![ns],
-        },
-    )
-    .await
+    OperatorProcess::in_namespace(&job.t).await
 }
 
 /// The committed records of `topic` (read to every partition's end, at least `n`).

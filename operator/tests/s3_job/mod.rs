@@ -25,7 +25,7 @@ use streamjoin_api::StreamJoinJob;
 use crate::broker::Broker;
 use crate::cluster::example::{JOB, patched_example, placed};
 use crate::cluster::kubelet::NodeForTest;
-use crate::cluster::operator::{OperatorOptions, OperatorProcess};
+use crate::cluster::operator::OperatorProcess;
 use crate::cluster::testbed::{Testbed, testbed};
 use crate::cluster::wait::try_poll;
 use crate::data::{dataset, expected_entries, oracle_compare};
@@ -82,15 +82,7 @@ impl S3Job {
             }
             produce(&broker, &halves.path().join("1"));
         });
-        let op = OperatorProcess::start(
-            &t.client,
-            &t.kubectl,
-            OperatorOptions {
-                namespace: t.ns.name.clone(),
-                watch: vec![t.ns.name.clone()],
-            },
-        )
-        .await;
+        let op = OperatorProcess::in_namespace(&t).await;
         let mut ops = placed(&t.ns.name, &broker.bootstrap, Some(&node.name));
         ops.extend([
             json!({ "op": "replace", "path": "/spec/savepoints/endpoint", "value": s3.endpoint }),

@@ -229,6 +229,21 @@ impl Harness {
         self.sync_caches();
     }
 
+    /// Plays the StatefulSet controller at the start of a rollout of `name`: it has
+    /// seen the new template and runs new pods from the update revision that
+    /// [`crashing_pod`] labels.
+    pub fn rollout_started(&mut self, name: &str) {
+        let path = fake_api::sts_path(NS, name);
+        let mut sts: StatefulSet = self.fake.get_as(&path).expect("sts exists");
+        let mut st = sts.status.clone().unwrap_or_default();
+        st.observed_generation = sts.metadata.generation;
+        st.update_revision = Some(format!("{name}-{ROLLOUT_REVISION}"));
+        sts.status = Some(st);
+        self.fake
+            .put(&path, serde_json::to_value(&sts).expect("sts json"));
+        self.sync_caches();
+    }
+
     pub fn add_pod(&mut self, pod: Pod) {
         self.writers.pod(pod);
     }
@@ -242,7 +257,11 @@ impl Harness {
     }
 }
 
-/// A pod of job `name` whose runtime container waits with `reason`.
+/// The update revision of a rollout under way (see [`Harness::rollout_started`]).
+pub const ROLLOUT_REVISION: &str = "rollout";
+
+/// A pod of job `name`, of the rollout's revision, whose runtime container waits
+/// with `reason`.
 pub fn crashing_pod(name: &str, reason: &str, restart_count: i32, message: &str) -> Pod {
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateWaiting, ContainerStatus, PodStatus,
@@ -252,10 +271,16 @@ pub fn crashing_pod(name: &str, reason: &str, restart_count: i32, message: &str)
         metadata: ObjectMeta {
             name: Some(format!("{name}-1")),
             namespace: Some(NS.into()),
-            labels: Some(std::collections::BTreeMap::from([(
-                streamjoin_operator::build::JOB_LABEL.to_owned(),
-                name.to_owned(),
-            )])),
+            labels: Some(std::collections::BTreeMap::from([
+                (
+                    streamjoin_operator::build::JOB_LABEL.to_owned(),
+                    name.to_owned(),
+                ),
+                (
+                    "controller-revision-hash".to_owned(),
+                    format!("{name}-{ROLLOUT_REVISION}"),
+                ),
+            ])),
             ..ObjectMeta::default()
         },
         status: Some(PodStatus {
