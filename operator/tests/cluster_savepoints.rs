@@ -80,28 +80,13 @@ fn restored_checkpoints(job: &S3Job) -> BTreeMap<u32, u64> {
     };
     (0..2)
         .flat_map(|i| {
-            let log = without_ansi(&job.node.pod_logs(job.ns(), &format!("{JOB}-{i}")));
+            let log = job.pod_log(&format!("{JOB}-{i}"));
             log.lines()
                 .filter(|l| l.contains("restoring from"))
                 .filter_map(|l| Some((u32::try_from(field(l, "shard=")?).ok()?, field(l, "id=")?)))
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-/// `text` without ANSI colour sequences (`ESC [ ... m`), which the runtime's
-/// text log has also when it goes to a file.
-fn without_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

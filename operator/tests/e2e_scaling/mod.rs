@@ -38,24 +38,10 @@ pub async fn wait_some_output(job: &S3Job) -> usize {
     .await
 }
 
-/// `text` without ANSI colour sequences (`ESC [ ... m`).
-fn without_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The `restoring from ...` lines of every run of pod `name` (the kubelet keeps
 /// the logs of earlier pods of the same name too: callers take the new lines).
 pub fn restore_lines(job: &S3Job, name: &str) -> Vec<String> {
-    without_ansi(&job.node.pod_logs(job.ns(), name))
+    job.pod_log(name)
         .lines()
         // The recovery's line per shard (the download's own line says less).
         .filter(|l| l.contains("restoring from") && l.contains(" from_savepoint="))

@@ -7,7 +7,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+
+use crate::s3_job::feed::send_line;
 
 /// The lines still to produce to one partition of one topic.
 pub struct Part {
@@ -89,13 +91,7 @@ fn run(
                 part.lines.len() * (round + 1) / rounds,
             );
             for line in &part.lines[from..to] {
-                let mut rec = BaseRecord::<(), str>::to(&part.topic)
-                    .partition(part.partition)
-                    .payload(line.as_str());
-                while let Err((_, back)) = producer.send(rec) {
-                    rec = back;
-                    producer.poll(Duration::from_millis(10));
-                }
+                send_line(&producer, &part.topic, part.partition, line);
                 sent += 1;
             }
         }

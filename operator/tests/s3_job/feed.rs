@@ -68,6 +68,22 @@ fn lines(path: &PathBuf) -> Vec<String> {
         .collect()
 }
 
+/// Sends one record, waiting while the producer's queue is full.
+pub fn send_line(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partition: i32,
+    line: &str,
+) {
+    let mut rec = BaseRecord::<(), str>::to(topic)
+        .partition(partition)
+        .payload(line);
+    while let Err((_, back)) = producer.send(rec) {
+        rec = back;
+        producer.poll(Duration::from_millis(10));
+    }
+}
+
 /// Slice `i` of every file, then a pause until the next slice is due.
 fn send(config: &ClientConfig, files: &[(String, i32, Vec<String>)], slices: usize) -> u64 {
     let producer: ThreadedProducer<DefaultProducerContext> = config
@@ -80,13 +96,7 @@ fn send(config: &ClientConfig, files: &[(String, i32, Vec<String>)], slices: usi
             let per = lines.len().div_ceil(slices);
             let slice = lines.iter().skip(i * per).take(per);
             for line in slice {
-                let mut rec = BaseRecord::<(), str>::to(topic)
-                    .partition(*partition)
-                    .payload(line.as_str());
-                while let Err((_, back)) = producer.send(rec) {
-                    rec = back;
-                    producer.poll(Duration::from_millis(10));
-                }
+                send_line(&producer, topic, *partition, line);
                 sent += 1;
             }
         }

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-mod feed;
+pub mod feed;
 mod flows;
 pub mod measure;
 mod observe;
@@ -108,6 +108,11 @@ impl S3Job {
 
     pub fn ns(&self) -> &str {
         &self.t.ns.name
+    }
+
+    /// The log of pod `name`, as plain text.
+    pub fn pod_log(&self, name: &str) -> String {
+        observe::without_ansi(&self.node.pod_logs(self.ns(), name))
     }
 
     /// `kubectl create secret generic savepoint-store` with this key pair, as the

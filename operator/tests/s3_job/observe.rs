@@ -107,3 +107,18 @@ pub async fn events(client: &Client, ns: &str, reason: &str) -> Vec<(String, Str
         .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`), which runtimes of
+/// earlier builds wrote into their text log also when it went to a file.
+pub fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
