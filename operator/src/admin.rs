@@ -281,15 +281,27 @@ impl HttpAdmin {
             .map_err(|e| unreachable(format!("{what}: reading the body: {e}")))?
             .to_bytes();
         if !status.is_success() {
+            let mut body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            if status == hyper::StatusCode::UNAUTHORIZED {
+                body.push_str(&unauthorized_hint(&pod.job));
+            }
             return Err(AdminError::Status {
                 pod: name,
                 what,
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                body,
             });
         }
         Ok(body)
     }
+}
+
+/// What a refused token means and how to fix it (docs/operations.md, "The admin token").
+fn unauthorized_hint(job: &str) -> String {
+    format!(
+        " (the pod holds another admin token than the operator's: Secret {} was written by hand, or the pod has not yet read the re-created one; delete the Secret and the operator creates it again, which the pods read without a restart)",
+        crate::build::admin_secret_name(job)
+    )
 }
 
 fn decode<T: serde::de::DeserializeOwned>(

@@ -1,18 +1,20 @@
 //! What every reconcile of one watch scope shares: the client and caches, the
 //! Event recorder, metrics, the clock, the runtime admin API, and the small
-//! per-job memories (built children, admin tokens, the lifecycle's [`Memory`]).
+//! per-job memories (built children, admin-token Secrets created, the lifecycle's
+//! [`Memory`]).
 //! Its own file so that the reconcile pipeline and the steps it calls (the
 //! lifecycle, volume expansion) all depend on it, and it on none of them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
+use crate::admin_key::{AdminKey, AdminKeys};
 use crate::build;
 use crate::lifecycle::machine::Timing;
 use crate::lifecycle::memory::Memory;
@@ -57,8 +59,11 @@ pub struct Context {
     pub admin: Arc<dyn RuntimeAdmin>,
     /// Time limits of the lifecycle flows.
     pub timing: Timing,
-    /// Admin tokens by job uid (read from or written to the job's Secret once).
-    pub(crate) tokens: Mutex<HashMap<String, String>>,
+    /// The key the jobs' admin tokens are derived from.
+    pub admin_keys: AdminKeys,
+    /// By job uid: the token and job generation whose Secret was last made sure
+    /// of, and when.
+    pub(crate) token_secrets: Mutex<HashMap<String, (String, Instant)>>,
     /// Per-job memory that need not survive a restart (autoscaler samples).
     pub(crate) memory: Mutex<HashMap<String, Memory>>,
 }
@@ -96,18 +101,28 @@ impl Context {
             built: Mutex::new(HashMap::new()),
             admin: Arc::new(HttpAdmin::new(dns_resolver())),
             timing: Timing::default(),
-            tokens: Mutex::new(HashMap::new()),
+            // Replaced by the controller with the key Secret; a random key serves
+            // tests that run no operator process.
+            admin_keys: AdminKeys::fixed(AdminKey::random()),
+            token_secrets: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
         }
     }
 
-    pub(crate) fn token(&self, uid: &str) -> Option<String> {
-        self.tokens.lock().ok()?.get(uid).cloned()
+    /// Whether the job's token Secret should be made sure of again: a new token or
+    /// job generation (`seen`), or `every` passed since the last time (a deleted
+    /// Secret comes back then, or at once with any edit of the job).
+    pub(crate) fn token_secret_due(&self, uid: &str, seen: &str, every: Duration) -> bool {
+        self.token_secrets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).cloned())
+            .is_none_or(|(s, at)| s != seen || at.elapsed() >= every)
     }
 
-    pub(crate) fn remember_token(&self, uid: &str, token: &str) {
-        if let Ok(mut t) = self.tokens.lock() {
-            t.insert(uid.to_owned(), token.to_owned());
+    pub(crate) fn token_secret_made(&self, uid: &str, seen: &str) {
+        if let Ok(mut m) = self.token_secrets.lock() {
+            m.insert(uid.to_owned(), (seen.to_owned(), Instant::now()));
         }
     }
 

@@ -21,6 +21,7 @@ use streamjoin_api::StreamJoinJob;
 use tokio::sync::watch;
 
 use crate::admin::{HttpAdmin, PodAddressing, resolver};
+use crate::admin_key::AdminKeys;
 use crate::build::{JOB_LABEL, MANAGED_BY_SELECTOR};
 use crate::metrics::Metrics;
 use crate::observe::Stores;
@@ -35,6 +36,9 @@ pub struct Settings {
     pub requeue: Requeue,
     /// How the runtime pods' admin API is reached.
     pub pod_addressing: PodAddressing,
+    /// `(namespace, name)` of the Secret holding the admin-token key; `None`: a
+    /// random key per process (tests only: tokens would change on a restart).
+    pub admin_key_secret: Option<(String, String)>,
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -96,6 +100,9 @@ async fn run_scope(
     let mut ctx = Context::new(client.clone(), stores, metrics, settings.instance.clone());
     ctx.requeue = settings.requeue;
     ctx.admin = Arc::new(HttpAdmin::new(resolver(settings.pod_addressing)));
+    if let Some((key_ns, key_name)) = &settings.admin_key_secret {
+        ctx.admin_keys = AdminKeys::in_secret(client.clone(), key_ns, key_name);
+    }
     let jobs = scoped::<DeserializeGuard<StreamJoinJob>>(&client, ns);
     tracing::info!(
         scope = ns.unwrap_or("<all namespaces>"),

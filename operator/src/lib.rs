@@ -6,6 +6,7 @@
 //! Observed state comes from caches ([`observe`]).
 
 pub mod admin;
+pub mod admin_key;
 pub mod apply;
 pub mod build;
 pub mod conditions;

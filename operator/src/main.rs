@@ -56,9 +56,14 @@ struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "streamjoin-operator")]
     lease_name: String,
-    /// Namespace of the leader-election Lease (the operator's own namespace).
+    /// Namespace of the leader-election Lease and of the admin-token key Secret
+    /// (the operator's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// Secret in the operator's namespace holding the key each job's admin token
+    /// is derived from; created with a random key when missing.
+    #[arg(long, default_value = streamjoin_operator::admin_key::DEFAULT_KEY_SECRET)]
+    admin_key_secret: String,
     /// Identity in the Lease; the pod name.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -159,6 +164,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespaces: args.namespaces.clone(),
         instance: Some(identity.clone()),
         pod_addressing: args.pod_address,
+        admin_key_secret: Some((args.lease_namespace.clone(), args.admin_key_secret.clone())),
         ..Settings::default()
     };
 

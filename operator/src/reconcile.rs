@@ -609,7 +609,7 @@ pub async fn cleanup(job: &StreamJoinJob, ctx: &Context) -> Result<Action> {
         if let Ok(mut built) = ctx.built.lock() {
             built.remove(&uid);
         }
-        if let Ok(mut t) = ctx.tokens.lock() {
+        if let Ok(mut t) = ctx.token_secrets.lock() {
             t.remove(&uid);
         }
         if let Ok(mut m) = ctx.memory.lock() {

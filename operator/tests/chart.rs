@@ -92,7 +92,8 @@ fn namespaced_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
             "persistentvolumeclaims",
             &["get", "list", "watch", "patch"],
         ),
-        ("", "secrets", &["get", "create"]),
+        // The per-job admin token Secret: created, never read (admin_key.rs).
+        ("", "secrets", &["create"]),
         ("events.k8s.io", "events", &["create", "patch"]),
     ])
 }
@@ -107,6 +108,38 @@ fn lease_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
         "leases",
         &["get", "update", "create"],
     )])
+}
+
+/// The operator's own namespace: its admin-token key Secret, read by name.
+fn key_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
+    table(&[("", "secrets", &["get", "create"])])
+}
+
+/// The key Role: `get` only on the key Secret by name, `create` (unnamed).
+fn assert_key_role(objs: &[Value], key_secret: &str) {
+    let key = roles(objs, "Role", "-admin-token-key");
+    assert_eq!(key.len(), 1);
+    assert_eq!(grants(&key), key_grants());
+    assert_eq!(key[0]["metadata"]["namespace"], RELEASE_NAMESPACE);
+    for rule in key[0]["rules"].as_array().expect("rules") {
+        match strings(&rule["verbs"]).as_slice() {
+            [v] if v == "get" => assert_eq!(strings(&rule["resourceNames"]), [key_secret]),
+            [v] if v == "create" => {}
+            other => panic!("unexpected verbs {other:?} in the key Role"),
+        }
+    }
+    let binding = roles(objs, "RoleBinding", "-admin-token-key");
+    assert_eq!(binding.len(), 1);
+    assert_eq!(binding[0]["roleRef"]["name"], name(key[0]));
+    assert_eq!(
+        binding[0]["subjects"],
+        json!([{"kind": "ServiceAccount", "name": name(one(objs, "ServiceAccount")), "namespace": RELEASE_NAMESPACE}])
+    );
+    assert!(
+        args(objs).contains(&format!("--admin-key-secret={key_secret}")),
+        "{:?}",
+        args(objs)
+    );
 }
 
 fn roles<'a>(objs: &'a [Value], k: &str, name_suffix: &str) -> Vec<&'a Value> {
@@ -137,8 +170,9 @@ fn default_values_render_the_operator_install() {
         ("ServiceAccount", 1),
         ("ClusterRole", 1),
         ("ClusterRoleBinding", 1),
-        ("Role", 1),
-        ("RoleBinding", 1),
+        // Leader election; the admin-token key.
+        ("Role", 2),
+        ("RoleBinding", 2),
         ("Service", 1),
         ("Deployment", 1),
         ("PodDisruptionBudget", 1),
@@ -260,6 +294,7 @@ fn cluster_wide_rbac_grants_exactly_what_the_operator_calls() {
     assert_eq!(strings(&named["resourceNames"]), ["streamjoin-operator"]);
     assert_eq!(strings(&named["verbs"]), ["get", "update"]);
     assert_eq!(lease[0]["metadata"]["namespace"], RELEASE_NAMESPACE);
+    assert_key_role(&objs, "streamjoin-operator-admin-token-key");
     let binding = one(&objs, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], name(cluster[0]));
     assert_eq!(
@@ -282,9 +317,12 @@ fn namespace_list_gets_a_role_per_namespace_and_no_cluster_wide_job_rights() {
     }
     let bindings: Vec<&Value> = of_kind(&objs, "RoleBinding")
         .into_iter()
-        .filter(|b| !name(b).ends_with("-leader-election"))
+        .filter(|b| {
+            !name(b).ends_with("-leader-election") && !name(b).ends_with("-admin-token-key")
+        })
         .collect();
     assert_eq!(bindings.len(), 2);
+    assert_key_role(&objs, "streamjoin-operator-admin-token-key");
     for b in bindings {
         assert_eq!(b["subjects"][0]["namespace"], RELEASE_NAMESPACE);
     }
@@ -336,6 +374,7 @@ fn values_schema_and_guards_reject_unsafe_values() {
         &["watch.namespaces={Not_A_Namespace}"],
         &["networkPolicy.enabled=true"],
         &["noSuchValue=1"],
+        &["adminToken.keySecretName=Not_A_Name"],
     ] {
         assert!(try_render(bad).is_err(), "{bad:?} was accepted");
     }
@@ -359,7 +398,9 @@ fn non_default_values_reach_the_objects() {
         "metrics.port=9090",
         "serviceAccount.name=custom-sa",
         "crds.install=false",
+        "adminToken.keySecretName=sj-key",
     ]);
+    assert_key_role(&objs, "sj-key");
     let d = deployment(&objs);
     assert_eq!(d["spec"]["replicas"], 3);
     let c = container(&objs);

@@ -26,6 +26,8 @@ fn kustomize_renders_the_operator_install() {
             "Namespace",
             "PodDisruptionBudget",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount",
@@ -72,6 +74,7 @@ fn kustomize_install_matches_the_chart_defaults() {
     for (k, n) in [
         ("ClusterRole", "streamjoin-operator"),
         ("Role", "streamjoin-operator-leader-election"),
+        ("Role", "streamjoin-operator-admin-token-key"),
     ] {
         assert_eq!(
             by_name(&plain, k, n)["rules"],
@@ -82,6 +85,7 @@ fn kustomize_install_matches_the_chart_defaults() {
     for (k, n) in [
         ("ClusterRoleBinding", "streamjoin-operator"),
         ("RoleBinding", "streamjoin-operator-leader-election"),
+        ("RoleBinding", "streamjoin-operator-admin-token-key"),
     ] {
         assert_eq!(
             by_name(&plain, k, n)["subjects"],

@@ -87,9 +87,12 @@ is deleted: children go through their owner references.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "patch"]
+# The per-job admin token Secret, created only: its token is derived from the
+# operator's key, so the operator never reads a Secret here (get, list, watch,
+# patch and update would all return Secret data).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create"]
+  verbs: ["create"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

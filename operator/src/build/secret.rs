@@ -1,21 +1,15 @@
-//! The per-job Secret holding the runtime admin API token. Created once by the
-//! operator (never rewritten, so the token the pods read stays valid), mounted into
-//! the pods, and used by the operator for the admin API's mutating calls.
+//! The per-job Secret holding the runtime admin API token, derived from the
+//! operator's key (`admin_key.rs`). Created by the operator (create only: it never
+//! reads it back), mounted into the pods, and used by the operator for the admin
+//! API's mutating calls.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use rand::Rng;
 
 use super::meta::{JobRef, admin_secret_name, owned_meta};
 use crate::build::statefulset::ADMIN_TOKEN_KEY;
-
-/// A fresh random token: 32 bytes from the OS-seeded generator, hex.
-pub fn new_token() -> String {
-    let bytes: [u8; 32] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 pub fn build(job: &JobRef<'_>, token: &str) -> Secret {
     Secret {
@@ -30,32 +24,21 @@ pub fn build(job: &JobRef<'_>, token: &str) -> Secret {
     }
 }
 
-/// The token stored in a Secret built by [`build`].
-pub fn token_of(secret: &Secret) -> Option<String> {
-    secret
-        .data
-        .as_ref()?
-        .get(ADMIN_TOKEN_KEY)
-        .and_then(|b| String::from_utf8(b.0.clone()).ok())
-        .filter(|t| !t.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::build::test_support;
 
     #[test]
-    fn tokens_are_random_and_the_secret_is_owned_immutable_and_readable() {
-        let (a, b) = (new_token(), new_token());
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
+    fn the_secret_is_owned_immutable_and_holds_the_token() {
+        let a = "0123abcd";
         let job = test_support::job("clicks");
         let r = JobRef::new(&job).expect("meta");
-        let s = build(&r, &a);
+        let s = build(&r, a);
         assert_eq!(s.metadata.name.as_deref(), Some("clicks-admin-token"));
         assert_eq!(s.immutable, Some(true));
         assert_eq!(s.metadata.owner_references.as_ref().map(Vec::len), Some(1));
-        assert_eq!(token_of(&s).as_deref(), Some(a.as_str()));
+        let data = s.data.as_ref().and_then(|d| d.get(ADMIN_TOKEN_KEY));
+        assert_eq!(data.map(|b| b.0.as_slice()), Some(a.as_bytes()));
     }
 }

@@ -1,6 +1,8 @@
 //! What every step of the lifecycle run reads ([`Scope`]) and how it reaches the
 //! runtime pods: their admin addresses and the admin token.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
@@ -56,39 +58,42 @@ fn pod(r: &JobRef<'_>, observed: &ObservedChildren, ordinal: i32) -> PodAddr {
     }
 }
 
-/// The admin token: from memory, else the Secret, else a new Secret.
+/// How often a running job's token Secret is created again at most (an
+/// `AlreadyExists` answer costs nothing and reveals nothing).
+const TOKEN_SECRET_EVERY: Duration = Duration::from_secs(10);
+
+/// The job's admin token, derived from the operator's key. Its Secret is created
+/// when missing (create only: the operator cannot read Secrets in job namespaces),
+/// so a deleted one comes back with the same token: at the job's next reconcile
+/// after [`TOKEN_SECRET_EVERY`], or at once after an edit of the job.
 pub(super) async fn token(ctx: &Context, r: &JobRef<'_>) -> Result<String> {
-    let uid = r.owner.uid.clone();
-    if let Some(t) = ctx.token(&uid) {
-        return Ok(t);
+    let key = ctx.admin_keys.current().await?;
+    let t = key.token(r.namespace, r.name, &r.owner.uid);
+    let seen = format!("{t}/{}", r.job.metadata.generation.unwrap_or_default());
+    if ctx.token_secret_due(&r.owner.uid, &seen, TOKEN_SECRET_EVERY) {
+        create_token_secret(ctx, r, &t).await?;
+        ctx.token_secret_made(&r.owner.uid, &seen);
     }
+    Ok(t)
+}
+
+async fn create_token_secret(ctx: &Context, r: &JobRef<'_>, token: &str) -> Result<()> {
     let name = build::admin_secret_name(r.name);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), r.namespace);
-    let object = ObjectName::new("Secret", r.namespace, &name);
-    let err = |source| Error::Apply {
-        object: object.clone(),
-        source: Box::new(source),
-    };
-    let found = api.get_opt(&name).await.map_err(err)?;
-    let t = match (found.as_ref().map(secret::token_of), found.is_some()) {
-        (Some(Some(t)), _) => t,
-        (_, true) => {
-            // Never overwritten (the pods read it): a person must delete it.
-            return Err(Error::Build {
-                object,
-                reason: "the admin token Secret has no `token` key; delete it and the operator creates a new one".into(),
-            });
+    match api
+        .create(&PostParams::default(), &secret::build(r, token))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(namespace = r.namespace, secret = %name, "created the admin token Secret");
+            Ok(())
         }
-        (_, false) => {
-            let t = secret::new_token();
-            api.create(&PostParams::default(), &secret::build(r, &t))
-                .await
-                .map_err(err)?;
-            t
-        }
-    };
-    ctx.remember_token(&uid, &t);
-    Ok(t)
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(source) => Err(Error::Apply {
+            object: ObjectName::new("Secret", r.namespace, &name),
+            source: Box::new(source),
+        }),
+    }
 }
 
 #[cfg(test)]
