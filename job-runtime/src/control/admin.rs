@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::control::admin_token::AdminToken;
 use crate::control::metrics::Metrics;
 use crate::control::requests::{Control, RequestError, SavepointRun, SavepointState};
 use crate::durability::savepoint::{self, ProcessManifest, SavepointStore, ShardSummary};
@@ -42,7 +43,7 @@ struct AdminState {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     waiting_for: Arc<Mutex<String>>,
-    token: Option<Arc<str>>,
+    token: Option<Arc<AdminToken>>,
     hooks: Arc<OnceLock<Arc<RuntimeHooks>>>,
 }
 
@@ -138,7 +139,7 @@ fn authorized_hooks(s: &AdminState, headers: &HeaderMap) -> Result<Arc<RuntimeHo
 
 /// Mutating calls need `Authorization: Bearer <token>`; compared in constant time.
 fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(expected) = &s.token else {
+    let Some(expected) = s.token.as_ref().map(|t| t.current()) else {
         return Err(Refusal {
             status: StatusCode::FORBIDDEN,
             message: "mutating calls are disabled: the runtime was started without --admin-token-file",
@@ -374,6 +375,17 @@ impl AdminServer {
         metrics: Metrics,
         token: Option<String>,
     ) -> Result<Self, AdminError> {
+        let token = token.map(|t| AdminToken::fixed(&t));
+        Self::start_with_token_source(addr, metrics, token)
+    }
+
+    /// As [`AdminServer::start`], accepting mutating calls that carry the token
+    /// `token` holds at the time of each call (a file read again each time).
+    pub fn start_with_token_source(
+        addr: &str,
+        metrics: Metrics,
+        token: Option<AdminToken>,
+    ) -> Result<Self, AdminError> {
         let bind_err = |source| AdminError::Bind {
             addr: addr.to_owned(),
             source,
@@ -388,7 +400,7 @@ impl AdminServer {
             metrics,
             ready: ready.clone(),
             waiting_for: waiting_for.clone(),
-            token: token.map(Arc::from),
+            token: token.map(Arc::new),
             hooks: hooks.clone(),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

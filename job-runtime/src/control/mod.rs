@@ -2,6 +2,7 @@
 //! workers, the status document, Prometheus metrics and output audits.
 
 pub mod admin;
+pub mod admin_token;
 pub mod audit;
 pub mod metrics;
 pub mod requests;

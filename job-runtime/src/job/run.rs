@@ -13,6 +13,7 @@ use streamjoin_api::{Delivery, StreamJoinJob, StreamJoinJobSpec};
 
 use crate::config::EngineConfig;
 use crate::control::admin::{AdminServer, RuntimeHooks};
+use crate::control::admin_token::AdminToken;
 use crate::control::metrics::Metrics;
 use crate::control::requests::Control;
 use crate::control::status::{Measured, StatusSources};
@@ -247,7 +248,7 @@ fn prepare(opts: &RunOptions, metrics: &Metrics) -> Result<Prepared, RunError> {
     let token = opts
         .admin_token_file
         .as_deref()
-        .map(read_token)
+        .map(|path| Ok::<_, RunError>(AdminToken::file(path.to_path_buf(), &read_token(path)?)))
         .transpose()?;
     let store_settings = savepoint::StoreSettings::from_spec(&job.spec.savepoints);
     let savepoint_location = job
@@ -387,11 +388,11 @@ fn ordinal(opts: &RunOptions) -> Result<u32, RunError> {
 fn start_admin(
     opts: &RunOptions,
     metrics: &Metrics,
-    token: Option<String>,
+    token: Option<AdminToken>,
 ) -> Result<Option<AdminServer>, RunError> {
     let admin = match &opts.admin_addr {
         Some(addr) => Some(
-            AdminServer::start_with_token(addr, metrics.clone(), token).map_err(|e| {
+            AdminServer::start_with_token_source(addr, metrics.clone(), token).map_err(|e| {
                 RunError::Manifest {
                     path: "--admin-addr".into(),
                     reason: e.to_string(),
