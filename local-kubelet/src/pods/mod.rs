@@ -3,6 +3,7 @@
 
 pub mod ctr;
 pub mod probing;
+pub mod refresh;
 pub mod start;
 pub mod status;
 pub mod stop;

@@ -68,6 +68,8 @@ pub struct Worker {
     pub volumes: Option<VolumePaths>,
     setup_error: Option<String>,
     setup_retry: Instant,
+    /// When the configMap and secret volumes are next compared with their sources.
+    volumes_refresh: Instant,
     pub ctrs: Vec<Ctr>,
     start_time: Timestamp,
     conditions: Vec<PodCondition>,
@@ -122,6 +124,7 @@ impl Worker {
             volumes: None,
             setup_error: None,
             setup_retry: Instant::now(),
+            volumes_refresh: Instant::now() + super::refresh::EVERY,
             ctrs,
             start_time: status.start_time.map_or_else(Timestamp::now, |t| t.0),
             conditions: status.conditions.unwrap_or_default(),
@@ -180,6 +183,7 @@ impl Worker {
                     self.setup().await;
                 }
                 if self.volumes.is_some() {
+                    self.refresh_volumes_due().await;
                     self.start_due().await;
                     self.release_ip_when_terminal();
                 }
@@ -260,6 +264,21 @@ impl Worker {
             }
             Err(e) => self.setup_failed("FailedMount", format!("{e:#}")),
         }
+    }
+
+    /// The periodic sync of the pod's configMap and secret volumes.
+    async fn refresh_volumes_due(&mut self) {
+        if Instant::now() < self.volumes_refresh {
+            return;
+        }
+        self.volumes_refresh = Instant::now() + super::refresh::EVERY;
+        let addrs = self.addrs();
+        let p = PodRef {
+            client: &self.k.client,
+            pod: &self.pod,
+            addrs: &addrs,
+        };
+        super::refresh::refresh_volumes(&p, &self.pod_dir).await;
     }
 
     fn setup_failed(&mut self, reason: &str, msg: String) {

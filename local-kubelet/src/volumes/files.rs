@@ -1,7 +1,8 @@
 //! Volumes made of files (configMap, secret, downwardAPI, projected): which files, with
-//! which modes, and writing them into the volume's directory.
+//! which modes, writing them into the volume's directory, and bringing a running
+//! pod's volume up to date with its source (the kubelet's periodic sync).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 
@@ -84,6 +85,60 @@ pub fn write_all(dir: &Path, files: &[VolumeFile], fs_group: Option<u32>) -> any
         set_mode(&target, f.mode, fs_group)?;
     }
     Ok(())
+}
+
+/// Brings `dir` to exactly `files`, as the kubelet's sync does for a running pod's
+/// configMap and secret volumes: a changed file is written aside and renamed over
+/// the old one, so a reader sees the old or the new contents, never a missing or
+/// partial file; files no longer in the source are removed. Returns whether
+/// anything changed.
+pub fn sync_dir(dir: &Path, files: &[VolumeFile], fs_group: Option<u32>) -> anyhow::Result<bool> {
+    let mut changed = false;
+    let mut wanted = HashSet::new();
+    for f in files {
+        if !safe_relative(&f.path) {
+            anyhow::bail!(
+                "volume file path {:?} must be relative without '..'",
+                f.path
+            );
+        }
+        let target = dir.join(&f.path);
+        wanted.insert(target.clone());
+        if std::fs::read(&target).is_ok_and(|old| old == f.data) {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned());
+        let aside = target.with_file_name(format!(".{}.sync", name.unwrap_or_default()));
+        std::fs::write(&aside, &f.data).with_context(|| format!("writing {}", aside.display()))?;
+        set_mode(&aside, f.mode, fs_group)?;
+        std::fs::rename(&aside, &target)
+            .with_context(|| format!("renaming {} to {}", aside.display(), target.display()))?;
+        changed = true;
+    }
+    changed |= remove_unwanted(dir, &wanted)?;
+    Ok(changed)
+}
+
+/// Removes the regular files under `dir` that are not in `wanted`.
+fn remove_unwanted(dir: &Path, wanted: &HashSet<std::path::PathBuf>) -> anyhow::Result<bool> {
+    let mut removed = false;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            removed |= remove_unwanted(&path, wanted)?;
+        } else if !wanted.contains(&path) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed = true;
+        }
+    }
+    Ok(removed)
 }
 
 pub fn set_mode(path: &Path, mode: u32, group: Option<u32>) -> anyhow::Result<()> {
@@ -171,5 +226,46 @@ mod tests {
             mode: 0o644,
         }];
         assert!(write_all(&vol, &evil, None).is_err());
+    }
+
+    fn file(path: &str, data: &[u8]) -> VolumeFile {
+        VolumeFile {
+            path: path.into(),
+            data: data.to_vec(),
+            mode: 0o440,
+        }
+    }
+
+    #[test]
+    fn a_sync_rewrites_changed_files_in_place_removes_stale_ones_and_keeps_equal_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vol = dir.path().join("vol");
+        write_all(&vol, &[file("token", b"old"), file("sub/ca", b"CA")], None).expect("writes");
+        let ino = |p: &str| std::fs::metadata(vol.join(p)).expect("file").ino();
+        let ca_ino = ino("sub/ca");
+        let same = [file("token", b"old"), file("sub/ca", b"CA")];
+        assert!(
+            !sync_dir(&vol, &same, None).expect("sync"),
+            "nothing changed"
+        );
+        let new = [file("token", b"new"), file("sub/ca", b"CA")];
+        assert!(sync_dir(&vol, &new, None).expect("sync"));
+        assert_eq!(std::fs::read(vol.join("token")).expect("read"), b"new");
+        let meta = std::fs::metadata(vol.join("token")).expect("file");
+        assert_eq!(meta.mode() & 0o7777, 0o440);
+        assert_eq!(ino("sub/ca"), ca_ino, "an unchanged file is not rewritten");
+        assert!(sync_dir(&vol, &[file("token", b"new")], None).expect("sync"));
+        assert!(!vol.join("sub/ca").exists(), "a key gone from the source");
+        let names: Vec<_> = std::fs::read_dir(&vol)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.to_string_lossy().ends_with(".sync")),
+            "{names:?}"
+        );
+        assert!(sync_dir(&vol, &[file("../x", b"")], None).is_err());
     }
 }
