@@ -144,6 +144,25 @@ impl NodeForTest {
             .unwrap_or_default()
     }
 
+    /// A file of a kubelet-made volume (configMap, secret, …) of the pod with
+    /// `uid`, as its containers see it; `None` without a kubelet of the test's own.
+    pub fn pod_volume_file(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        volume: &str,
+        file: &str,
+    ) -> Option<String> {
+        let dir = self.dir.as_ref()?.path().join("pods");
+        let path = dir
+            .join(format!("{namespace}_{pod}_{uid}"))
+            .join(".volumes")
+            .join(volume)
+            .join(file);
+        std::fs::read_to_string(path).ok()
+    }
+
     /// The log files of one pod's runtime container (the kubelet keeps them).
     pub fn pod_logs(&self, namespace: &str, pod: &str) -> String {
         let Some(dir) = &self.dir else {
