@@ -5,19 +5,24 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The job the runtime runs (and whose consumer the raw read uses).
-/// `STREAMJOIN_BENCH_PRODUCER_PROPERTIES="k=v,..."`: its producerProperties;
+/// `STREAMJOIN_BENCH_PRODUCER_PROPERTIES="k=v,..."`: its producerProperties,
+/// `STREAMJOIN_BENCH_CONSUMER_PROPERTIES` its consumerProperties (raw read too);
 /// `STREAMJOIN_BENCH_DELIVERY=exactlyOnce`: its delivery.
 pub fn manifest_yaml(bootstrap: &str) -> String {
-    let producer: String = std::env::var("STREAMJOIN_BENCH_PRODUCER_PROPERTIES")
-        .map(|kvs| {
-            let lines: String = kvs
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| format!("      {k}: \"{v}\"\n"))
-                .collect();
-            format!("    producerProperties:\n{lines}")
-        })
-        .unwrap_or_default();
+    let properties = |var: &str, field: &str| {
+        std::env::var(var)
+            .map(|kvs| {
+                let lines: String = kvs
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| format!("      {k}: \"{v}\"\n"))
+                    .collect();
+                format!("    {field}:\n{lines}")
+            })
+            .unwrap_or_default()
+    };
+    let producer = properties("STREAMJOIN_BENCH_PRODUCER_PROPERTIES", "producerProperties")
+        + &properties("STREAMJOIN_BENCH_CONSUMER_PROPERTIES", "consumerProperties");
     let delivery = std::env::var("STREAMJOIN_BENCH_DELIVERY")
         .map(|d| format!("  delivery: {d}\n"))
         .unwrap_or_default();

@@ -270,7 +270,11 @@ impl Shard {
             }
         }
         self.store.settle()?;
-        Ok(())
+        // Entries of this drain leave together (a Kafka sink batches them).
+        self.sinks
+            .entries
+            .send_pending()
+            .map_err(sink_error(self.partition, "entries"))
     }
 
     fn apply(&mut self, p: Pending) -> Result<(), ShardError> {

@@ -27,6 +27,13 @@ pub enum SinkError {
 /// Receives emitted entries (canonical JSON) with their Kafka message key.
 pub trait EntrySink: Send {
     fn emit(&mut self, key: Key, record: &[u8]) -> Result<(), SinkError>;
+    /// Sends what the sink holds back to send together (see
+    /// `KafkaEntrySink`); a shard calls it at the end of every drain, so no
+    /// entry waits for more input.
+    fn send_pending(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Sends everything emitted so far and waits until it is stored.
     fn flush(&mut self) -> Result<(), SinkError>;
 }
 
