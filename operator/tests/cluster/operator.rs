@@ -175,6 +175,35 @@ impl OperatorProcess {
         kubectl: &Kubectl,
         opts: OperatorOptions,
     ) -> OperatorProcess {
+        OperatorProcess::start_replica(client, kubectl, opts, None, &[]).await
+    }
+
+    /// One of several replicas in the test's namespace, as the chart's
+    /// ServiceAccount: its own `--identity` in the leader Lease and a lease of
+    /// `lease_secs` seconds (a standby takes over that long after the leader's
+    /// last renewal).
+    pub async fn replica(
+        t: &super::testbed::Testbed,
+        identity: &str,
+        lease_secs: u64,
+    ) -> OperatorProcess {
+        let opts = OperatorOptions {
+            namespace: t.ns.name.clone(),
+            watch: vec![t.ns.name.clone()],
+        };
+        let lease = ["--lease-duration-secs".to_owned(), lease_secs.to_string()];
+        OperatorProcess::start_replica(&t.client, &t.kubectl, opts, Some(identity), &lease).await
+    }
+
+    /// As [`OperatorProcess::start`], with `identity` in the Lease (default:
+    /// the release's name) and `extra` arguments to `run`.
+    pub async fn start_replica(
+        client: &Client,
+        kubectl: &Kubectl,
+        opts: OperatorOptions,
+        identity: Option<&str>,
+        extra: &[String],
+    ) -> OperatorProcess {
         // Release names are at most 53 characters: the namespace's random suffix.
         let suffix = &opts.namespace[opts.namespace.len().saturating_sub(6)..];
         let release = format!("streamjoin-operator-{suffix}");
@@ -219,12 +248,16 @@ impl OperatorProcess {
             token_kubeconfig(&kubectl.kubeconfig, &token, &opts.namespace),
         )
         .unwrap_or_else(|e| panic!("writing {}: {e}", kubeconfig.display()));
-        let log = dir.path().join("operator.log");
+        let log = dir
+            .path()
+            .join(format!("operator-{}.log", identity.unwrap_or("0")));
         let log_file =
             std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamjoin-operator"));
         cmd.args(["run", "--http-addr", "127.0.0.1:0", "--pod-address", "ip"])
-            .args(["--lease-namespace", &opts.namespace, "--identity", &release]);
+            .args(["--lease-namespace", &opts.namespace])
+            .args(["--identity", identity.unwrap_or(&release)])
+            .args(extra);
         if !opts.watch.is_empty() {
             cmd.arg("--namespaces").arg(opts.watch.join(","));
         }
@@ -276,6 +309,28 @@ impl OperatorProcess {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a node failure would: no shutdown, the leader Lease kept
+    /// until it expires. Waits for the process to end.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .unwrap_or_else(|e| panic!("SIGKILL to the operator {}: {e}", child.id()));
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM (then SIGKILL after 10 s) and waits; the RBAC stays (dropping
+    /// removes it).
+    pub fn terminate(&mut self) {
+        self.stop();
     }
 
     fn stop(&mut self) {

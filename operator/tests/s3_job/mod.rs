@@ -210,6 +210,17 @@ impl S3Job {
         )
     }
 
+    /// As [`S3Job::flow_report`], with the API writes counted in `operator_log`
+    /// (e.g. the logs of several operator replicas one after the other).
+    pub fn flow_report_from(
+        &self,
+        flow: &measure::Flow,
+        operator_log: &str,
+    ) -> measure::FlowReport {
+        let expected = expected_entries(&self.data);
+        flow.report(operator_log, &self.broker, OUTPUT, PARTITIONS, expected)
+    }
+
     /// The job's pods, by name.
     pub async fn pods(&self) -> Vec<PodRun> {
         let pods: Api<Pod> = Api::namespaced(self.t.client.clone(), self.ns());
