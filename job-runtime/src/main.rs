@@ -79,6 +79,12 @@ enum Command {
         /// whose Kafka timestamp is older (for brokers whose lookup is unreliable).
         #[arg(long, value_enum, default_value = "lookup")]
         timestamp_recovery: TimestampRecovery,
+        /// Input records per second this process reads at most, all its
+        /// partitions together (a pod's share of a shared broker, or a bound on
+        /// its load); time held back by it counts as busy in the busy ratio.
+        /// In a pod: `spec.podTemplate.env` STREAMJOIN_MAX_INPUT_RATE.
+        #[arg(long, env = "STREAMJOIN_MAX_INPUT_RATE")]
+        max_input_rate: Option<u64>,
     },
     /// Bounded replay of a generator-layout directory (impressions-<p>.jsonl, plays-<p>.jsonl).
     Replay {
@@ -330,6 +336,7 @@ fn run_job(command: Command) -> ExitCode {
         restore_from,
         ignore_checkpoints_before,
         timestamp_recovery,
+        max_input_rate,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -352,6 +359,7 @@ fn run_job(command: Command) -> ExitCode {
         restore_from,
         ignore_checkpoints_before_ms: ignore_checkpoints_before,
         timestamp_filter_only: timestamp_recovery == TimestampRecovery::Filter,
+        max_input_rate,
     };
     match streamjoin_runtime::job::run::run(opts, Metrics::new(), stop) {
         Ok(()) => ExitCode::SUCCESS,

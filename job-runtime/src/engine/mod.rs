@@ -4,6 +4,7 @@
 //! that assembles and drives them.
 
 pub mod error;
+pub mod rate;
 pub mod runner;
 pub mod shard;
 pub mod snapshot;

@@ -12,6 +12,7 @@ use crate::control::metrics::Metrics;
 use crate::control::requests::Control;
 use crate::durability::checkpoint::{self, CheckpointManifest};
 use crate::engine::error::ShardError;
+use crate::engine::rate::InputRateLimit;
 use crate::engine::shard::{Shard, ShardSinks, TitleStats};
 use crate::engine::worker::{CheckpointPlan, Progress, Worker};
 use crate::io::source::PartitionSource;
@@ -40,6 +41,8 @@ pub struct EngineOptions {
     pub checkpoints: Option<(CheckpointPlan, u64)>,
     /// Requests from the admin API; its worker count overrides `threads`.
     pub control: Option<Arc<Control>>,
+    /// Records per second the workers read at most, together.
+    pub input_rate: Option<Arc<InputRateLimit>>,
 }
 
 impl EngineOptions {
@@ -52,6 +55,7 @@ impl EngineOptions {
             title_stats: false,
             checkpoints: None,
             control: None,
+            input_rate: None,
         }
     }
 }
@@ -183,6 +187,7 @@ impl Engine {
                 if let Some(c) = &opts.control {
                     w.set_control(c.clone(), i);
                 }
+                w.input_rate = opts.input_rate.clone();
                 w
             })
             .collect();

@@ -10,6 +10,7 @@ use crate::config::EngineConfig;
 use crate::control::requests::{Control, LastCheckpoint, SavepointRun};
 use crate::durability::savepoint::StagedShard;
 use crate::engine::error::ShardError;
+use crate::engine::rate::InputRateLimit;
 use crate::engine::shard::{Shard, Turn};
 use crate::time::watermark::{Clock, ForceAdvance, MAX_WM, MIN_WM, WatermarkBoard};
 
@@ -55,6 +56,10 @@ pub struct Worker {
     halted: bool,
     /// A checkpoint begun whose shard parts are not all written yet.
     in_flight: Option<CheckpointRun>,
+    /// The process's input rate limit, shared with the other workers.
+    pub input_rate: Option<Arc<InputRateLimit>>,
+    /// The last step read nothing because the rate limit held it back.
+    throttled: bool,
 }
 
 /// One checkpoint of a worker's shards, while their parts are written.
@@ -93,6 +98,8 @@ impl Worker {
             seen_generation: 0,
             halted: false,
             in_flight: None,
+            input_rate: None,
+            throttled: false,
         }
     }
 
@@ -371,8 +378,17 @@ impl Worker {
         candidates.sort_unstable();
         let batch = self.cfg.read_batch.max(1);
         let mut changed = false;
+        let mut throttled = false;
         for &(_, si, ii) in &candidates {
-            let turn = self.shards[si].read_turn(ii, batch, &mut self.job_wm, now)?;
+            let grant = self.input_rate.as_ref().map_or(batch, |r| r.take(batch));
+            if grant == 0 {
+                throttled = true;
+                continue;
+            }
+            let turn = self.shards[si].read_turn(ii, grant, &mut self.job_wm, now)?;
+            if let Some(r) = &self.input_rate {
+                r.give_back(grant - if let Turn::Read(n) = turn { n } else { 0 });
+            }
             match turn {
                 Turn::Read(n) => {
                     self.records_read.fetch_add(n as u64, Relaxed);
@@ -401,6 +417,11 @@ impl Worker {
         }
         if changed {
             return Ok(Progress::Worked);
+        }
+        if throttled {
+            // Held back, not quiet: no inactivity is judged from it.
+            self.throttled = true;
+            return Ok(Progress::Blocked);
         }
         Ok(self.blocked(now))
     }
@@ -448,6 +469,12 @@ impl Worker {
             match self.step()? {
                 Progress::Done => return Ok(Progress::Done),
                 Progress::Worked => idle_rounds = 0,
+                Progress::Blocked if self.throttled => {
+                    // Waiting for the rate limit is work held back, not idleness:
+                    // it does not count in the busy ratio's idle time.
+                    self.throttled = false;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 Progress::Blocked => {
                     idle_rounds = idle_rounds.saturating_add(1);
                     let waited = Instant::now();

@@ -47,6 +47,8 @@ pub struct RunOptions {
     /// Recovery by timestamp without the broker's offsets-for-times lookup:
     /// read from the earliest offset and skip older records.
     pub timestamp_filter_only: bool,
+    /// Input records per second this process reads at most (all its partitions).
+    pub max_input_rate: Option<u64>,
 }
 
 pub(crate) fn load_job(path: &Path) -> Result<StreamJoinJob, RunError> {
@@ -163,6 +165,9 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             checkpoints: Some((plan, last_id)),
             control: Some(control.clone()),
             clock: clock.clone(),
+            input_rate: opts
+                .max_input_rate
+                .map(|r| Arc::new(crate::engine::rate::InputRateLimit::new(r))),
             ..EngineOptions::new(state_dir)
         },
     )?;
