@@ -3,6 +3,11 @@
 //! controller-manager's binder then binds. Released volumes of reclaim policy Delete
 //! are removed with their directory. A claim asking for more than its volume has is
 //! granted at once (a directory has no size), like an external resizer.
+//!
+//! The class `local-kubelet-sized` (parameter `medium: tmpfs`) gives sized volumes
+//! instead ([`crate::volumes::sized`]): the same directory with a tmpfs of the
+//! volume's capacity on it, mounted when a pod of the claim starts; an expansion
+//! remounts it larger before the volume and the claim report the new size.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,37 +28,77 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::kubelet::FIELD_MANAGER;
+use crate::volumes::sized;
 
 pub const CLASS: &str = "local-kubelet";
+/// The class of sized (tmpfs) volumes.
+pub const SIZED_CLASS: &str = "local-kubelet-sized";
 pub const PROVISIONER: &str = "streamjoin.dev/local-kubelet";
 const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 
-/// Creates (or re-applies) the default StorageClass served by this provisioner.
+/// Creates (or re-applies) the StorageClasses served by this provisioner: the
+/// default one (directories) and the sized one (tmpfs).
 pub async fn ensure_class(client: &Client) -> anyhow::Result<()> {
-    let class = StorageClass {
+    for class in [
+        class(CLASS, true, None),
+        class(SIZED_CLASS, false, Some(sized::TMPFS)),
+    ] {
+        let name = class.metadata.name.clone().unwrap_or_default();
+        Api::<StorageClass>::all(client.clone())
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&class),
+            )
+            .await
+            .with_context(|| format!("applying storageclass {name}"))?;
+    }
+    Ok(())
+}
+
+fn class(name: &str, default: bool, medium: Option<&str>) -> StorageClass {
+    StorageClass {
         metadata: ObjectMeta {
-            name: Some(CLASS.into()),
+            name: Some(name.into()),
             annotations: Some(BTreeMap::from([(
                 "storageclass.kubernetes.io/is-default-class".to_owned(),
-                "true".to_owned(),
+                default.to_string(),
             )])),
             ..ObjectMeta::default()
         },
         provisioner: PROVISIONER.into(),
+        parameters: medium
+            .map(|m| BTreeMap::from([(sized::MEDIUM_PARAMETER.to_owned(), m.into())])),
         reclaim_policy: Some("Delete".into()),
         volume_binding_mode: Some("Immediate".into()),
         allow_volume_expansion: Some(true),
         ..StorageClass::default()
-    };
-    Api::<StorageClass>::all(client.clone())
-        .patch(
-            CLASS,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&class),
-        )
-        .await
-        .with_context(|| format!("applying storageclass {CLASS}"))?;
-    Ok(())
+    }
+}
+
+/// Whether a volume is a sized one (a tmpfs on its directory).
+pub fn is_sized(pv: &PersistentVolume) -> bool {
+    pv.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(sized::MEDIUM_ANNOTATION))
+        .map(String::as_str)
+        == Some(sized::TMPFS)
+}
+
+/// The host directory of a volume of ours.
+fn host_dir(pv: &PersistentVolume) -> Option<PathBuf> {
+    pv.spec
+        .as_ref()?
+        .host_path
+        .as_ref()
+        .map(|h| PathBuf::from(&h.path))
+}
+
+/// The capacity of a volume, in bytes.
+pub fn capacity_bytes(pv: &PersistentVolume) -> Option<u128> {
+    let q = pv.spec.as_ref()?.capacity.as_ref()?.get("storage")?;
+    quantity_bytes(&q.0)
 }
 
 /// Bytes of a quantity such as `1Gi`, `500M`, `1024` (None when unparsable).
@@ -103,24 +148,39 @@ pub fn volume_dir(volumes: &Path, pv_name: &str) -> PathBuf {
     volumes.join(pv_name)
 }
 
-/// The PersistentVolume for a claim, named `pvc-<claim uid>` (so concurrent
+/// The class a claim asks for (the default class when it names none).
+fn class_of(pvc: &PersistentVolumeClaim) -> String {
+    pvc.spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_else(|| CLASS.into())
+}
+
+/// The PersistentVolume for a claim of `class` (its reclaim policy and medium,
+/// `None` for a plain directory), named `pvc-<claim uid>` (so concurrent
 /// provisioners make the same one).
 pub fn volume_for(
     pvc: &PersistentVolumeClaim,
     root: &Path,
-    reclaim: &str,
+    class: &StorageClass,
 ) -> Option<PersistentVolume> {
     let uid = pvc.metadata.uid.clone()?;
     let name = format!("pvc-{uid}");
     let spec = pvc.spec.as_ref()?;
     let path = volume_dir(root, &name);
+    let reclaim = class.reclaim_policy.as_deref().unwrap_or("Delete");
+    let mut annotations = BTreeMap::from([(PROVISIONED_BY.to_owned(), PROVISIONER.to_owned())]);
+    let medium = class
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get(sized::MEDIUM_PARAMETER));
+    if let Some(m) = medium {
+        annotations.insert(sized::MEDIUM_ANNOTATION.to_owned(), m.clone());
+    }
     Some(PersistentVolume {
         metadata: ObjectMeta {
             name: Some(name),
-            annotations: Some(BTreeMap::from([(
-                PROVISIONED_BY.to_owned(),
-                PROVISIONER.to_owned(),
-            )])),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeSpec {
@@ -135,7 +195,7 @@ pub fn volume_for(
                 ..ObjectReference::default()
             }),
             persistent_volume_reclaim_policy: Some(reclaim.to_owned()),
-            storage_class_name: Some(CLASS.into()),
+            storage_class_name: class.metadata.name.clone(),
             volume_mode: Some("Filesystem".into()),
             host_path: Some(HostPathVolumeSource {
                 path: path.to_string_lossy().into_owned(),
@@ -152,14 +212,15 @@ async fn provision(
     root: &Path,
     pvc: &PersistentVolumeClaim,
 ) -> anyhow::Result<()> {
-    let classes = Api::<StorageClass>::all(client.clone());
-    let reclaim = classes
-        .get_opt(CLASS)
+    let name = class_of(pvc);
+    let Some(class) = Api::<StorageClass>::all(client.clone())
+        .get_opt(&name)
         .await
-        .context("reading the storageclass")?
-        .and_then(|c| c.reclaim_policy)
-        .unwrap_or_else(|| "Delete".into());
-    let Some(pv) = volume_for(pvc, root, &reclaim) else {
+        .with_context(|| format!("reading storageclass {name}"))?
+    else {
+        return Err(anyhow::anyhow!("storageclass {name} not found"));
+    };
+    let Some(pv) = volume_for(pvc, root, &class) else {
         return Ok(());
     };
     let name = pv.metadata.name.clone().unwrap_or_default();
@@ -208,6 +269,16 @@ async fn expand(client: &Client, pvc: &PersistentVolumeClaim) -> anyhow::Result<
     if !ours || !has.as_ref().is_some_and(|h| bigger(&want, h)) {
         return Ok(());
     }
+    // A sized volume grows first (where it is mounted; a later mount takes the
+    // new capacity): the claim reports only a size its pods can use.
+    if is_sized(&pv)
+        && let (Some(dir), Some(bytes)) = (host_dir(&pv), quantity_bytes(&want.0))
+        && dir.exists()
+        && sized::is_mountpoint(&dir)?
+    {
+        sized::resize(&dir, bytes)
+            .with_context(|| format!("growing persistentvolume {pv_name}"))?;
+    }
     let patch = json!({"spec": {"capacity": {"storage": want.0}}});
     pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -235,11 +306,12 @@ async fn reclaim(client: &Client, pv: &PersistentVolume) -> anyhow::Result<()> {
         return Ok(());
     }
     let name = pv.metadata.name.clone().unwrap_or_default();
-    if let Some(path) = spec
-        .and_then(|s| s.host_path.as_ref())
-        .map(|h| PathBuf::from(&h.path))
+    if let Some(path) = host_dir(pv)
         && path.exists()
     {
+        if is_sized(pv) {
+            sized::unmount(&path)?;
+        }
         std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     match Api::<PersistentVolume>::all(client.clone())
@@ -323,7 +395,8 @@ mod tests {
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}
         }))
         .expect("pvc");
-        let pv = volume_for(&pvc, Path::new("/r"), "Delete").expect("pv");
+        let pv = volume_for(&pvc, Path::new("/r"), &class(CLASS, true, None)).expect("pv");
+        assert!(!is_sized(&pv));
         assert_eq!(pv.metadata.name.as_deref(), Some("pvc-u-1"));
         let spec = pv.spec.expect("spec");
         assert_eq!(spec.capacity.expect("cap")["storage"].0, "2Gi");
@@ -338,5 +411,23 @@ mod tests {
             Some("Delete")
         );
         assert_eq!(spec.storage_class_name.as_deref(), Some(CLASS));
+    }
+
+    #[test]
+    fn a_claim_of_the_sized_class_gets_a_sized_volume_of_that_class() {
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data-j-0", "namespace": "ns", "uid": "u-2"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": SIZED_CLASS,
+                     "resources": {"requests": {"storage": "8Mi"}}}
+        }))
+        .expect("pvc");
+        assert_eq!(class_of(&pvc), SIZED_CLASS);
+        let sized_class = class(SIZED_CLASS, false, Some(sized::TMPFS));
+        let pv = volume_for(&pvc, Path::new("/r"), &sized_class).expect("pv");
+        assert!(is_sized(&pv));
+        assert_eq!(capacity_bytes(&pv), Some(8 << 20));
+        assert_eq!(host_dir(&pv), Some(PathBuf::from("/r/pvc-u-2")));
+        let spec = pv.spec.expect("spec");
+        assert_eq!(spec.storage_class_name.as_deref(), Some(SIZED_CLASS));
     }
 }

@@ -5,6 +5,7 @@
 pub mod files;
 pub mod projected;
 pub mod pvc;
+pub mod sized;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
