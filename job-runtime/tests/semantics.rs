@@ -304,6 +304,35 @@ fn idle_partition_is_left_out_then_included_again() {
 }
 
 #[test]
+fn idle_partitions_with_records_waiting_count_again_before_the_first_one_read_moves_the_watermark()
+{
+    let mut cfg = config();
+    cfg.alignment_max_drift_ms = None;
+    let mut h = harness(2, cfg);
+    h.imp(0, imp("a0", T0, 10, 1, 1, 1, "tv"));
+    h.play(0, play("b0", T0 - 10 * MIN, 11, 1, "tv", 1));
+    h.imp(1, imp("a1", T0, 12, 1, 1, 1, "tv"));
+    h.play(1, play("b1", T0, 13, 1, "tv", 1));
+    h.run();
+    h.clock.advance(61_000);
+    h.run();
+    assert_eq!(
+        h.engine.board.idle_partitions(),
+        4,
+        "all quiet for a minute"
+    );
+    // Traffic comes back to two partitions at once. Plays of partition 0 are
+    // read first (their partition is furthest behind); the impression waiting
+    // in partition 1 is on time for its own partition and must stay on time.
+    h.play(0, play("c0", T0 + HOUR, 20, 1, "tv", 1));
+    h.imp(1, imp("c1", T0 + HOUR - 3 * MIN, 21, 1, 1, 1, "tv"));
+    h.run();
+    assert_eq!(h.counters().late, [0, 0], "nothing waiting was late");
+    assert_eq!(h.watermark(), T0 + HOUR - 5 * MIN);
+    assert_eq!(h.engine.board.idle_partitions(), 2);
+}
+
+#[test]
 fn inactivity_force_advances_the_watermark_with_a_controlled_clock() {
     let mut h = harness(1, config());
     let now = T0; // event time follows the (manual) wall clock

@@ -117,6 +117,13 @@ impl Engine {
             cfg.max_out_of_orderness_ms,
             opts.clock.now_ms(),
         ));
+        for s in &io {
+            for (k, source) in s.sources.iter().enumerate() {
+                if let Some(probe) = source.unread_probe() {
+                    board.set_unread_probe(k * partitions + s.partition as usize, probe);
+                }
+            }
+        }
         let env = StateEnv::new(
             &opts.state_dir,
             cfg.block_cache_bytes,

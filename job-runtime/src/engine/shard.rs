@@ -181,7 +181,15 @@ impl Shard {
             };
             n += 1;
             let kind = input.parser.input();
-            self.board.touch(slot, now);
+            if self.board.touch(slot, now) {
+                tracing::info!(
+                    shard = self.partition,
+                    input = kind.name(),
+                    offset = rec.offset,
+                    job_watermark = *job_wm,
+                    "partition active again"
+                );
+            }
             self.counters.records[kind.index()] += 1;
             match input.parser.parse(rec.payload) {
                 Err(rej) => {

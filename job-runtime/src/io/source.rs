@@ -8,6 +8,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::time::watermark::UnreadProbe;
+
 /// A record as delivered by a source.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordRef<'a> {
@@ -43,6 +45,11 @@ pub trait PartitionSource: Send {
     fn describe(&self) -> String;
     /// The next offset to read, for checkpoints (`None`: not resumable or nothing read).
     fn position(&self) -> Option<i64> {
+        None
+    }
+    /// How to tell from another thread whether records wait to be read (`None`:
+    /// it cannot tell, and an idle partition counts again only once read).
+    fn unread_probe(&self) -> Option<UnreadProbe> {
         None
     }
 }
@@ -215,6 +222,13 @@ impl PartitionSource for MemorySource {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn unread_probe(&self) -> Option<UnreadProbe> {
+        let feed = self.feed.clone();
+        Some(Arc::new(move || {
+            feed.0.lock().is_ok_and(|f| !f.records.is_empty())
+        }))
     }
 }
 

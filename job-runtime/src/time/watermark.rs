@@ -3,8 +3,8 @@
 //! force-advance. Lock-free: each partition's slot is written by the one thread
 //! that reads that partition, and read by everyone.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 /// −∞: a partition that has delivered no valid record yet.
 pub const MIN_WM: i64 = i64::MIN;
@@ -50,6 +50,24 @@ impl Clock for ManualClock {
     }
 }
 
+/// Whether a partition has records waiting to be read, asked from any thread
+/// without reading them (for Kafka: fetched messages in its queue).
+pub type UnreadProbe = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// A slot's probe, set once when the engine is assembled.
+#[derive(Default)]
+struct Probe(OnceLock<UnreadProbe>);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Probe"
+        } else {
+            "NoProbe"
+        })
+    }
+}
+
 /// One input partition's progress.
 #[derive(Debug)]
 pub struct PartitionSlot {
@@ -58,6 +76,7 @@ pub struct PartitionSlot {
     ended: AtomicBool,
     paused: AtomicBool,
     last_record_ms: AtomicI64,
+    unread: Probe,
 }
 
 impl PartitionSlot {
@@ -68,6 +87,7 @@ impl PartitionSlot {
             ended: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             last_record_ms: AtomicI64::new(now),
+            unread: Probe::default(),
         }
     }
 }
@@ -135,16 +155,20 @@ impl WatermarkBoard {
     }
 
     /// Slot `i` received a record (valid or not) at `now`: it is not idle.
+    /// Whether it was.
     #[inline]
-    pub fn touch(&self, i: usize, now: i64) {
+    pub fn touch(&self, i: usize, now: i64) -> bool {
         let slot = &self.slots[i];
         slot.last_record_ms.store(now, Relaxed);
-        if slot.idle.load(Relaxed) {
-            slot.idle.store(false, Relaxed);
-        }
         if self.in_forced_episode.load(Relaxed) {
             self.in_forced_episode.store(false, Relaxed);
         }
+        if slot.idle.load(Relaxed) {
+            slot.idle.store(false, Relaxed);
+            self.wake_unread();
+            return true;
+        }
+        false
     }
 
     pub fn last_record_ms(&self, i: usize) -> i64 {
@@ -157,6 +181,38 @@ impl WatermarkBoard {
 
     pub fn is_idle(&self, i: usize) -> bool {
         self.slots[i].idle.load(Relaxed)
+    }
+
+    /// How slot `i` tells whether records wait to be read.
+    pub fn set_unread_probe(&self, i: usize, probe: UnreadProbe) {
+        let _ = self.slots[i].unread.0.set(probe);
+    }
+
+    /// Records wait to be read in slot `i` (false when it cannot tell).
+    pub fn has_unread(&self, i: usize) -> bool {
+        self.slots[i].unread.0.get().is_some_and(|p| p())
+    }
+
+    /// A partition with unread records is never idle (the contract): idle slots
+    /// whose records are waiting count again now, at their old watermark. Called
+    /// when a partition leaves idleness, so that the first one read after a quiet
+    /// spell cannot move the job watermark past records waiting in the others
+    /// (traffic returning after a region failover reaches them all at once).
+    pub fn wake_unread(&self) -> usize {
+        let mut woken = 0;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.idle.load(Relaxed) && !slot.ended.load(Relaxed) && self.has_unread(i) {
+                slot.idle.store(false, Relaxed);
+                woken += 1;
+            }
+        }
+        if woken > 0 {
+            tracing::info!(
+                partitions = woken,
+                "idle partitions with records waiting count again"
+            );
+        }
+        woken
     }
 
     /// A bounded partition has no more records: its watermark is +∞.
@@ -238,10 +294,11 @@ impl WatermarkBoard {
     /// The inactivity rule: when every partition has been idle for `timeout_ms`,
     /// the watermark is force-advanced to `now − D`.
     pub fn check_inactivity(&self, now: i64, timeout_ms: i64) -> ForceAdvance {
-        let all_inactive = self.slots.iter().all(|s| {
+        let all_inactive = self.slots.iter().enumerate().all(|(i, s)| {
             s.ended.load(Relaxed)
                 || (s.idle.load(Relaxed)
-                    && now.saturating_sub(s.last_record_ms.load(Relaxed)) >= timeout_ms)
+                    && now.saturating_sub(s.last_record_ms.load(Relaxed)) >= timeout_ms
+                    && !self.has_unread(i))
         });
         if !all_inactive || self.slots.iter().all(|s| s.ended.load(Relaxed)) {
             return ForceAdvance::NotDue;

@@ -176,6 +176,51 @@ impl BatchQueue {
     }
 }
 
+/// Whether a partition's queue holds fetched messages not read yet, asked from
+/// any thread without taking them. A source reports "caught up" only with its
+/// own batch used up, so for an idle partition the queue is what is waiting.
+pub struct QueueProbe {
+    queue: NonNull<rdsys::rd_kafka_queue_t>,
+    _consumer: Arc<RuntimeConsumer>,
+}
+
+// SAFETY: `rd_kafka_queue_length` takes the queue's own lock; the handle is a
+// reference of its own, released once in `Drop`.
+unsafe impl Send for QueueProbe {}
+unsafe impl Sync for QueueProbe {}
+
+impl QueueProbe {
+    /// A second handle on `topic`/`partition`'s queue (its forwarding is left as
+    /// [`BatchQueue::new`] set it). `None` when the consumer does not know it.
+    pub fn new(consumer: Arc<RuntimeConsumer>, topic: &str, partition: i32) -> Option<Self> {
+        use rdkafka::consumer::Consumer;
+        let topic = CString::new(topic).ok()?;
+        let rk = consumer.client().native_ptr();
+        // SAFETY: `rk` is the live consumer's handle (kept alive by `_consumer`);
+        // the returned reference is ours to destroy.
+        let queue = NonNull::new(unsafe {
+            rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition)
+        })?;
+        Some(Self {
+            queue,
+            _consumer: consumer,
+        })
+    }
+
+    pub fn waiting(&self) -> bool {
+        // SAFETY: `queue` is a valid queue reference until `Drop`.
+        unsafe { rdsys::rd_kafka_queue_length(self.queue.as_ptr()) > 0 }
+    }
+}
+
+impl Drop for QueueProbe {
+    fn drop(&mut self) {
+        // SAFETY: the reference came from `rd_kafka_queue_get_partition` and is
+        // destroyed once, before the consumer it belongs to.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
 impl Drop for BatchQueue {
     fn drop(&mut self) {
         self.release_batch();

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::io::kafka::RuntimeConsumer;
-use crate::io::kafka::batch::{BatchQueue, Polled};
+use crate::io::kafka::batch::{BatchQueue, Polled, QueueProbe};
+use crate::time::watermark::UnreadProbe;
 use rdkafka::error::KafkaError;
 
 use crate::io::source::{Next, PartitionSource, RecordRef, SourceError};
@@ -24,6 +25,7 @@ pub struct PartitionPosition {
 
 pub struct KafkaSource {
     queue: BatchQueue,
+    probe: Option<Arc<QueueProbe>>,
     topic: String,
     partition: i32,
     position: Arc<PartitionPosition>,
@@ -43,6 +45,7 @@ impl KafkaSource {
         skip_before_ms: Option<i64>,
         start: Option<i64>,
     ) -> Result<(Self, Arc<PartitionPosition>), SourceError> {
+        let probe = QueueProbe::new(consumer.clone(), topic, partition).map(Arc::new);
         let queue =
             BatchQueue::new(consumer, topic, partition).ok_or_else(|| SourceError::Other {
                 name: format!("{topic}/{partition}"),
@@ -55,6 +58,7 @@ impl KafkaSource {
         Ok((
             Self {
                 queue,
+                probe,
                 topic: topic.to_owned(),
                 partition,
                 position: position.clone(),
@@ -155,5 +159,10 @@ impl PartitionSource for KafkaSource {
     fn position(&self) -> Option<i64> {
         let next = self.position.next_offset.load(Relaxed);
         (next >= 0).then_some(next)
+    }
+
+    fn unread_probe(&self) -> Option<UnreadProbe> {
+        let probe = self.probe.clone()?;
+        Some(Arc::new(move || probe.waiting()))
     }
 }
