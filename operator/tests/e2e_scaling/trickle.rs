@@ -26,9 +26,53 @@ pub struct Trickle {
 impl Trickle {
     /// Produces `parts` in `rounds` equal slices, one every `every`.
     pub fn start(bootstrap: &str, parts: Vec<Part>, rounds: usize, every: Duration) -> Trickle {
+        let cuts = parts
+            .iter()
+            .map(|p| (0..=rounds).map(|r| p.lines.len() * r / rounds).collect())
+            .collect();
+        Trickle::spawn(bootstrap, parts, cuts, every)
+    }
+
+    /// Produces `parts` as live traffic: round `r` holds every partition's
+    /// records with event times in `[from_ms + r·step_ms, from_ms + (r+1)·step_ms)`,
+    /// one round every `every`, so that no partition runs ahead of the others in
+    /// event time (each part's lines in event-time order).
+    pub fn paced(
+        bootstrap: &str,
+        parts: Vec<Part>,
+        from_ms: i64,
+        step_ms: i64,
+        every: Duration,
+    ) -> Trickle {
+        let times: Vec<Vec<i64>> = parts
+            .iter()
+            .map(|p| p.lines.iter().map(|l| event_time(l)).collect())
+            .collect();
+        let last = times.iter().flatten().copied().max().unwrap_or(from_ms);
+        let rounds = usize::try_from((last - from_ms) / step_ms.max(1) + 1).unwrap_or(1);
+        let cuts = times
+            .iter()
+            .map(|t| {
+                (0..=rounds)
+                    .map(|r| {
+                        let end = from_ms + step_ms * r as i64;
+                        if r == rounds {
+                            t.len()
+                        } else {
+                            t.partition_point(|&x| x < end)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Trickle::spawn(bootstrap, parts, cuts, every)
+    }
+
+    /// `cuts[i]`: where each round's slice of `parts[i]` starts (and the last ends).
+    fn spawn(bootstrap: &str, parts: Vec<Part>, cuts: Vec<Vec<usize>>, every: Duration) -> Trickle {
         let (stop, stopped) = channel();
         let bootstrap = bootstrap.to_owned();
-        let thread = std::thread::spawn(move || run(&bootstrap, &parts, rounds, every, &stopped));
+        let thread = std::thread::spawn(move || run(&bootstrap, &parts, &cuts, every, &stopped));
         Trickle {
             stop,
             thread: Some(thread),
@@ -70,10 +114,17 @@ impl Drop for Trickle {
     }
 }
 
+fn event_time(line: &str) -> i64 {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["event_time"].as_i64())
+        .unwrap_or_else(|| panic!("a record without event_time: {line}"))
+}
+
 fn run(
     bootstrap: &str,
     parts: &[Part],
-    rounds: usize,
+    cuts: &[Vec<usize>],
     every: Duration,
     stop: &Receiver<()>,
 ) -> u64 {
@@ -84,12 +135,14 @@ fn run(
         .unwrap_or_else(|e| panic!("a producer for {bootstrap}: {e}"));
     let mut sent = 0;
     let mut hurry = false;
+    let rounds = cuts
+        .iter()
+        .map(|c| c.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
     for round in 0..rounds {
-        for part in parts {
-            let (from, to) = (
-                part.lines.len() * round / rounds,
-                part.lines.len() * (round + 1) / rounds,
-            );
+        for (part, cut) in parts.iter().zip(cuts) {
+            let (from, to) = (cut[round], cut[round + 1]);
             for line in &part.lines[from..to] {
                 send_line(&producer, &part.topic, part.partition, line);
                 sent += 1;
