@@ -30,6 +30,7 @@ use streamjoin_api::{LifecycleState, SavepointTrigger, StreamJoinJob};
 
 use cluster::operator::OperatorProcess;
 use cluster::wait::{poll, try_poll};
+use e2e_resilience::signal_container;
 use e2e_resilience::{Container, Restore, claims, container, force_delete, kill_container};
 use e2e_resilience::{last_checkpoints, lease_holder, runtime_pid, savepoints_requested};
 use e2e_resilience::{new_restores, wait_gone, wait_leader, wait_restores};
@@ -405,10 +406,16 @@ async fn a_runtime_pod_killed_and_force_deleted_is_recreated_on_its_claim_and_re
 
     let mut flow = Flow::begin("runtime-pod-lost");
     let lost = Instant::now();
-    // The pod's node is gone: its object is force-deleted and its process
-    // dies at once (before its kubelet could stop it gracefully).
+    // The pod's node is gone: its process stops at once (SIGSTOP: no
+    // graceful shutdown, no exit the kubelet would restart), its object is
+    // force-deleted, and the process dies (SIGKILL; its kubelet, whose SIGTERM
+    // the stopped process cannot act on, may have sent SIGKILL first).
+    assert!(
+        signal_container(pid, "STOP"),
+        "kill -STOP -{pid} reached no process"
+    );
     force_delete(&job, &pod).await;
-    kill_container(pid);
+    let killed_here = signal_container(pid, "KILL");
     wait_gone(pid).await;
     let back: Container = poll(
         &format!("pod {pod} made again and ready"),
@@ -430,8 +437,13 @@ async fn a_runtime_pod_killed_and_force_deleted_is_recreated_on_its_claim_and_re
     assert_eq!(claims(&job).await, claimed, "the same claims");
     assert_restored_own_checkpoint(&pod, &restores, checkpoint);
     eprintln!(
-        "{pod} (uid {}, pid {pid}) lost after checkpoint {checkpoint}; {} (restarts {}) ready {:.1}s later, restored {restores:?}",
+        "{pod} (uid {}, pid {pid}, SIGKILL by {}) lost after checkpoint {checkpoint}; {} (restarts {}) ready {:.1}s later, restored {restores:?}",
         old.pod_uid,
+        if killed_here {
+            "the test"
+        } else {
+            "its kubelet"
+        },
         back.pod_uid,
         back.restarts,
         down.as_secs_f64()

@@ -107,14 +107,24 @@ pub async fn runtime_pid(job: &S3Job, name: &str) -> u32 {
     pid
 }
 
-/// SIGKILL to the container's process group (the kubelet gives each container
-/// one of its own): the process ends with no shutdown, no last checkpoint.
-pub fn kill_container(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
+/// `kill -SIGNAL` to the container's process group (the kubelet gives each
+/// container one of its own); whether a process of it got the signal.
+pub fn signal_container(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .stderr(std::process::Stdio::null())
         .status()
-        .unwrap_or_else(|e| panic!("kill -KILL -{pid}: {e}"));
-    assert!(status.success(), "kill -KILL -{pid}: {status}");
+        .unwrap_or_else(|e| panic!("kill -{signal} -{pid}: {e}"))
+        .success()
+}
+
+/// SIGKILL to the container's process group: the process ends with no
+/// shutdown, no last checkpoint.
+pub fn kill_container(pid: u32) {
+    assert!(
+        signal_container(pid, "KILL"),
+        "kill -KILL -{pid} reached no process"
+    );
 }
 
 /// Polls until process `pid` is gone (a zombie until its parent, the kubelet,
