@@ -9,7 +9,7 @@
 //! spec change with `upgradeMode: savepoint` runs; then the whole output is
 //! compared with the reference. One `UPGRADE_PAUSE` line; exit 1 when the
 //! longest pause of the output (the harness's measure over the whole topic, and
-//! the same for each partition of it) is not under the target, 2 when a
+//! the same for each shard's entries) is not under the target, 2 when a
 //! component is missing; a difference from the reference panics (exit 101).
 //!
 //! ```sh
@@ -163,26 +163,25 @@ async fn run() -> Option<Duration> {
     job.assert_output_matches_the_reference();
     let report = job.flow_report(&flow);
     // Called after the whole output is in (flow_report waited for it).
-    let by_partition =
-        tokio::task::block_in_place(|| pauses::by_partition(&job.broker, OUTPUT, &flow));
-    // The target holds for every partition's output, not only for the topic's.
-    let pause = by_partition
+    let by_shard = tokio::task::block_in_place(|| pauses::by_shard(&job.broker, OUTPUT, &flow));
+    // The target holds for every shard's output, not only for the topic's.
+    let pause = by_shard
         .iter()
         .copied()
         .chain([report.longest_pause])
         .max()
         .unwrap_or_default();
-    let partitions: Vec<String> = by_partition
+    let shards: Vec<String> = by_shard
         .iter()
         .map(|d| format!("{:.1}", d.as_secs_f64()))
         .collect();
     let line = format!(
-        "UPGRADE_PAUSE longest_pause={:.1}s (topic {:.1}s, partitions {}s) target<{}s {} live_entries={live} \
+        "UPGRADE_PAUSE longest_pause={:.1}s (topic {:.1}s, shards {}s) target<{}s {} live_entries={live} \
          savepoint={} ({objects} objects, {:.1} MiB) restore={} upgrade_wall={:.1}s \
          api_writes={} output={} exact input={} records",
         pause.as_secs_f64(),
         report.longest_pause.as_secs_f64(),
-        partitions.join("/"),
+        shards.join("/"),
         TARGET.as_secs(),
         if pause < TARGET { "MET" } else { "MISSED" },
         sp_ms.map_or("?".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
