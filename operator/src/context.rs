@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
 use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
 use crate::admin_key::{AdminKey, AdminKeys};
 use crate::build;
+use crate::events::EventRecorder;
 use crate::lifecycle::machine::Timing;
 use crate::lifecycle::memory::Memory;
 use crate::metrics::Metrics;
@@ -44,7 +45,7 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub metrics: Arc<Metrics>,
     pub requeue: Requeue,
     /// The clock, replaceable in tests.
@@ -91,7 +92,7 @@ impl Context {
             instance,
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             client,
             stores,
             metrics,

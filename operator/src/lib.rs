@@ -14,6 +14,7 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;

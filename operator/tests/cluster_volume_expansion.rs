@@ -171,11 +171,11 @@ async fn a_full_checkpoint_volume_grows_and_the_running_pods_see_the_new_size() 
     for (_, _, _, volume) in &after {
         assert_eq!(volume_capacity(&job, volume).await, GROWN, "{volume}");
     }
-    // One per claim, as one Event with a series of two: the event recorder
-    // keys them by reason and job, not by note, so the second claim's note is
-    // not shown.
+    // One per claim, each with its own note.
     let (count, notes) = occurrences(&job, "CheckpointVolumeExpanding").await;
     assert_eq!(count, 2, "{notes:#?}");
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert_ne!(notes[0], notes[1], "each names its claim");
     assert!(
         notes
             .iter()

@@ -428,3 +428,47 @@ async fn a_failed_write_names_the_step_and_the_object() {
     assert!(text.contains("StreamJoinJob streams/ghost"), "{text}");
     assert_eq!(h.ctx.metrics.errors.with_label_values(&["status"]).get(), 1);
 }
+
+/// Two `SavepointCompleted` a minute apart name two locations; the same note
+/// again is one more of the same event (a series), as `kubectl describe` shows it.
+#[tokio::test]
+async fn events_with_one_reason_keep_each_note_and_a_repeated_note_is_counted() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType};
+    let h = Harness::new();
+    let job = ObjectReference {
+        kind: Some("StreamJoinJob".into()),
+        namespace: Some(NS.into()),
+        name: Some("clicks".into()),
+        uid: Some("u1".into()),
+        ..ObjectReference::default()
+    };
+    let completed = |note: &str| Event {
+        type_: EventType::Normal,
+        reason: "SavepointCompleted".into(),
+        note: Some(note.into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    for note in ["s3://b/1", "s3://b/2", "s3://b/2"] {
+        h.ctx
+            .recorder
+            .publish(&completed(note), &job)
+            .await
+            .expect("published");
+    }
+    let calls = h.fake.take_calls();
+    let created: Vec<String> = support::flows::events(&calls)
+        .into_iter()
+        .map(|(_, _, n)| n)
+        .collect();
+    assert_eq!(created, ["s3://b/1", "s3://b/2"]);
+    let repeats: Vec<&serde_json::Value> = calls
+        .iter()
+        .filter(|c| c.is_event() && c.method == "PATCH")
+        .filter_map(|c| c.body.as_ref())
+        .collect();
+    assert_eq!(repeats.len(), 1, "{repeats:#?}");
+    assert_eq!(repeats[0]["note"], "s3://b/2");
+    assert_eq!(repeats[0]["series"]["count"], 2);
+}
