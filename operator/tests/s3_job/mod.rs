@@ -87,10 +87,11 @@ impl S3Job {
         ops.extend([
             json!({ "op": "replace", "path": "/spec/savepoints/endpoint", "value": s3.endpoint }),
             json!({ "op": "replace", "path": "/spec/savepoints/region", "value": s3.region }),
-            // The input is finite: a short inactivity timeout emits the last
-            // entries 1 min (idleTimeout) + 5 s after the input ends, instead of
-            // the example's 15 min; checkpoints (on which Ready and the
-            // transactions' commits wait) every 5 s instead of 30.
+            // The input is finite: should a test end without the end-of-input
+            // records (see `end_of_input`), a short inactivity timeout emits the
+            // last entries 1 min (idleTimeout) + 5 s after the input ends,
+            // instead of the example's 15 min; checkpoints (on which Ready and
+            // the transactions' commits wait) every 5 s instead of 30.
             json!({ "op": "replace", "path": "/spec/watermarks/inactivityTimeout", "value": "5s" }),
             json!({ "op": "replace", "path": "/spec/checkpoints/interval", "value": "5s" }),
         ]);
@@ -266,6 +267,7 @@ impl S3Job {
     /// reference finds nothing missing or differing and no entry is there twice
     /// (delivery exactlyOnce, read committed).
     pub fn assert_output_matches_the_reference(&self) {
+        self.end_of_input();
         let expected = expected_entries(&self.data);
         let records = tokio::task::block_in_place(|| {
             self.broker
@@ -317,6 +319,41 @@ impl S3Job {
 }
 
 /// Each input file cut at half its records: `<dir>/1/` and `<dir>/2/`, same names.
+impl S3Job {
+    /// After the last record of the input, one more in every partition of both
+    /// streams, a year ahead of the wall clock: the pods' watermark passes every
+    /// entry's timer at once, instead of a minute later when every partition is
+    /// idle (idleTimeout) and the inactivity rule advances it. These records wait
+    /// for a watermark past them, which never comes: they open no entry and
+    /// change nothing the reference expects. Any input sent after them is late.
+    fn end_of_input(&self) {
+        let dir = self.halves.path().join("end");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let year_ahead = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+            + 365 * 24 * 3_600_000;
+        for p in 0..PARTITIONS {
+            for stream in ["impressions", "plays"] {
+                let name = format!("{stream}-{p}.jsonl");
+                let text = std::fs::read_to_string(self.data.join(&name))
+                    .unwrap_or_else(|e| panic!("{}: {e}", self.data.join(&name).display()));
+                let last = text
+                    .lines()
+                    .last()
+                    .unwrap_or_else(|| panic!("{name} is empty"));
+                let mut record: Value = serde_json::from_str(last)
+                    .unwrap_or_else(|e| panic!("{name}: a record that is not JSON ({e}): {last}"));
+                record["event_id"] = json!(format!("end-of-input-{stream}-{p}"));
+                record["event_time"] = json!(year_ahead);
+                std::fs::write(dir.join(&name), format!("{record}\n"))
+                    .unwrap_or_else(|e| panic!("{}: {e}", dir.join(&name).display()));
+            }
+        }
+        tokio::task::block_in_place(|| produce(&self.broker, &dir));
+    }
+}
+
 fn split_in_halves(data: &Path, dir: &Path) {
     for half in ["1", "2"] {
         std::fs::create_dir_all(dir.join(half))
