@@ -549,6 +549,9 @@ async fn publish_apply_events(
 
 /// When to look at the job again: soon while the lifecycle waits on something no
 /// watch event announces, later once the job is settled.
+/// How often a savepoint under way is asked about.
+const SAVEPOINT_POLL: Duration = Duration::from_secs(2);
+
 fn requeue_after(
     job: &StreamJoinJob,
     ctx: &Context,
@@ -556,6 +559,11 @@ fn requeue_after(
     new: &StreamJoinJobStatus,
     now: Timestamp,
 ) -> Action {
+    // A savepoint takes about a second: asking every 10 s made most of an
+    // upgrade's pause.
+    if outcome.is_some_and(|o| o.savepoint_pending) {
+        return Action::requeue(ctx.requeue.unsettled.min(SAVEPOINT_POLL));
+    }
     if outcome.is_some_and(|o| o.busy) {
         return Action::requeue(ctx.requeue.unsettled.min(Duration::from_secs(10)));
     }

@@ -42,6 +42,8 @@ pub struct LifecycleOutcome {
     pub inputs_inactive: Option<(bool, String)>,
     /// Whether the flow is waiting on something that will not trigger a watch event.
     pub busy: bool,
+    /// A savepoint is under way: the pods say when it completes only when asked.
+    pub savepoint_pending: bool,
 }
 
 /// Runs the lifecycle for a valid job. `hash_of` builds the StatefulSet of a
@@ -213,5 +215,6 @@ fn outcome(
         notes,
         inputs_inactive,
         busy,
+        savepoint_pending: d.record.savepoint.is_some(),
     }
 }
