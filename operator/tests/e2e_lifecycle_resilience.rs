@@ -31,7 +31,7 @@ use streamjoin_api::{LifecycleState, SavepointTrigger, StreamJoinJob};
 use cluster::operator::OperatorProcess;
 use cluster::wait::{poll, try_poll};
 use e2e_resilience::signal_container;
-use e2e_resilience::{Container, Restore, claims, container, force_delete, kill_container};
+use e2e_resilience::{Container, Restore, container, force_delete, kill_container};
 use e2e_resilience::{last_checkpoints, lease_holder, runtime_pid, savepoints_requested};
 use e2e_resilience::{new_restores, wait_gone, wait_leader, wait_restores};
 use e2e_scaling::{PREFIX, saved_checkpoints};
@@ -398,7 +398,7 @@ async fn a_runtime_pod_killed_and_force_deleted_is_recreated_on_its_claim_and_re
         checkpoint,
     } = before_crash(&job, 1).await;
     let generation = job.job().await.metadata.generation;
-    let claimed = claims(&job).await;
+    let claimed = job.claims().await;
     let old = container(&job, &pod)
         .await
         .unwrap_or_else(|| panic!("no pod {pod}"));
@@ -434,7 +434,7 @@ async fn a_runtime_pod_killed_and_force_deleted_is_recreated_on_its_claim_and_re
     job.wait_output_above(now, Duration::from_secs(120)).await;
     flow.done();
 
-    assert_eq!(claims(&job).await, claimed, "the same claims");
+    assert_eq!(job.claims().await, claimed, "the same claims");
     assert_restored_own_checkpoint(&pod, &restores, checkpoint);
     eprintln!(
         "{pod} (uid {}, pid {pid}, SIGKILL by {}) lost after checkpoint {checkpoint}; {} (restarts {}) ready {:.1}s later, restored {restores:?}",

@@ -21,7 +21,7 @@ mod s3_job;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -274,27 +274,6 @@ async fn wait_rolled_back(
     })
 }
 
-/// The job's claims, name and uid.
-async fn claims(job: &S3Job) -> Vec<(String, String)> {
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(job.t.client.clone(), job.ns());
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("listing the claims of {}: {e}", job.ns()));
-    let mut out: Vec<(String, String)> = list
-        .items
-        .iter()
-        .map(|c| {
-            (
-                c.metadata.name.clone().unwrap_or_default(),
-                c.metadata.uid.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_and_resume_keep_the_claims_and_restore_from_the_suspend_savepoint() {
     const TEST: &str = "suspend_and_resume_keep_the_claims_and_restore_from_the_suspend_savepoint";
@@ -302,7 +281,7 @@ async fn suspend_and_resume_keep_the_claims_and_restore_from_the_suspend_savepoi
         return;
     };
     let before = job.pods().await;
-    let claimed = claims(&job).await;
+    let claimed = job.claims().await;
     assert_eq!(claimed.len(), 2, "a claim per pod: {claimed:#?}");
     let feed = input_keeps_arriving(&job).await;
 
@@ -310,7 +289,7 @@ async fn suspend_and_resume_keep_the_claims_and_restore_from_the_suspend_savepoi
     job.patch_spec(json!({ "state": "suspended" }));
     let sp = wait_suspended(&job).await;
     assert_eq!(
-        claims(&job).await,
+        job.claims().await,
         claimed,
         "the claims kept while suspended"
     );
@@ -326,7 +305,7 @@ async fn suspend_and_resume_keep_the_claims_and_restore_from_the_suspend_savepoi
         Some(sp.location.as_str())
     );
     assert_eq!(
-        claims(&job).await,
+        job.claims().await,
         claimed,
         "the same claims after the resume"
     );

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
 
 use crate::cluster::wait::poll;
 use crate::e2e_scaling::{restore_lines, runtime_status};
@@ -230,27 +230,6 @@ pub async fn last_checkpoints(job: &S3Job) -> BTreeMap<u64, u64> {
         .iter()
         .filter_map(|r| Some((r["ordinal"].as_u64()?, r["last_checkpoint"]["id"].as_u64()?)))
         .collect()
-}
-
-/// The job's claims, name and uid.
-pub async fn claims(job: &S3Job) -> Vec<(String, String)> {
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(job.t.client.clone(), job.ns());
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .unwrap_or_else(|e| panic!("listing the claims of {}: {e}", job.ns()));
-    let mut out: Vec<(String, String)> = list
-        .items
-        .iter()
-        .map(|c| {
-            (
-                c.metadata.name.clone().unwrap_or_default(),
-                c.metadata.uid.clone().unwrap_or_default(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// The savepoint ids in pod `name`'s `savepoint requested` log lines.

@@ -17,7 +17,7 @@ pub mod store;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use streamjoin_api::StreamJoinJob;
@@ -232,6 +232,27 @@ impl S3Job {
         let mut runs: Vec<PodRun> = list.items.iter().map(PodRun::of).collect();
         runs.sort_by(|a, b| a.name.cmp(&b.name));
         runs
+    }
+
+    /// The job's claims, name and uid.
+    pub async fn claims(&self) -> Vec<(String, String)> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.t.client.clone(), self.ns());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("listing the claims of {}: {e}", self.ns()));
+        let mut out: Vec<(String, String)> = list
+            .items
+            .iter()
+            .map(|c| {
+                (
+                    c.metadata.name.clone().unwrap_or_default(),
+                    c.metadata.uid.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Ready, for the spec's current generation (`observedGeneration` too).
