@@ -65,6 +65,27 @@ pub fn cached_watermarks(
     Some(((low >= 0).then_some(low), high))
 }
 
+/// A new reference to `topic`/`partition`'s queue, for the caller to destroy
+/// (before the consumer, which the caller keeps alive). `None` when the consumer
+/// does not know the partition.
+fn partition_queue(
+    consumer: &RuntimeConsumer,
+    topic: &str,
+    partition: i32,
+) -> Option<NonNull<rdsys::rd_kafka_queue_t>> {
+    use rdkafka::consumer::Consumer;
+    let topic = CString::new(topic).ok()?;
+    // SAFETY: the consumer's handle is live for the call; the returned
+    // reference is the caller's to destroy.
+    NonNull::new(unsafe {
+        rdsys::rd_kafka_queue_get_partition(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+        )
+    })
+}
+
 pub struct BatchQueue {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
     /// The current batch: `batch[..len]` are messages owned here until the
@@ -85,14 +106,7 @@ impl BatchQueue {
     /// main queue (as rdkafka's `split_partition_queue` does). `None` when the
     /// consumer does not know the partition.
     pub fn new(consumer: Arc<RuntimeConsumer>, topic: &str, partition: i32) -> Option<Self> {
-        use rdkafka::consumer::Consumer;
-        let topic = CString::new(topic).ok()?;
-        let rk = consumer.client().native_ptr();
-        // SAFETY: `rk` is the live consumer's handle (kept alive by `_consumer`);
-        // the returned queue is ours to destroy.
-        let queue = NonNull::new(unsafe {
-            rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition)
-        })?;
+        let queue = partition_queue(&consumer, topic, partition)?;
         // SAFETY: `queue` is a valid queue; a null destination stops forwarding.
         unsafe { rdsys::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
         Some(Self {
@@ -193,14 +207,7 @@ impl QueueProbe {
     /// A second handle on `topic`/`partition`'s queue (its forwarding is left as
     /// [`BatchQueue::new`] set it). `None` when the consumer does not know it.
     pub fn new(consumer: Arc<RuntimeConsumer>, topic: &str, partition: i32) -> Option<Self> {
-        use rdkafka::consumer::Consumer;
-        let topic = CString::new(topic).ok()?;
-        let rk = consumer.client().native_ptr();
-        // SAFETY: `rk` is the live consumer's handle (kept alive by `_consumer`);
-        // the returned reference is ours to destroy.
-        let queue = NonNull::new(unsafe {
-            rdsys::rd_kafka_queue_get_partition(rk, topic.as_ptr(), partition)
-        })?;
+        let queue = partition_queue(&consumer, topic, partition)?;
         Some(Self {
             queue,
             _consumer: consumer,
