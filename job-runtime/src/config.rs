@@ -3,36 +3,8 @@
 
 use streamjoin_api::{HumanDuration, StreamJoinJob, StreamJoinJobSpec};
 
-/// Input field names. The key fields come from `spec.join.keyFields`; the others
-/// are the contract's names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldNames {
-    pub record_type: String,
-    pub event_id: String,
-    pub event_time: String,
-    pub profile: String,
-    pub title: String,
-    pub row: String,
-    pub rank: String,
-    pub device: String,
-    pub duration: String,
-}
-
-impl Default for FieldNames {
-    fn default() -> Self {
-        Self {
-            record_type: "type".into(),
-            event_id: "event_id".into(),
-            event_time: "event_time".into(),
-            profile: "profile_id".into(),
-            title: "title_id".into(),
-            row: "row".into(),
-            rank: "rank".into(),
-            device: "device".into(),
-            duration: "duration_ms".into(),
-        }
-    }
-}
+/// Input field names (with the record parser in `streamjoin-formats`).
+pub use streamjoin_formats::record::FieldNames;
 
 /// Everything the join engine needs to know, in engine units.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,9 +14,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+
+use streamjoin_formats::admin::{parse_savepoint_request, savepoint_id, valid_id};
 
 use crate::control::admin_token::AdminToken;
 use crate::control::metrics::Metrics;
@@ -168,24 +169,6 @@ async fn status(State(s): State<AdminState>) -> Response {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SavepointRequest {
-    #[serde(default)]
-    stop: bool,
-    #[serde(default)]
-    id: Option<String>,
-}
-
-/// Savepoint ids become a directory name in the savepoint location.
-fn valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 async fn trigger_savepoint(
     State(s): State<AdminState>,
     headers: HeaderMap,
@@ -195,29 +178,15 @@ async fn trigger_savepoint(
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
-    let req: SavepointRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SavepointRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("body: expected {{\"stop\": bool, \"id\": string}}: {e}"),
-                );
-            }
-        }
+    let req = match parse_savepoint_request(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let now = h.clock.now_ms();
-    let id = req.id.unwrap_or_else(|| format!("sp-{now}"));
-    if !valid_id(&id) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "savepoint id {id:?}: 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"
-            ),
-        );
-    }
+    let id = match savepoint_id(&req, now) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let Some(store) = h.savepoints.clone() else {
         return error(StatusCode::CONFLICT, RequestError::NoLocation);
     };
@@ -467,21 +436,6 @@ impl Drop for AdminServer {
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn savepoint_ids_are_safe_directory_names() {
-        for ok in ["sp-1", "upgrade.7", "A_b-9"] {
-            assert!(valid_id(ok), "{ok}");
-        }
-        for bad in ["", ".hidden", "../x", "a/b", "sp 1", &"x".repeat(129)] {
-            assert!(!valid_id(bad), "{bad}");
         }
     }
 }

@@ -14,13 +14,10 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+pub use streamjoin_formats::checkpoint::{
+    CheckpointManifest, FORMAT_VERSION, FileSum, InputState, MANIFEST, decode_manifest,
+};
 
-use crate::model::counters::ShardCounters;
-use crate::state::pending::PendingState;
-
-pub const FORMAT_VERSION: u32 = 1;
-pub const MANIFEST: &str = "MANIFEST.json";
 pub const PENDING: &str = "pending.bin";
 pub const DB_DIR: &str = "db";
 const PREFIX: &str = "chk-";
@@ -44,52 +41,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// What one input partition had reached at the checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputState {
-    /// The next offset to read; `None` when nothing was read yet.
-    pub next_offset: Option<i64>,
-    /// The largest event time seen (the partition watermark is this minus D).
-    pub max_event_time: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileSum {
-    pub path: String,
-    pub size: u64,
-    pub xxh3: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointManifest {
-    pub format_version: u32,
-    pub shard: u32,
-    pub id: u64,
-    pub created_ms: i64,
-    /// Impressions, then plays.
-    pub inputs: [InputState; 2],
-    pub job_watermark: i64,
-    pub live_entries: u64,
-    pub pending: PendingState,
-    pub counters: ShardCounters,
-    /// Written by an exactly-once job: its output is visible only once the
-    /// consumer group's committed offsets name this checkpoint.
-    #[serde(default)]
-    pub transactional: bool,
-    /// When the process that wrote it started (ms since the epoch):
-    /// `--ignore-checkpoints-before` passes over what earlier processes wrote.
-    #[serde(default)]
-    pub process_started_ms: Option<i64>,
-    pub files: Vec<FileSum>,
-}
-
-impl CheckpointManifest {
-    /// Written by a process that started at `since_ms` or later.
-    pub fn written_since(&self, since_ms: i64) -> bool {
-        self.process_started_ms.unwrap_or(self.created_ms) >= since_ms
     }
 }
 
@@ -246,14 +197,7 @@ pub fn validate(dir: &Path) -> Result<CheckpointManifest, CheckpointError> {
     };
     let mpath = dir.join(MANIFEST);
     let text = fs::read(&mpath).map_err(|e| invalid(format!("manifest: {e}")))?;
-    let m: CheckpointManifest =
-        serde_json::from_slice(&text).map_err(|e| invalid(format!("manifest: {e}")))?;
-    if m.format_version > FORMAT_VERSION {
-        return Err(invalid(format!(
-            "format version {} is newer than this release's {FORMAT_VERSION}",
-            m.format_version
-        )));
-    }
+    let m = decode_manifest(&text).map_err(invalid)?;
     for f in &m.files {
         let p = dir.join(&f.path);
         let size = fs::metadata(&p)
@@ -390,6 +334,8 @@ pub fn materialise(checkpoint: &Path, state: &Path) -> Result<(), CheckpointErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::counters::ShardCounters;
+    use crate::state::pending::PendingState;
 
     fn manifest(id: u64) -> CheckpointManifest {
         CheckpointManifest {

@@ -17,21 +17,21 @@
 //! [`SavepointStore::list_complete`] does not list. Files above
 //! [`MULTIPART_THRESHOLD`] go up as multipart uploads of [`PART_SIZE`] parts.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::durability::checkpoint::{self, CheckpointManifest, InputState};
+use crate::durability::checkpoint::{self, CheckpointManifest};
 pub use crate::durability::location::StoreSettings;
 use crate::durability::location::{self, OpenError};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub use streamjoin_formats::savepoint::{
+    FORMAT_VERSION, ProcessManifest, ShardSummary, decode_process_manifest, is_complete,
+};
 /// Files from this size on are uploaded in parts.
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 /// The size of one part (S3 wants at least 5 MiB, except for the last).
@@ -73,29 +73,6 @@ pub enum SavepointError {
     },
     #[error(transparent)]
     Invalid(#[from] checkpoint::CheckpointError),
-}
-
-/// What one process wrote into a savepoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessManifest {
-    pub format_version: u32,
-    pub id: String,
-    pub created_ms: i64,
-    pub ordinal: u32,
-    pub replicas: u32,
-    pub partitions: u32,
-    pub shards: Vec<ShardSummary>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardSummary {
-    pub shard: u32,
-    pub checkpoint_id: u64,
-    /// Impressions, then plays.
-    pub inputs: [InputState; 2],
-    pub job_watermark: i64,
-    pub live_entries: u64,
-    pub bytes: u64,
 }
 
 /// A savepoint location: the store and the path prefix inside it.
@@ -327,11 +304,10 @@ impl SavepointStore {
                 .bytes()
                 .await
                 .map_err(self.store_err())?;
-            let m: ProcessManifest =
-                serde_json::from_slice(&data).map_err(|e| SavepointError::Location {
-                    location: self.location.clone(),
-                    reason: format!("{name}: {e}"),
-                })?;
+            let m = decode_process_manifest(&data).map_err(|e| SavepointError::Location {
+                location: self.location.clone(),
+                reason: format!("{name}: {e}"),
+            })?;
             out.push(m);
         }
         out.sort_by_key(|m| m.ordinal);
@@ -447,25 +423,6 @@ impl SavepointStore {
         }
         file.flush().await.map_err(self.local_err(local))
     }
-}
-
-/// Complete: the manifests agree on the job's shape, every ordinal of it wrote
-/// one, and they list every shard.
-fn is_complete(manifests: &[ProcessManifest]) -> bool {
-    let Some(first) = manifests.first() else {
-        return false;
-    };
-    let same_job = manifests
-        .iter()
-        .all(|m| m.replicas == first.replicas && m.partitions == first.partitions);
-    let ordinals: BTreeSet<u32> = manifests.iter().map(|m| m.ordinal).collect();
-    let shards: BTreeSet<u32> = manifests
-        .iter()
-        .flat_map(|m| m.shards.iter().map(|s| s.shard))
-        .collect();
-    same_job
-        && ordinals == (0..first.replicas).collect()
-        && shards == (0..first.partitions).collect()
 }
 
 fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

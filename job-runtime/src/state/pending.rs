@@ -12,15 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::record::{Event, from_order_bytes, order_bytes};
 use crate::state::store::{CF_PENDING, ShardDb, StateError};
 
-/// Reorder-buffer bookkeeping; the events themselves are in `pending.bin` and,
-/// when spilled, in the RocksDB checkpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingState {
-    pub in_memory: u64,
-    pub spilled: u64,
-    pub spill_floor: Option<i64>,
-    pub seq: u64,
-}
+/// Reorder-buffer bookkeeping (in the checkpoint manifest).
+pub use streamjoin_formats::checkpoint::PendingState;
 
 /// An on-time event waiting for the watermark, with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
