@@ -4,6 +4,7 @@
 //! where they used to live; `fuzz/` runs each parser under libFuzzer.
 
 pub mod admin;
+mod checked;
 pub mod checkpoint;
 pub mod counters;
 pub mod record;

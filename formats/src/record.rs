@@ -8,9 +8,11 @@
 use std::fmt;
 
 use serde::Deserializer as _;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+
+use crate::checked::CheckedAny;
 
 /// Input field names. The key fields come from `spec.join.keyFields`; the others
 /// are the contract's names.
@@ -459,7 +461,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<CheckedAny>()?.is_some() {}
         Ok(None)
     }
 
@@ -493,7 +495,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
                 Slot::Rank => f.rank = int(&mut map)?,
                 Slot::Duration => f.duration = int(&mut map)?,
                 Slot::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<CheckedAny>()?;
                 }
             }
         }
@@ -540,11 +542,11 @@ macro_rules! not_a_match {
             Ok(None)
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            while seq.next_element::<CheckedAny>()?.is_some() {}
             Ok(None)
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            while map.next_entry::<CheckedAny, CheckedAny>()?.is_some() {}
             Ok(None)
         }
     };
@@ -691,6 +693,42 @@ mod tests {
             "wrong_type"
         );
         assert_eq!(reason(&p, &format!("{IMP} x")), "invalid_json");
+    }
+
+    #[test]
+    fn a_value_json_refuses_is_invalid_json_even_in_an_ignored_field() {
+        // Found by fuzz/record: these were valid events here and invalid_json
+        // for the reference, which parses the whole record into a tree.
+        let with = |extra: &[u8]| {
+            let mut line = IMP.as_bytes()[..IMP.len() - 1].to_vec();
+            line.extend_from_slice(b",\"extra\":");
+            line.extend_from_slice(extra);
+            line.push(b'}');
+            line
+        };
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for extra in [
+            &b"\"fd907\xadf4\""[..],
+            b"\"\\ud800\"",
+            b"1e400",
+            b"{\"a\":[\"\xff\"]}",
+            deep.as_bytes(),
+        ] {
+            let e = imp().parse(&with(extra)).expect_err("malformed");
+            assert_eq!(
+                e.kind,
+                Malformed::InvalidJson,
+                "{}",
+                String::from_utf8_lossy(extra)
+            );
+        }
+        let wrong = IMP.replace("\"row\":3", "\"row\":[1e400]");
+        assert_eq!(reason(&imp(), &wrong), "invalid_json");
+        assert!(
+            imp()
+                .parse(&with(b"{\"a\":[1,2.5,\"\\u00e9\",null]}"))
+                .is_ok()
+        );
     }
 
     #[test]
