@@ -23,7 +23,9 @@
 set -euo pipefail
 
 CARGO_FUZZ_VERSION=0.13.2
-TARGETS=(record job_manifest checkpoint_manifest savepoint_manifest admin_request)
+ALL_TARGETS="record job_manifest checkpoint_manifest savepoint_manifest admin_request"
+# STREAMJOIN_FUZZ_TARGETS="record admin_request" runs some of them only.
+read -r -a TARGETS <<<"${STREAMJOIN_FUZZ_TARGETS:-$ALL_TARGETS}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$HOME/.cache/streamjoin"
 TOOLS="${STREAMJOIN_TOOLS:-$CACHE/tools}"
@@ -85,6 +87,7 @@ run_target() {
   local bin="$TARGET_DIR/$TRIPLE/release/$t"
   local corpus="$WORK/corpus/$t" artifacts="$WORK/artifacts/$t"
   mkdir -p "$corpus" "$artifacts" "$WORK/logs"
+  rm -f "$WORK/logs/$t.rc"
   local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384
     -print_final_stats=1 -artifact_prefix="$artifacts/")
   [ -f "$ROOT/fuzz/dict/$t.dict" ] && args+=(-dict="$ROOT/fuzz/dict/$t.dict")
@@ -95,7 +98,7 @@ run_target() {
 
 # One line per target: executions, coverage (libFuzzer's cov and ft), corpus, outcome.
 report() {
-  local failed=0
+  local failed=0 failures=0
   printf '%-20s %12s %9s %6s %7s %7s  %s\n' target executions exec/s cov ft corpus result
   for t in "${TARGETS[@]}"; do
     local log="$WORK/logs/$t.log" rc
@@ -108,11 +111,13 @@ report() {
     corpus="$(find "$WORK/corpus/$t" -type f | wc -l)"
     if [ "$rc" != 0 ]; then
       failed=1
+      failures=$((failures + 1))
       result="FAILED (exit $rc): $(grep -m1 -o 'Test unit written to .*' "$log" || echo "see $log")"
     fi
     printf '%-20s %12s %9s %6s %7s %7s  %s\n' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" \
       "${ft:-?}" "$corpus" "$result"
   done
+  echo "fuzz: $((${#TARGETS[@]} - failures)) passed, $failures failed"
   if [ "$failed" = 1 ]; then
     for t in "${TARGETS[@]}"; do
       [ "$(cat "$WORK/logs/$t.rc")" = 0 ] && continue
@@ -151,11 +156,16 @@ main() {
     *) usage ;;
   esac
   command -v rustup >/dev/null || { echo "fuzz.sh needs rustup (Rust by rustup)" >&2; exit 1; }
+  local begin
+  begin=$(now)
   install_cargo_fuzz
   choose_toolchain "$mode"
   build_targets
   [ "$mode" = build ] && return
-  fuzz_all "$seconds"
+  local rc=0
+  fuzz_all "$seconds" || rc=$?
+  echo "fuzz.sh $mode took $(($(now) - begin)) s in all"
+  return "$rc"
 }
 
 main "$@"

@@ -19,16 +19,27 @@ fuzz_target!(|data: &[u8]| {
     };
     let parser = RecordParser::new(input, FieldNames::default());
     let got = parser.parse(line);
-    let want = truth::parse(line, stream);
-    match (&got, &want) {
-        (Ok(e), Ok(t)) => same_event(e, t),
-        (Err(r), Err(m)) => assert_eq!(r.kind.reason(), m.reason(), "{r:?}"),
-        _ => panic!("runtime {got:?}, reference {want:?}"),
+    // The reference parses into serde_json's Value, which with the workspace's
+    // `raw_value` feature reads an object whose key is this token as the raw
+    // JSON text of its value: not the contract, so no truth for such input.
+    if !contains(line, RAW_VALUE_TOKEN) {
+        let want = truth::parse(line, stream);
+        match (&got, &want) {
+            (Ok(e), Ok(t)) => same_event(e, t),
+            (Err(r), Err(m)) => assert_eq!(r.kind.reason(), m.reason(), "{r:?}"),
+            _ => panic!("runtime {got:?}, reference {want:?}"),
+        }
     }
     if let Ok(e) = got {
         round_trips(&parser, &e);
     }
 });
+
+const RAW_VALUE_TOKEN: &[u8] = b"$serde_json::private::RawValue";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
 
 fn same_event(e: &Event, t: &truth::Event) {
     assert_eq!(e.id.bytes.as_slice(), t.event_id.as_bytes());
