@@ -41,8 +41,9 @@ pub fn marker<K: Resource>(obj: &K) -> String {
     }
 }
 
-/// The markers of the four children, in [`Children`] order.
-pub type Markers = [String; 4];
+/// The markers of the five children, in [`Children`] order (an empty marker for
+/// a NetworkPolicy the operator does not generate).
+pub type Markers = [String; 5];
 
 /// Server-side apply of one object, forced, as the operator's field manager.
 /// Returns the object as stored.
@@ -74,6 +75,7 @@ fn static_kind<K: Resource<DynamicType = ()>>() -> &'static str {
         "Service" => "Service",
         "StatefulSet" => "StatefulSet",
         "PodDisruptionBudget" => "PodDisruptionBudget",
+        "NetworkPolicy" => "NetworkPolicy",
         "Job" => "Job",
         _ => "object",
     }
@@ -85,9 +87,10 @@ pub struct AppliedChildren {
     pub markers: Markers,
 }
 
-/// Applies what changed, ConfigMap first (the pods read it), StatefulSet after the
-/// Service it names. `last` holds the markers after the operator's last apply;
-/// without them (a new operator process) every child is applied once.
+/// Applies what changed: the NetworkPolicy first (no pod runs unguarded), then the
+/// ConfigMap (the pods read it), the StatefulSet after the Service it names. `last`
+/// holds the markers after the operator's last apply; without them (a new
+/// operator process) every child is applied once.
 pub async fn apply_children(
     client: &Client,
     job: &JobRef<'_>,
@@ -96,6 +99,10 @@ pub async fn apply_children(
     last: Option<&Markers>,
 ) -> Result<AppliedChildren> {
     let last = |i: usize| last.map(|m| m[i].as_str());
+    let policy = match &desired.network_policy {
+        Some(np) => apply_one(client, job, np, observed.network_policy.as_deref(), last(4)).await?,
+        None => (String::new(), None),
+    };
     let results = [
         apply_one(
             client,
@@ -122,6 +129,7 @@ pub async fn apply_children(
         )
         .await?,
         apply_one(client, job, &desired.pdb, observed.pdb.as_deref(), last(3)).await?,
+        policy,
     ];
     let mut out = AppliedChildren {
         written: Vec::new(),

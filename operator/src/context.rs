@@ -16,6 +16,7 @@ use kube::runtime::events::Reporter;
 use crate::admin::{HttpAdmin, RuntimeAdmin, dns_resolver};
 use crate::admin_key::{AdminKey, AdminKeys};
 use crate::build;
+use crate::build::networkpolicy::AdminPeers;
 use crate::events::EventRecorder;
 use crate::lifecycle::machine::Timing;
 use crate::lifecycle::memory::Memory;
@@ -67,6 +68,9 @@ pub struct Context {
     pub(crate) token_secrets: Mutex<HashMap<String, (String, Instant)>>,
     /// Per-job memory that need not survive a restart (autoscaler samples).
     pub(crate) memory: Mutex<HashMap<String, Memory>>,
+    /// Who may reach the runtime pods' admin port: each job gets a NetworkPolicy
+    /// saying so. `None`: the operator generates no NetworkPolicy.
+    pub network_policy: Option<Arc<AdminPeers>>,
 }
 
 /// The children last built for a job (see [`Context`]'s memo).
@@ -74,7 +78,7 @@ pub struct Context {
 pub(crate) struct Built {
     /// The generation and the deployment (spec + restore point) the children were built from.
     pub(crate) key: String,
-    pub(crate) hashes: [String; 4],
+    pub(crate) hashes: [String; 5],
     /// Each child's marker after the operator's last apply (a hand edit moves it).
     pub(crate) markers: crate::apply::Markers,
     pub(crate) not_applied: Option<String>,
@@ -107,6 +111,7 @@ impl Context {
             admin_keys: AdminKeys::fixed(AdminKey::random()),
             token_secrets: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
+            network_policy: None,
         }
     }
 

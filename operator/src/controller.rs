@@ -11,6 +11,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -22,9 +23,10 @@ use tokio::sync::watch;
 
 use crate::admin::{HttpAdmin, PodAddressing, resolver};
 use crate::admin_key::AdminKeys;
+use crate::build::networkpolicy::AdminPeers;
 use crate::build::{JOB_LABEL, MANAGED_BY_SELECTOR};
 use crate::metrics::Metrics;
-use crate::observe::Stores;
+use crate::observe::{Stores, mark_empty};
 use crate::reconcile::{Context, Requeue, error_policy, reconcile};
 
 #[derive(Clone, Debug, Default)]
@@ -39,6 +41,9 @@ pub struct Settings {
     /// `(namespace, name)` of the Secret holding the admin-token key; `None`: a
     /// random key per process (tests only: tokens would change on a restart).
     pub admin_key_secret: Option<(String, String)>,
+    /// Who may reach the runtime pods' admin port, in a NetworkPolicy per job;
+    /// `None`: no NetworkPolicy is generated, watched or touched.
+    pub network_policy: Option<AdminPeers>,
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -89,17 +94,30 @@ async fn run_scope(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ns = namespace.as_deref();
-    let (stores, w) = Stores::new();
+    let (stores, mut w) = Stores::new();
     let config_maps = owned_watch::<ConfigMap>(&client, ns, w.config_maps);
     let services = owned_watch::<Service>(&client, ns, w.services);
     let stateful_sets = owned_watch::<StatefulSet>(&client, ns, w.stateful_sets);
     let pdbs = owned_watch::<PodDisruptionBudget>(&client, ns, w.pdbs);
     let pods = owned_watch::<Pod>(&client, ns, w.pods);
     let cleanup_jobs = owned_watch::<Job>(&client, ns, w.jobs);
+    // Not watched without generation: the operator then needs no right on them.
+    let network_policies = match settings.network_policy {
+        Some(_) => Some(owned_watch::<NetworkPolicy>(
+            &client,
+            ns,
+            w.network_policies,
+        )),
+        None => {
+            mark_empty(&mut w.network_policies);
+            None
+        }
+    };
 
     let mut ctx = Context::new(client.clone(), stores, metrics, settings.instance.clone());
     ctx.requeue = settings.requeue;
     ctx.admin = Arc::new(HttpAdmin::new(resolver(settings.pod_addressing)));
+    ctx.network_policy = settings.network_policy.clone().map(Arc::new);
     if let Some((key_ns, key_name)) = &settings.admin_key_secret {
         ctx.admin_keys = AdminKeys::in_secret(client.clone(), key_ns, key_name);
     }
@@ -111,7 +129,11 @@ async fn run_scope(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    Controller::new(jobs, watcher::Config::default().any_semantic())
+    let mut controller = Controller::new(jobs, watcher::Config::default().any_semantic());
+    if let Some(s) = network_policies {
+        controller = controller.owns_stream(s);
+    }
+    controller
         .owns_stream(config_maps)
         .owns_stream(services)
         .owns_stream(stateful_sets)

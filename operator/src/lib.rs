@@ -1,7 +1,7 @@
 //! The streamjoin operator: runs StreamJoinJobs as StatefulSets.
 //!
 //! The reconcile pipeline, one file per step: [`validate`] → [`build`]
-//! (`configmap`, `service`, `statefulset`, `pdb`) → [`apply`] → [`status`]
+//! (`configmap`, `service`, `statefulset`, `pdb`, `networkpolicy`) → [`apply`] → [`status`]
 //! (with [`conditions`]), driven by [`reconcile`] and wired in [`controller`].
 //! Observed state comes from caches ([`observe`]).
 

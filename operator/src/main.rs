@@ -10,6 +10,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::Client;
 use streamjoin_operator::admin::PodAddressing;
+use streamjoin_operator::build::networkpolicy::{
+    AdminPeers, ExtraPeers, PodLabels, parse_extra_peers, parse_pod_labels,
+};
 use streamjoin_operator::controller::{self, Settings};
 use streamjoin_operator::crd;
 use streamjoin_operator::leader::{Elector, LeaseConfig};
@@ -34,7 +37,7 @@ enum Command {
     /// Print the StreamJoinJob CustomResourceDefinition (YAML).
     Crd,
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -83,6 +86,45 @@ struct RunArgs {
         env = "STREAMJOIN_POD_ADDRESS"
     )]
     pod_address: PodAddressing,
+    /// Give each job a NetworkPolicy that lets only the operator's pods (and
+    /// `--network-policy-extra-peers`) reach its pods' admin port. `false` for
+    /// clusters that manage NetworkPolicies themselves: the operator then
+    /// creates, watches and deletes none (remove earlier ones by hand).
+    #[arg(
+        long,
+        env = "STREAMJOIN_NETWORK_POLICY_GENERATION",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    network_policy_generation: bool,
+    /// Labels of the operator's own pods (`key=value,...`), admitted to the
+    /// admin port from the operator's namespace (`--lease-namespace`).
+    #[arg(
+        long,
+        env = "STREAMJOIN_OPERATOR_POD_SELECTOR",
+        default_value = "app.kubernetes.io/instance=streamjoin-operator,app.kubernetes.io/name=streamjoin-operator",
+        value_parser = parse_pod_labels
+    )]
+    operator_pod_selector: PodLabels,
+    /// More peers admitted to the admin port: a JSON list of NetworkPolicyPeer
+    /// objects (e.g. Prometheus's namespace and pods).
+    #[arg(
+        long,
+        env = "STREAMJOIN_NETWORK_POLICY_EXTRA_PEERS",
+        default_value = "[]",
+        value_parser = parse_extra_peers
+    )]
+    network_policy_extra_peers: ExtraPeers,
+}
+
+impl RunArgs {
+    fn admin_peers(&self) -> Option<AdminPeers> {
+        self.network_policy_generation.then(|| AdminPeers {
+            operator_namespace: self.lease_namespace.clone(),
+            operator_labels: self.operator_pod_selector.clone(),
+            extra: self.network_policy_extra_peers.clone(),
+        })
+    }
 }
 
 #[tokio::main]
@@ -92,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", crd::crd_yaml()?);
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -165,6 +207,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         instance: Some(identity.clone()),
         pod_addressing: args.pod_address,
         admin_key_secret: Some((args.lease_namespace.clone(), args.admin_key_secret.clone())),
+        network_policy: args.admin_peers(),
         ..Settings::default()
     };
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
@@ -22,6 +23,8 @@ pub struct Stores {
     pub services: Store<Service>,
     pub stateful_sets: Store<StatefulSet>,
     pub pdbs: Store<PodDisruptionBudget>,
+    /// Fed only while the operator generates NetworkPolicies; else empty.
+    pub network_policies: Store<NetworkPolicy>,
     pub pods: Store<Pod>,
     /// Savepoint cleanup Jobs.
     pub jobs: Store<Job>,
@@ -33,6 +36,7 @@ pub struct Writers {
     pub services: Writer<Service>,
     pub stateful_sets: Writer<StatefulSet>,
     pub pdbs: Writer<PodDisruptionBudget>,
+    pub network_policies: Writer<NetworkPolicy>,
     pub pods: Writer<Pod>,
     pub jobs: Writer<Job>,
 }
@@ -44,6 +48,7 @@ pub struct ObservedChildren {
     pub service: Option<Arc<Service>>,
     pub stateful_set: Option<Arc<StatefulSet>>,
     pub pdb: Option<Arc<PodDisruptionBudget>>,
+    pub network_policy: Option<Arc<NetworkPolicy>>,
     /// The job's pods (ordinals up to the StatefulSet's largest replica count), by ordinal.
     pub pods: Vec<Arc<Pod>>,
     /// The Job deleting savepoints while no pod runs, if any.
@@ -56,6 +61,7 @@ impl Stores {
         let (services, svc) = reflector::store();
         let (stateful_sets, sts) = reflector::store();
         let (pdbs, pdb) = reflector::store();
+        let (network_policies, np) = reflector::store();
         let (pods, pod) = reflector::store();
         let (jobs, job) = reflector::store();
         (
@@ -64,6 +70,7 @@ impl Stores {
                 services,
                 stateful_sets,
                 pdbs,
+                network_policies,
                 pods,
                 jobs,
             },
@@ -72,6 +79,7 @@ impl Stores {
                 services: svc,
                 stateful_sets: sts,
                 pdbs: pdb,
+                network_policies: np,
                 pods: pod,
                 jobs: job,
             },
@@ -86,6 +94,7 @@ impl Stores {
                 && self.services.wait_until_ready().await.is_ok()
                 && self.stateful_sets.wait_until_ready().await.is_ok()
                 && self.pdbs.wait_until_ready().await.is_ok()
+                && self.network_policies.wait_until_ready().await.is_ok()
                 && self.pods.wait_until_ready().await.is_ok()
                 && self.jobs.wait_until_ready().await.is_ok()
         };
@@ -134,6 +143,11 @@ impl Stores {
             service: get(&self.services, namespace, build::service_name(job)),
             stateful_set,
             pdb: get(&self.pdbs, namespace, build::pdb_name(job)),
+            network_policy: get(
+                &self.network_policies,
+                namespace,
+                build::network_policy_name(job),
+            ),
             pods,
             cleanup_job: get(
                 &self.jobs,
@@ -166,6 +180,7 @@ impl Writers {
             self.services.apply_watcher_event(&ev_cast(&ev));
             self.stateful_sets.apply_watcher_event(&ev_cast(&ev));
             self.pdbs.apply_watcher_event(&ev_cast(&ev));
+            self.network_policies.apply_watcher_event(&ev_cast(&ev));
             self.pods.apply_watcher_event(&ev_cast(&ev));
             self.jobs.apply_watcher_event(&ev_cast(&ev));
         }
@@ -186,6 +201,12 @@ impl Writers {
     pub fn pod(&mut self, o: Pod) {
         upsert(&mut self.pods, o)
     }
+    pub fn network_policy(&mut self, o: NetworkPolicy) {
+        upsert(&mut self.network_policies, o)
+    }
+    pub fn remove_network_policy(&mut self, o: NetworkPolicy) {
+        remove(&mut self.network_policies, o)
+    }
     pub fn remove_pdb(&mut self, o: PodDisruptionBudget) {
         remove(&mut self.pdbs, o)
     }
@@ -194,6 +215,17 @@ impl Writers {
     }
     pub fn job(&mut self, o: Job) {
         upsert(&mut self.jobs, o)
+    }
+}
+
+/// Marks one cache as holding its initial, empty list: a kind that is not watched
+/// (NetworkPolicies while the operator generates none).
+pub fn mark_empty<K>(w: &mut Writer<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    for ev in [watcher::Event::Init, watcher::Event::InitDone] {
+        w.apply_watcher_event(&ev_cast(&ev));
     }
 }
 

@@ -1,6 +1,6 @@
 //! One reconcile of one StreamJoinJob, the pipeline in order:
 //!
-//! `validate` → `build::{configmap,service,statefulset,pdb}` → `apply` → `status`
+//! `validate` → `build::{configmap,service,statefulset,pdb,networkpolicy}` → `apply` → `status`
 //! (with `conditions`), wrapped in a finalizer, with Events on every transition.
 //!
 //! Observed state comes from the reflector caches ([`Stores`]); the API is only
@@ -40,13 +40,14 @@ use streamjoin_api::{
 /// The finalizer the operator puts on every job.
 pub const FINALIZER: &str = "streamjoin.dev/cleanup";
 
-fn hashes(c: &build::Children) -> [String; 4] {
+fn hashes(c: &build::Children) -> [String; 5] {
     let h = |o: Option<&str>| o.unwrap_or_default().to_owned();
     [
         h(build::applied_hash(&c.config_map)),
         h(build::applied_hash(&c.service)),
         h(build::applied_hash(&c.stateful_set)),
         h(build::applied_hash(&c.pdb)),
+        h(c.network_policy.as_ref().and_then(build::applied_hash)),
     ]
 }
 
@@ -69,6 +70,8 @@ fn observed_matches(o: &ObservedChildren, memo: &Built, uid: &str) -> bool {
         && same(o.service.as_deref(), memo, 1, uid)
         && same(o.stateful_set.as_deref(), memo, 2, uid)
         && same(o.pdb.as_deref(), memo, 3, uid)
+        // No hash: the operator generates no NetworkPolicy, whatever exists.
+        && (memo.hashes[4].is_empty() || same(o.network_policy.as_deref(), memo, 4, uid))
 }
 
 /// The children of a deployment, with existing volume claims kept (they cannot change).
@@ -409,7 +412,12 @@ async fn build_and_apply(
             not_applied: m.not_applied.clone(),
         });
     }
-    let (desired, not_applied) = desired_children(&dr, observed)?;
+    let (mut desired, not_applied) = desired_children(&dr, observed)?;
+    desired.network_policy = ctx
+        .network_policy
+        .as_deref()
+        .map(|peers| build::networkpolicy::build(&dr, peers))
+        .transpose()?;
     let markers = last.as_ref().map(|m| &m.markers);
     let done = apply::apply_children(&ctx.client, &dr, &desired, observed, markers).await?;
     for w in &done.written {

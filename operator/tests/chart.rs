@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use serde_json::{Value, json};
-use streamjoin_operator::build::{ADMIN_PORT, ADMIN_PORT_NAME, APP_NAME, MANAGED_BY};
+use streamjoin_operator::build::networkpolicy::{parse_extra_peers, parse_pod_labels};
+use streamjoin_operator::build::{ADMIN_PORT_NAME, APP_NAME, MANAGED_BY};
 
 /// Every value set at once that switches an optional part on.
 const EVERYTHING: &[&str] = &[
@@ -16,7 +17,7 @@ const EVERYTHING: &[&str] = &[
     "runtimeMonitoring.podMonitor.enabled=true",
     "prometheusRule.enabled=true",
     "dashboards.enabled=true",
-    "networkPolicy.enabled=true",
+    "networkPolicy.extraAdminPeers[0].ipBlock.cidr=10.0.0.0/8",
     "watch.namespaces={streams,payments}",
 ];
 
@@ -66,9 +67,23 @@ fn table(rows: &[(&str, &str, &[&str])]) -> BTreeMap<(String, String), BTreeSet<
         .collect()
 }
 
-/// What the operator calls in a namespace where it runs jobs (controller.rs,
-/// apply.rs, status.rs, reconcile.rs; the per-job Secret, PVC expansion).
+/// What the operator calls in a namespace where it runs jobs, NetworkPolicy
+/// generation on (the default).
 fn namespaced_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
+    let mut m = namespaced_grants_without_policies();
+    // The per-job NetworkPolicy: watched (controller.rs) and applied (apply.rs).
+    m.extend(table(&[(
+        "networking.k8s.io",
+        "networkpolicies",
+        &["list", "watch", "create", "patch"],
+    )]));
+    m
+}
+
+/// What the operator calls in a namespace where it runs jobs (controller.rs,
+/// apply.rs, status.rs, reconcile.rs; the per-job Secret, PVC expansion), with
+/// `networkPolicy.generate=false`.
+fn namespaced_grants_without_policies() -> BTreeMap<(String, String), BTreeSet<String>> {
     let watch_apply: &[&str] = &["get", "list", "watch", "create", "patch"];
     table(&[
         (
@@ -372,7 +387,9 @@ fn values_schema_and_guards_reject_unsafe_values() {
         &["image.pullPolicy=Sometimes"],
         &["podAddress=hostname"],
         &["watch.namespaces={Not_A_Namespace}"],
-        &["networkPolicy.enabled=true"],
+        &["networkPolicy.generate=maybe"],
+        &["networkPolicy.extraAdminPeers[0].ports[0].port=80"],
+        &["networkPolicy.extraAdminPeers[0].ipBlock.except[0]=10.0.0.1/32"],
         &["noSuchValue=1"],
         &["adminToken.keySecretName=Not_A_Name"],
     ] {
@@ -459,7 +476,7 @@ fn chart_crd_is_the_committed_crd() {
 }
 
 #[test]
-fn monitoring_and_network_policy_select_the_runtime_pods_admin_port() {
+fn monitoring_selects_the_runtime_pods_admin_port() {
     let objs = render(EVERYTHING);
     let d = deployment(&objs);
     let operator_labels = &d["spec"]["selector"]["matchLabels"];
@@ -495,34 +512,6 @@ fn monitoring_and_network_policy_select_the_runtime_pods_admin_port() {
         json!({"any": true})
     );
 
-    let nps = of_kind(&objs, "NetworkPolicy");
-    let namespaces: BTreeSet<&str> = nps
-        .iter()
-        .map(|n| n["metadata"]["namespace"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(namespaces, BTreeSet::from(["streams", "payments"]));
-    for np in nps {
-        let spec = &np["spec"];
-        assert_eq!(spec["podSelector"]["matchLabels"], runtime_labels);
-        assert_eq!(spec["policyTypes"], json!(["Ingress"]));
-        let ingress = spec["ingress"].as_array().expect("ingress");
-        assert_eq!(
-            ingress.len(),
-            1,
-            "one rule: the operator, on the admin port"
-        );
-        assert_eq!(
-            ingress[0]["ports"],
-            json!([{"protocol": "TCP", "port": ADMIN_PORT}])
-        );
-        let from = ingress[0]["from"].as_array().expect("from");
-        assert_eq!(from.len(), 1);
-        assert_eq!(from[0]["podSelector"]["matchLabels"], *operator_labels);
-        assert_eq!(
-            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
-            RELEASE_NAMESPACE
-        );
-    }
     let cm = one(&objs, "ConfigMap");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
     let dash: Value = serde_json::from_str(
@@ -543,5 +532,82 @@ fn chart_passes_helm_lint_strict() {
             cmd.arg("--set").arg(s);
         }
         run(&mut cmd).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// The operator container's environment variable `name`, if set by value.
+fn env_value<'a>(objs: &'a [Value], name: &str) -> Option<&'a str> {
+    container(objs)["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+}
+
+#[test]
+fn the_operator_makes_each_job_a_network_policy_by_default_admitting_its_own_pods() {
+    for sets in [&[][..], &["watch.namespaces={streams,payments}"]] {
+        let objs = render(sets);
+        // No static policy: the operator makes one per job, in any namespace.
+        assert!(of_kind(&objs, "NetworkPolicy").is_empty());
+        assert_eq!(
+            env_value(&objs, "STREAMJOIN_NETWORK_POLICY_GENERATION"),
+            Some("true")
+        );
+        // The selector the operator admits is the one of its own pods.
+        let selector = env_value(&objs, "STREAMJOIN_OPERATOR_POD_SELECTOR").expect("selector");
+        let labels = parse_pod_labels(selector).expect("the operator parses it");
+        assert_eq!(
+            json!(labels.0),
+            deployment(&objs)["spec"]["selector"]["matchLabels"]
+        );
+        assert_eq!(
+            env_value(&objs, "STREAMJOIN_NETWORK_POLICY_EXTRA_PEERS"),
+            None
+        );
+    }
+    // Its rights on them, cluster-wide or per namespace: namespaced_grants().
+}
+
+#[test]
+fn extra_admin_peers_reach_the_operator_as_json_it_reads() {
+    let objs = render(&[
+        "networkPolicy.extraAdminPeers[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+        "networkPolicy.extraAdminPeers[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus",
+        "networkPolicy.extraAdminPeers[1].ipBlock.cidr=10.0.0.0/8",
+    ]);
+    let text = env_value(&objs, "STREAMJOIN_NETWORK_POLICY_EXTRA_PEERS").expect("peers");
+    let peers = parse_extra_peers(text).expect("the operator parses them");
+    assert_eq!(
+        serde_json::to_value(&peers.0).expect("json"),
+        json!([
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+            },
+            {"ipBlock": {"cidr": "10.0.0.0/8"}}
+        ])
+    );
+}
+
+#[test]
+fn without_generation_the_operator_gets_no_right_on_network_policies() {
+    let objs = render(&["networkPolicy.generate=false"]);
+    assert_eq!(
+        env_value(&objs, "STREAMJOIN_NETWORK_POLICY_GENERATION"),
+        Some("false")
+    );
+    assert_eq!(env_value(&objs, "STREAMJOIN_OPERATOR_POD_SELECTOR"), None);
+    let mut want = namespaced_grants_without_policies();
+    want.extend(cluster_grants());
+    assert_eq!(grants(&roles(&objs, "ClusterRole", "")), want);
+    let objs = render(&[
+        "networkPolicy.generate=false",
+        "watch.namespaces={streams,payments}",
+    ]);
+    let job_roles = roles(&objs, "Role", "streamjoin-operator");
+    assert_eq!(job_roles.len(), 2);
+    for r in job_roles {
+        assert_eq!(grants(&[r]), namespaced_grants_without_policies());
     }
 }

@@ -1,5 +1,5 @@
 //! The plain manifests: `kubectl kustomize` renders `deploy/` and its
-//! monitoring and network-policy parts, and they install the same thing as the
+//! monitoring part, and they install the same thing as the
 //! chart (same RBAC rules, same operator container, same CRD).
 
 mod common;
@@ -153,15 +153,31 @@ fn kustomize_monitoring_matches_the_chart() {
 }
 
 #[test]
-fn kustomize_network_policy_matches_the_chart() {
-    let Some(plain) = kustomize("deploy/networkpolicy") else {
-        return;
+fn kustomize_operator_admits_its_own_pods_to_the_runtime_admin_port() {
+    let Some(plain) = deploy() else { return };
+    let d = one(&plain, "Deployment");
+    let env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let value = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .and_then(|e| e["value"].as_str().map(str::to_owned))
     };
-    let chart = render(&[
-        "networkPolicy.enabled=true",
-        "networkPolicy.namespaces={streamjoin-jobs}",
-    ]);
-    let (p, c) = (one(&plain, "NetworkPolicy"), one(&chart, "NetworkPolicy"));
-    assert_eq!(p["spec"], c["spec"]);
-    assert_eq!(p["metadata"]["namespace"], c["metadata"]["namespace"]);
+    assert_eq!(
+        value("STREAMJOIN_NETWORK_POLICY_GENERATION").as_deref(),
+        Some("true")
+    );
+    let selector = value("STREAMJOIN_OPERATOR_POD_SELECTOR").expect("selector");
+    let labels = streamjoin_operator::build::networkpolicy::parse_pod_labels(&selector)
+        .expect("the operator parses it");
+    assert_eq!(
+        serde_json::json!(labels.0),
+        d["spec"]["selector"]["matchLabels"]
+    );
+    assert!(
+        !repo_file("deploy/networkpolicy").exists(),
+        "replaced by the operator's policies"
+    );
 }

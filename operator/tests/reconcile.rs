@@ -7,9 +7,11 @@ mod support;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::DeserializeGuard;
 use serde_json::json;
 use streamjoin_api::{JobPhase, StreamJoinJob};
+use streamjoin_operator::build::networkpolicy::{AdminPeers, parse_pod_labels};
 use streamjoin_operator::build::{APPLIED_HASH, MANAGER};
 use streamjoin_operator::reconcile::{FINALIZER, reconcile};
 use support::fake_api::{Call, cm_path, job_path, pdb_path, sts_path, svc_path};
@@ -145,6 +147,49 @@ async fn nothing_changed_means_no_request_at_all() {
     let calls = h.fake.take_calls();
     assert!(calls.is_empty(), "expected no API call, got {calls:#?}");
     assert_eq!(h.ctx.metrics.reconciles.with_label_values(&["ok"]).get(), 5);
+}
+
+fn np_path(name: &str) -> String {
+    format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{name}")
+}
+
+#[tokio::test]
+async fn the_network_policy_is_applied_before_the_pods_exist_and_then_costs_no_request() {
+    let mut h = Harness::new();
+    h.generate_network_policies(AdminPeers {
+        operator_namespace: "streamjoin-system".into(),
+        operator_labels: parse_pod_labels("app.kubernetes.io/name=streamjoin-operator")
+            .expect("labels"),
+        extra: Default::default(),
+    });
+    h.create_job(job_json("clicks"));
+    h.reconcile("clicks").await.expect("reconciles");
+    let applied = child_applies(&h.fake.take_calls());
+    assert_eq!(applied.len(), 5, "{applied:#?}");
+    assert_eq!(
+        applied[0],
+        np_path("clicks-admin"),
+        "first, before the pods"
+    );
+    let np: NetworkPolicy = h.fake.get_as(&np_path("clicks-admin")).expect("stored");
+    let owner = &np.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!(owner.uid, "uid-clicks");
+    h.sync_caches();
+    h.rollout_done("clicks", 3);
+    h.reconcile("clicks").await.expect("settles");
+    h.fake.take_calls();
+    for _ in 0..3 {
+        h.reconcile("clicks").await.expect("reconciles");
+    }
+    let calls = h.fake.take_calls();
+    assert!(calls.is_empty(), "expected no API call, got {calls:#?}");
+    // Gone from the cache (deleted): applied again, alone.
+    h.writers.remove_network_policy(np);
+    h.reconcile("clicks").await.expect("reconciles");
+    assert_eq!(
+        child_applies(&h.fake.take_calls()),
+        vec![np_path("clicks-admin")]
+    );
 }
 
 #[tokio::test]

@@ -51,7 +51,8 @@ app.kubernetes.io/managed-by: streamjoin-operator
 
 {{/*
 What the operator does in a namespace where it runs jobs, one rule per API group
-and set of verbs. Children are written with server-side apply, which is
+and set of verbs (NetworkPolicies only with networkPolicy.generate). Children are
+written with server-side apply, which is
 authorised as patch, and as create when the object does not exist yet. Nothing
 is deleted: children go through their owner references.
 */}}
@@ -96,6 +97,13 @@ is deleted: children go through their owner references.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.networkPolicy.generate }}
+# The per-job NetworkPolicy of the admin port: watched, and written with
+# server-side apply; never read by name or deleted.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch"]
+{{- end }}
 {{- end -}}
 
 {{/* Cluster-scoped reads: whether a StorageClass allows volume expansion. */}}
@@ -105,11 +113,11 @@ is deleted: children go through their owner references.
   verbs: ["get"]
 {{- end -}}
 
-{{/* Namespaces that get a NetworkPolicy. */}}
-{{- define "streamjoin.networkPolicyNamespaces" -}}
-{{- $ns := .Values.networkPolicy.namespaces | default .Values.watch.namespaces -}}
-{{- if not $ns -}}
-{{- fail "networkPolicy.enabled needs networkPolicy.namespaces or watch.namespaces: NetworkPolicies are namespaced and the runtime pods run in the jobs' namespaces" -}}
+{{/* The operator pods' selector labels as key=value,... (sorted by key). */}}
+{{- define "streamjoin.selectorString" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := include "streamjoin.selectorLabels" . | fromYaml -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
 {{- end -}}
-{{- toJson $ns -}}
+{{- join "," $pairs -}}
 {{- end -}}

@@ -103,6 +103,10 @@ pub fn stateful_set_name(job: &str) -> String {
 pub fn pdb_name(job: &str) -> String {
     job.to_owned()
 }
+/// The NetworkPolicy guarding the runtime pods' admin port.
+pub fn network_policy_name(job: &str) -> String {
+    format!("{job}-admin")
+}
 /// The Secret holding the job's admin API token.
 pub fn admin_secret_name(job: &str) -> String {
     format!("{job}-admin-token")

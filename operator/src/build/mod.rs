@@ -8,6 +8,7 @@
 pub mod cleanup_job;
 pub mod configmap;
 mod meta;
+pub mod networkpolicy;
 pub mod pdb;
 pub mod secret;
 pub mod service;
@@ -16,6 +17,7 @@ mod store_env;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::error::Result;
@@ -28,16 +30,29 @@ pub struct Children {
     pub service: Service,
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
+    /// The admin port's NetworkPolicy; `None` when the operator generates none
+    /// (`--network-policy-generation=false`).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
-/// Builds every owned object of a validated job.
+/// Builds every owned object of a validated job, without a NetworkPolicy.
 pub fn children(job: &JobRef<'_>) -> Result<Children> {
+    children_with_policy(job, None)
+}
+
+/// Builds every owned object of a validated job, with the admin port's
+/// NetworkPolicy when `peers` is given.
+pub fn children_with_policy(
+    job: &JobRef<'_>,
+    peers: Option<&networkpolicy::AdminPeers>,
+) -> Result<Children> {
     let config_map = configmap::build(job)?;
     let config_hash = applied_hash(&config_map).unwrap_or_default().to_owned();
     Ok(Children {
         service: service::build(job)?,
         stateful_set: statefulset::build(job, &config_hash)?,
         pdb: pdb::build(job)?,
+        network_policy: peers.map(|p| networkpolicy::build(job, p)).transpose()?,
         config_map,
     })
 }
@@ -83,12 +98,15 @@ mod tests {
     fn every_child_is_owned_by_the_job_labelled_and_stamped() {
         let job = test_support::job("clicks");
         let r = JobRef::new(&job).expect("job has metadata");
-        let c = children(&r).expect("builds");
+        let peers = networkpolicy::AdminPeers::default();
+        let c = children_with_policy(&r, Some(&peers)).expect("builds");
+        let np = c.network_policy.as_ref().expect("a policy");
         let metas = [
             &c.config_map.metadata,
             &c.service.metadata,
             &c.stateful_set.metadata,
             &c.pdb.metadata,
+            &np.metadata,
         ];
         for meta in metas {
             let owners = meta.owner_references.as_ref().expect("owner refs");
@@ -119,6 +137,7 @@ mod tests {
         let a = children(&JobRef::new(&job).expect("meta")).expect("builds");
         let b = children(&JobRef::new(&job).expect("meta")).expect("builds");
         assert_eq!(a, b);
+        assert!(a.network_policy.is_none(), "only with the operator's peers");
         let mut changed = job.clone();
         changed.spec.image = "example/runtime:2".into();
         let c = children(&JobRef::new(&changed).expect("meta")).expect("builds");

@@ -142,6 +142,9 @@ pub struct OperatorOptions {
     pub namespace: String,
     /// `watch.namespaces` of the chart and `--namespaces`; empty: cluster-wide.
     pub watch: Vec<String>,
+    /// More `--set` values of the chart whose RBAC the operator gets (e.g.
+    /// `networkPolicy.generate=false`).
+    pub chart: Vec<String>,
 }
 
 /// The operator process; stopped (SIGTERM, then SIGKILL) and its cluster-scoped
@@ -165,6 +168,7 @@ impl OperatorProcess {
             OperatorOptions {
                 namespace: t.ns.name.clone(),
                 watch: vec![t.ns.name.clone()],
+                chart: Vec::new(),
             },
         )
         .await
@@ -190,6 +194,7 @@ impl OperatorProcess {
         let opts = OperatorOptions {
             namespace: t.ns.name.clone(),
             watch: vec![t.ns.name.clone()],
+            chart: Vec::new(),
         };
         let lease = ["--lease-duration-secs".to_owned(), lease_secs.to_string()];
         OperatorProcess::start_replica(&t.client, &t.kubectl, opts, Some(identity), &lease).await
@@ -211,6 +216,7 @@ impl OperatorProcess {
         if !opts.watch.is_empty() {
             sets.push(format!("watch.namespaces={{{}}}", opts.watch.join(",")));
         }
+        sets.extend(opts.chart.iter().cloned());
         let objs = chart_rbac(&release, &opts.namespace, &sets);
         let yaml: String = objs
             .iter()

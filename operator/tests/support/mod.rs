@@ -13,12 +13,14 @@ use std::sync::Arc;
 use fake_api::{FakeApi, job_path};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use streamjoin_api::StreamJoinJob;
+use streamjoin_operator::build::networkpolicy::AdminPeers;
 use streamjoin_operator::error::Error;
 use streamjoin_operator::metrics::Metrics;
 use streamjoin_operator::observe::{Stores, Writers};
@@ -114,6 +116,15 @@ impl Harness {
         }
     }
 
+    /// Has the operator give each job a NetworkPolicy admitting `peers` (as
+    /// `--network-policy-generation`, off in a new harness). Call before the
+    /// first reconcile.
+    pub fn generate_network_policies(&mut self, peers: AdminPeers) {
+        Arc::get_mut(&mut self.ctx)
+            .expect("the context is not shared before the first reconcile")
+            .network_policy = Some(Arc::new(peers));
+    }
+
     /// Replaces the context (a restarted operator: same API, empty memory).
     pub fn restart_operator(&mut self) {
         let (stores, mut writers) = Stores::new();
@@ -127,6 +138,7 @@ impl Harness {
         );
         ctx.now = self.ctx.now.clone();
         ctx.admin = Arc::new(self.runtime.admin());
+        ctx.network_policy = self.ctx.network_policy.clone();
         self.ctx = Arc::new(ctx);
         self.writers = writers;
         self.sync_caches();
@@ -180,6 +192,9 @@ impl Harness {
             .typed_under::<PodDisruptionBudget>("/poddisruptionbudgets/")
         {
             self.writers.pdb(o);
+        }
+        for o in self.fake.typed_under::<NetworkPolicy>("/networkpolicies/") {
+            self.writers.network_policy(o);
         }
     }
 
