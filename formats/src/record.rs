@@ -14,6 +14,8 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use crate::checked::CheckedAny;
 
+mod fast;
+
 /// Input field names. The key fields come from `spec.join.keyFields`; the others
 /// are the contract's names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,6 +328,14 @@ impl RecordParser {
 
     /// Parses one record (one line or one message value).
     pub fn parse(&self, bytes: &[u8]) -> Result<Event, Rejection> {
+        match fast::fields(self, bytes) {
+            Some(fields) => self.validate(fields),
+            None => self.parse_with_serde(bytes),
+        }
+    }
+
+    /// The general path: any JSON, and the errors of malformed records.
+    pub fn parse_with_serde(&self, bytes: &[u8]) -> Result<Event, Rejection> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let fields = de
             .deserialize_any(ObjectVisitor { parser: self })
