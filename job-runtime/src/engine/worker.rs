@@ -12,6 +12,7 @@ use crate::durability::savepoint::StagedShard;
 use crate::engine::error::ShardError;
 use crate::engine::rate::InputRateLimit;
 use crate::engine::shard::{Shard, Turn};
+use crate::io::source::InputWaker;
 use crate::time::watermark::{Clock, ForceAdvance, MAX_WM, MIN_WM, WatermarkBoard};
 
 /// What one step achieved.
@@ -60,6 +61,9 @@ pub struct Worker {
     pub input_rate: Option<Arc<InputRateLimit>>,
     /// The last step read nothing because the rate limit held it back.
     throttled: bool,
+    /// The last blocked step had an input held back by watermark alignment:
+    /// what it waits for is another worker's progress, which no source signals.
+    held_by_alignment: bool,
 }
 
 /// One checkpoint of a worker's shards, while their parts are written.
@@ -100,6 +104,7 @@ impl Worker {
             in_flight: None,
             input_rate: None,
             throttled: false,
+            held_by_alignment: false,
         }
     }
 
@@ -379,6 +384,7 @@ impl Worker {
         let batch = self.cfg.read_batch.max(1);
         let mut changed = false;
         let mut throttled = false;
+        self.held_by_alignment = false;
         for &(_, si, ii) in &candidates {
             let grant = self.input_rate.as_ref().map_or(batch, |r| r.take(batch));
             if grant == 0 {
@@ -412,7 +418,7 @@ impl Worker {
                 }
                 // The watermark may move now: the next step takes it up.
                 Turn::Ended => changed = true,
-                Turn::Paused => {}
+                Turn::Paused => self.held_by_alignment = true,
             }
         }
         if changed {
@@ -462,8 +468,43 @@ impl Worker {
         }
     }
 
+    /// Asks every source of this worker to wake its thread when records
+    /// arrive; `true` when all of them can.
+    fn wake_on_arrival(&mut self) -> bool {
+        let waker = InputWaker::for_current_thread();
+        let mut all = true;
+        for s in &mut self.shards {
+            for input in &mut s.inputs {
+                all &= input.source.wake_on_arrival(&waker);
+            }
+        }
+        all
+    }
+
+    /// Waits a little after a step that found nothing to do.
+    fn back_off(&self, idle_rounds: u32, parkable: bool) {
+        if parkable {
+            // Arriving records unpark this thread; the timeout serves what no
+            // source signals (other workers' watermarks, control requests,
+            // idleness), as the sleep below does. Held back by alignment, it
+            // waits for another worker's partitions: a short wait, checked
+            // often, without taking the CPU from the threads that fetch.
+            let cap = if self.held_by_alignment { 50 } else { 1_000 };
+            let micros = u64::from(idle_rounds).saturating_mul(50).min(cap);
+            std::thread::park_timeout(Duration::from_micros(micros));
+        } else if idle_rounds < 2_000 {
+            // Waiting on another worker's partitions is short: yield first.
+            std::thread::yield_now();
+        } else {
+            // Caught-up sources get a sleep that grows to 1 ms.
+            let micros = u64::from(idle_rounds - 2_000).clamp(20, 1_000);
+            std::thread::sleep(Duration::from_micros(micros));
+        }
+    }
+
     /// Steps until done or `stop` is set, backing off while blocked.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Progress, ShardError> {
+        let parkable = self.wake_on_arrival();
         let mut idle_rounds = 0u32;
         while !stop.load(Relaxed) {
             match self.step()? {
@@ -478,14 +519,7 @@ impl Worker {
                 Progress::Blocked => {
                     idle_rounds = idle_rounds.saturating_add(1);
                     let waited = Instant::now();
-                    // Waiting on another worker's partitions is short: yield first;
-                    // caught-up sources get a sleep that grows to 1 ms.
-                    if idle_rounds < 2_000 {
-                        std::thread::yield_now();
-                    } else {
-                        let micros = u64::from(idle_rounds - 2_000).clamp(20, 1_000);
-                        std::thread::sleep(Duration::from_micros(micros));
-                    }
+                    self.back_off(idle_rounds, parkable);
                     let nanos = u64::try_from(waited.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     self.idle_nanos.fetch_add(nanos, Relaxed);
                 }

@@ -52,6 +52,32 @@ pub trait PartitionSource: Send {
     fn unread_probe(&self) -> Option<UnreadProbe> {
         None
     }
+    /// Asks the source to call `waker` when records arrive while it is caught
+    /// up; `false` when it cannot (its reader must then poll).
+    fn wake_on_arrival(&mut self, _waker: &Arc<InputWaker>) -> bool {
+        false
+    }
+}
+
+/// Wakes the thread that reads a set of sources when one of them receives
+/// records, so that a caught-up reader can park instead of polling: polling
+/// took CPU from the threads that fetch and produce on a busy machine.
+#[derive(Debug)]
+pub struct InputWaker {
+    thread: std::thread::Thread,
+}
+
+impl InputWaker {
+    /// A waker for the calling thread.
+    pub fn for_current_thread() -> Arc<Self> {
+        Arc::new(Self {
+            thread: std::thread::current(),
+        })
+    }
+
+    pub fn wake(&self) {
+        self.thread.unpark();
+    }
 }
 
 /// A generator-layout file (`impressions-<p>.jsonl`), one record per line.

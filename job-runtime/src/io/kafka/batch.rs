@@ -13,6 +13,7 @@ use rdkafka::bindings as rdsys;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use crate::io::kafka::RuntimeConsumer;
+use crate::io::source::InputWaker;
 
 /// Messages taken per call.
 const BATCH: usize = 512;
@@ -93,8 +94,20 @@ pub struct BatchQueue {
     batch: Box<[*mut rdsys::rd_kafka_message_t]>,
     len: usize,
     next: usize,
+    /// Called by librdkafka when the queue goes from empty to not empty; kept
+    /// alive here until the callback is disabled in `Drop`.
+    waker: Option<Arc<InputWaker>>,
     // Declared last: dropped after the queue and messages it owns.
     _consumer: Arc<RuntimeConsumer>,
+}
+
+/// librdkafka's queue event callback: runs on a librdkafka thread with the
+/// queue locked, so it only unparks the reader.
+unsafe extern "C" fn on_arrival(_rk: *mut rdsys::rd_kafka_t, opaque: *mut std::ffi::c_void) {
+    // SAFETY: `opaque` is the `InputWaker` a `BatchQueue` registered and keeps
+    // alive until it disables this callback (under the same queue lock).
+    let waker = unsafe { &*opaque.cast::<InputWaker>() };
+    waker.wake();
 }
 
 // SAFETY: librdkafka queues and messages may be used from any thread; a
@@ -114,8 +127,22 @@ impl BatchQueue {
             batch: vec![std::ptr::null_mut(); BATCH].into_boxed_slice(),
             len: 0,
             next: 0,
+            waker: None,
             _consumer: consumer,
         })
+    }
+
+    /// From now on `waker` is woken whenever fetched messages reach this
+    /// queue while it is empty.
+    pub fn wake_on_arrival(&mut self, waker: &Arc<InputWaker>) {
+        let waker = self.waker.insert(waker.clone());
+        let opaque = Arc::as_ptr(waker).cast_mut().cast::<std::ffi::c_void>();
+        // SAFETY: `queue` is valid; `opaque` outlives the registration (held in
+        // `self.waker`, replaced or dropped only after the callback is replaced
+        // or disabled under the queue's lock).
+        unsafe {
+            rdsys::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), Some(on_arrival), opaque)
+        };
     }
 
     fn release_batch(&mut self) {
@@ -230,6 +257,17 @@ impl Drop for QueueProbe {
 
 impl Drop for BatchQueue {
     fn drop(&mut self) {
+        if self.waker.is_some() {
+            // SAFETY: `queue` is valid; disabling takes the queue's lock, so no
+            // callback runs with the waker after this returns.
+            unsafe {
+                rdsys::rd_kafka_queue_cb_event_enable(
+                    self.queue.as_ptr(),
+                    None,
+                    std::ptr::null_mut(),
+                )
+            };
+        }
         self.release_batch();
         // SAFETY: the queue came from `rd_kafka_queue_get_partition` and is
         // destroyed once, before the consumer it belongs to.

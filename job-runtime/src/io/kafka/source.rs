@@ -12,7 +12,7 @@ use crate::io::kafka::batch::{BatchQueue, Polled, QueueProbe};
 use crate::time::watermark::UnreadProbe;
 use rdkafka::error::KafkaError;
 
-use crate::io::source::{Next, PartitionSource, RecordRef, SourceError};
+use crate::io::source::{InputWaker, Next, PartitionSource, RecordRef, SourceError};
 
 /// Where a partition is, shared with the monitor (status, lag, offset commits).
 #[derive(Debug, Default)]
@@ -164,5 +164,10 @@ impl PartitionSource for KafkaSource {
     fn unread_probe(&self) -> Option<UnreadProbe> {
         let probe = self.probe.clone()?;
         Some(Arc::new(move || probe.waiting()))
+    }
+
+    fn wake_on_arrival(&mut self, waker: &Arc<InputWaker>) -> bool {
+        self.queue.wake_on_arrival(waker);
+        true
     }
 }
