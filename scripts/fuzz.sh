@@ -96,10 +96,10 @@ run_target() {
   echo "$rc" >"$WORK/logs/$t.rc"
 }
 
-# One line per target: executions, coverage (libFuzzer's cov and ft), corpus, outcome.
+# One line per target: executions, coverage (libFuzzer's cov and ft), corpus (units/size), outcome.
 report() {
   local failed=0 failures=0
-  printf '%-20s %12s %9s %6s %7s %7s  %s\n' target executions exec/s cov ft corpus result
+  printf '%-20s %12s %9s %6s %7s %13s  %s\n' target executions exec/s cov ft corpus result
   for t in "${TARGETS[@]}"; do
     local log="$WORK/logs/$t.log" rc
     rc="$(cat "$WORK/logs/$t.rc")"
@@ -108,13 +108,13 @@ report() {
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
     cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
     ft="$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
-    corpus="$(find "$WORK/corpus/$t" -type f | wc -l)"
+    corpus="$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)"
     if [ "$rc" != 0 ]; then
       failed=1
       failures=$((failures + 1))
       result="FAILED (exit $rc): $(grep -m1 -o 'Test unit written to .*' "$log" || echo "see $log")"
     fi
-    printf '%-20s %12s %9s %6s %7s %7s  %s\n' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" \
+    printf '%-20s %12s %9s %6s %7s %13s  %s\n' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}" \
       "${ft:-?}" "$corpus" "$result"
   done
   echo "fuzz: $((${#TARGETS[@]} - failures)) passed, $failures failed"
