@@ -6,7 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamjoin_formats::admin::{SavepointRequest, parse_savepoint_request, savepoint_id, valid_id};
+use streamjoin_formats::admin::{
+    SavepointRequest, parse_savepoint_request, savepoint_id, valid_id,
+};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = parse_savepoint_request(data) {
@@ -33,6 +35,9 @@ fuzz_target!(|data: &[u8]| {
 fn assert_safe(id: &str) {
     assert!(!id.is_empty() && id.len() <= 128, "{id:?}");
     assert!(!id.starts_with('.'), "{id:?}: hidden, `.` or `..`");
-    assert!(!id.contains(['/', '\\', '\0']), "{id:?}: more than one segment");
+    assert!(
+        !id.contains(['/', '\\', '\0']),
+        "{id:?}: more than one segment"
+    );
     assert!(id.is_ascii(), "{id:?}");
 }

@@ -43,7 +43,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn same_event(e: &Event, t: &truth::Event) {
     assert_eq!(e.id.bytes.as_slice(), t.event_id.as_bytes());
-    assert_eq!((e.time, e.key.profile, e.key.title), (t.time, t.profile_id, t.title_id));
+    assert_eq!(
+        (e.time, e.key.profile, e.key.title),
+        (t.time, t.profile_id, t.title_id)
+    );
     assert_eq!((e.row, e.rank), (t.row.unwrap_or(0), t.rank.unwrap_or(0)));
     assert_eq!(e.duration_ms, t.duration_ms);
     assert_eq!(DEVICES[usize::from(e.device)], t.device);

@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let complete = is_complete(&manifests);
     assert_eq!(complete, expected_complete(&manifests), "{manifests:?}");
     let twice: Vec<ProcessManifest> = manifests.iter().chain(&manifests).cloned().collect();
-    assert_eq!(is_complete(&twice), complete, "a repeated manifest changes nothing");
+    assert_eq!(
+        is_complete(&twice),
+        complete,
+        "a repeated manifest changes nothing"
+    );
 });
 
 /// The definition, counted instead of enumerated.
