@@ -328,10 +328,36 @@ impl RecordParser {
 
     /// Parses one record (one line or one message value).
     pub fn parse(&self, bytes: &[u8]) -> Result<Event, Rejection> {
-        match fast::fields(self, bytes) {
+        match self.fast_fields(bytes) {
             Some(fields) => self.validate(fields),
             None => self.parse_with_serde(bytes),
         }
+    }
+
+    /// The fields through the fast path; `None` leaves the record to serde
+    /// (also a value of the wrong type for its field: serde words the error).
+    fn fast_fields(&self, bytes: &[u8]) -> Option<Fields> {
+        use fast::Value::{Int, Str};
+        let mut f = Fields::default();
+        let expected_type = self.input.record_type();
+        // Later duplicates of a field win, as in the serde path.
+        fast::scan(bytes, |name, value| {
+            match (self.slot(name), value) {
+                (Slot::Type, Str(s)) => f.record_type = Seen::Ok(s == expected_type),
+                (Slot::EventId, Str(s)) => f.event_id = Seen::Ok(EventId::new(s)),
+                (Slot::Device, Str(s)) => f.device = Seen::Ok(device_index(s)),
+                (Slot::EventTime, Int(n)) => f.event_time = Seen::Ok(n),
+                (Slot::Profile, Int(n)) => f.profile = Seen::Ok(n),
+                (Slot::Title, Int(n)) => f.title = Seen::Ok(n),
+                (Slot::Row, Int(n)) => f.row = Seen::Ok(n),
+                (Slot::Rank, Int(n)) => f.rank = Seen::Ok(n),
+                (Slot::Duration, Int(n)) => f.duration = Seen::Ok(n),
+                (Slot::Other, _) => {}
+                _ => return None,
+            }
+            Some(())
+        })?;
+        Some(f)
     }
 
     /// The general path: any JSON, and the errors of malformed records.
@@ -493,9 +519,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
                 }
                 Slot::Device => {
                     f.device = map
-                        .next_value_seed(StrSeed(|s: &str| {
-                            DEVICES.iter().position(|d| *d == s).map(|i| i as u8)
-                        }))?
+                        .next_value_seed(StrSeed(device_index))?
                         .map_or(Seen::Wrong("a string"), Seen::Ok)
                 }
                 Slot::EventTime => f.event_time = int(&mut map)?,
@@ -511,6 +535,11 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
         }
         Ok(Some(f))
     }
+}
+
+/// The index of a device name in [`DEVICES`].
+fn device_index(s: &str) -> Option<u8> {
+    DEVICES.iter().position(|d| *d == s).map(|i| i as u8)
 }
 
 fn int<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Seen<i64>, A::Error> {
@@ -787,5 +816,72 @@ mod tests {
         };
         assert!(a.to_bytes() < b.to_bytes());
         assert_eq!(Key::from_bytes(&a.to_bytes()), Some(a));
+    }
+}
+
+#[cfg(test)]
+/// The fast path against the serde path (`fuzz/` compares them on any input).
+mod fast_path_tests {
+    use super::*;
+
+    fn parsers() -> [RecordParser; 2] {
+        [
+            RecordParser::new(Input::Impressions, FieldNames::default()),
+            RecordParser::new(Input::Plays, FieldNames::default()),
+        ]
+    }
+
+    const IMP: &str = r#"{"type":"impression","event_id":"9f1c-ü","event_time":1700000000123,"profile_id":123456,"title_id":8812,"row":3,"rank":7,"device":"tv"}"#;
+    const PLAY: &str = r#" { "type" : "play", "event_id":"p1", "event_time":5,"profile_id":-1,"title_id":0,"device":"web","duration_ms":812000, "x":null,"y":true,"z":"s" }
+"#;
+
+    #[test]
+    fn the_common_shapes_take_the_fast_path_and_read_as_serde_reads_them() {
+        for p in parsers() {
+            for rec in [IMP, PLAY] {
+                assert!(p.fast_fields(rec.as_bytes()).is_some(), "{rec}");
+                assert_eq!(p.parse(rec.as_bytes()), p.parse_with_serde(rec.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn whatever_the_fast_path_does_not_take_serde_decides_the_same_way() {
+        let odd = [
+            r#"{"type":"play","event_id":"a","event_time":-0,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":007,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":1234567890123456789,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":99999999999999999999,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":1.0,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":1e3,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a\"b","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"\u0074ype":"play","event_id":"a","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":1,"event_time":2,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":"1","profile_id":1,"title_id":2,"device":"tv","duration_ms":1}"#,
+            r#"{"type":"play","event_id":7,"event_time":1,"profile_id":1,"title_id":2,"device":"phone","duration_ms":1}"#,
+            r#"{"type":"play","event_id":"a","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1,"n":{"a":[1,2.5]}}"#,
+            r#"{"type":"play","event_id":"a","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1} x"#,
+            r#"{"type":"play","event_id":"a","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1,}"#,
+            r#"{"type":"play","event_id":"a","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1"#,
+            r#"{"type":"play","event_id":"a","event_time":1,"profile_id":1,"title_id":2,"device":"tv","duration_ms":1,"t":tru}"#,
+            "{\"type\":\"play\",\"event_id\":\"a\tb\",\"event_time\":1,\"profile_id\":1,\"title_id\":2,\"device\":\"tv\",\"duration_ms\":1}",
+            r#"{"type":"impression"}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#""play""#,
+            "",
+            "   ",
+        ];
+        for p in parsers() {
+            for rec in odd {
+                assert_eq!(
+                    p.parse(rec.as_bytes()),
+                    p.parse_with_serde(rec.as_bytes()),
+                    "{rec}"
+                );
+            }
+            let bad_utf8 = b"{\"type\":\"play\",\"event_id\":\"\xff\"}";
+            assert_eq!(p.parse(bad_utf8), p.parse_with_serde(bad_utf8));
+        }
     }
 }
