@@ -583,6 +583,13 @@ pub struct RecoverySpec {
 fn default_cache_entries() -> u64 {
     4_000_000
 }
+/// A byte quantity as the runtime reads it: an integer with an optional
+/// decimal (`k`, `M`, `G`) or binary (`Ki`, `Mi`, `Gi`, `Ti`) unit.
+pub const BYTE_QUANTITY_PATTERN: &str = "^[0-9]+(k|K|M|G|Ki|Mi|Gi|Ti)?$";
+
+fn default_cache_size() -> String {
+    "512Mi".into()
+}
 fn default_block_cache() -> String {
     "256Mi".into()
 }
@@ -598,11 +605,20 @@ pub struct StateSpec {
     /// RocksDB. 0 keeps every entry in RocksDB only.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: u64,
+    /// Heap bytes the pod's in-memory entry cache may hold across its shards (a Kubernetes
+    /// quantity), each entry counted with its event-id set. Past it the least recently used
+    /// entries are written to RocksDB; a key whose event-id set alone grows past a share of
+    /// it keeps its older ids in RocksDB.
+    #[serde(default = "default_cache_size")]
+    #[schemars(extend("pattern" = BYTE_QUANTITY_PATTERN))]
+    pub cache_size: String,
     /// RocksDB block cache shared by the pod's shards (a Kubernetes quantity).
     #[serde(default = "default_block_cache")]
+    #[schemars(extend("pattern" = BYTE_QUANTITY_PATTERN))]
     pub block_cache_size: String,
     /// RocksDB write-buffer budget shared by the pod's shards (a Kubernetes quantity).
     #[serde(default = "default_write_buffer")]
+    #[schemars(extend("pattern" = BYTE_QUANTITY_PATTERN))]
     pub write_buffer_size: String,
 }
 
@@ -610,6 +626,7 @@ impl Default for StateSpec {
     fn default() -> Self {
         Self {
             cache_entries: default_cache_entries(),
+            cache_size: default_cache_size(),
             block_cache_size: default_block_cache(),
             write_buffer_size: default_write_buffer(),
         }

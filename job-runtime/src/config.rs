@@ -22,6 +22,9 @@ pub struct EngineConfig {
     pub alignment_max_drift_ms: Option<i64>,
     /// Open entries kept in memory per shard-set before spilling to RocksDB.
     pub cache_entries: usize,
+    /// Heap bytes the entry caches of a process hold at most (split over its
+    /// shards), event-id sets included.
+    pub cache_bytes: usize,
     /// Pending (not yet due) events kept in memory per shard before spilling.
     pub pending_in_memory: usize,
     pub block_cache_bytes: usize,
@@ -78,6 +81,12 @@ impl EngineConfig {
             inactivity_timeout_ms: spec.watermarks.inactivity_timeout.as_ref().map(ms),
             alignment_max_drift_ms: spec.watermarks.alignment_max_drift.as_ref().map(ms),
             cache_entries: usize::try_from(store.cache_entries).unwrap_or(usize::MAX),
+            cache_bytes: parse_quantity(&store.cache_size).map_err(|reason| {
+                ConfigError::Quantity {
+                    field: "cacheSize",
+                    reason,
+                }
+            })?,
             pending_in_memory: 1_000_000,
             block_cache_bytes: parse_quantity(&store.block_cache_size).map_err(|reason| {
                 ConfigError::Quantity {

@@ -130,6 +130,8 @@ impl Engine {
             cfg.write_buffer_bytes,
         );
         let per_shard_cache = cfg.cache_entries / io.len();
+        // The process's byte budget, split like the entry count.
+        let per_shard_bytes = cfg.cache_bytes / io.len();
         // Unused partitions (a process owns only some) must not hold the watermark back.
         let owned: Vec<u32> = io.iter().map(|s| s.partition).collect();
         for p in 0..partitions as u32 {
@@ -159,6 +161,7 @@ impl Engine {
             opts: &opts,
             partitions,
             per_shard_cache,
+            per_shard_bytes,
         };
         let shards = std::thread::scope(|scope| {
             let handles: Vec<_> = io
@@ -384,6 +387,7 @@ struct ShardBuild<'a> {
     opts: &'a EngineOptions,
     partitions: usize,
     per_shard_cache: usize,
+    per_shard_bytes: usize,
 }
 
 impl ShardBuild<'_> {
@@ -406,7 +410,8 @@ impl ShardBuild<'_> {
                 let db = env.open_shard(s.partition)?;
                 ShardStore::new(db, self.per_shard_cache, cfg.window_ms)
             }
-        };
+        }
+        .with_byte_budget(self.per_shard_bytes);
         if self.opts.checkpoints.is_some() {
             store.track_changes();
         }

@@ -234,7 +234,7 @@ impl Shard {
                             .late
                             .send(&side)
                             .map_err(sink_error(self.partition, "late"))?;
-                    } else if let Some(outcome) = self.store.fold_if_open(&event, threshold) {
+                    } else if let Some(outcome) = self.store.fold_if_open(&event, threshold)? {
                         let (partition, offset) = (self.partition, rec.offset);
                         self.count_applied(outcome, &event, partition, offset)?;
                     } else {
@@ -420,6 +420,9 @@ impl Shard {
             .inc_by(c.entries_with_plays - p.entries_with_plays);
         let spilled = self.store.spilled_total();
         m.spilled.inc_by(spilled.saturating_sub(m.spilled.get()));
+        let ids = self.store.ids_spilled_total();
+        m.ids_spilled
+            .inc_by(ids.saturating_sub(m.ids_spilled.get()));
         m.live
             .set(i64::try_from(self.store.live_entries()).unwrap_or(i64::MAX));
         m.pending

@@ -85,10 +85,59 @@ impl DedupSet {
         }
     }
 
+    /// The content fingerprint stored for `id`, if it is held here.
+    pub fn get(&self, id: u128) -> Option<u64> {
+        let id = split(id);
+        match self {
+            DedupSet::Inline(list) => list.iter().find(|(i, _)| *i == id).map(|&(_, c)| c),
+            DedupSet::Map(map) => map.get(&id).copied(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             DedupSet::Inline(l) => l.len(),
             DedupSet::Map(m) => m.len(),
+        }
+    }
+
+    /// Approximate heap bytes held (beyond the entry itself): the table's
+    /// buckets and control bytes, or a spilled-over inline list.
+    pub fn heap_bytes(&self) -> usize {
+        const PAIR: usize = size_of::<(IdHash, u64)>();
+        match self {
+            DedupSet::Inline(l) if l.spilled() => l.capacity() * PAIR,
+            DedupSet::Inline(_) => 0,
+            DedupSet::Map(m) if m.capacity() == 0 => size_of::<HashMap<IdHash, u64, IdHasher>>(),
+            DedupSet::Map(m) => {
+                // hashbrown keeps at most 7/8 of a power-of-two bucket count full.
+                let buckets = (m.capacity() * 8 / 7).next_power_of_two();
+                size_of::<HashMap<IdHash, u64, IdHasher>>() + buckets * (PAIR + 1) + 16
+            }
+        }
+    }
+
+    /// Every id with its fingerprint, in no particular order.
+    pub fn pairs(&self) -> impl Iterator<Item = (u128, u64)> + '_ {
+        let (inline, map) = match self {
+            DedupSet::Inline(l) => (Some(l.iter()), None),
+            DedupSet::Map(m) => (None, Some(m.iter())),
+        };
+        let inline = inline.into_iter().flatten().map(|(k, v)| (join(*k), *v));
+        inline.chain(map.into_iter().flatten().map(|(k, v)| (join(*k), *v)))
+    }
+
+    /// Forgets every id; a table keeps its buckets for the next ids unless it
+    /// holds more than `keep_bytes`.
+    fn clear(&mut self, keep_bytes: usize) {
+        match self {
+            DedupSet::Inline(l) => l.clear(),
+            DedupSet::Map(m) => {
+                m.clear();
+                if self.heap_bytes() > keep_bytes {
+                    *self = DedupSet::default();
+                }
+            }
         }
     }
 
@@ -154,7 +203,11 @@ pub struct Entry {
     play_duration_ms: WideSum,
     /// Bit i set: device DEVICES[i] seen.
     pub devices: u8,
+    /// The entry's event ids held in memory: all of them, or those seen since
+    /// the older ones were spilled to RocksDB (`crate::state::ids`).
     pub ids: DedupSet,
+    /// How many of the entry's event ids are in RocksDB instead of `ids`.
+    pub spilled_ids: u64,
 }
 
 impl Entry {
@@ -172,19 +225,56 @@ impl Entry {
             play_duration_ms: WideSum::default(),
             devices: 0,
             ids: DedupSet::default(),
+            spilled_ids: 0,
         };
         entry.ids.insert(event.id.hash128(), event.content_hash());
         entry.fold_new(event);
         entry
     }
 
-    /// Folds an event in unless its id was seen.
+    /// Folds an event in unless its id was seen, for an entry that holds all
+    /// its ids in memory.
     pub fn fold(&mut self, event: &Event) -> Seen {
+        debug_assert_eq!(self.spilled_ids, 0, "ids in RocksDB need fold_with");
         let seen = self.ids.insert(event.id.hash128(), event.content_hash());
         if seen == Seen::New {
             self.fold_new(event);
         }
         seen
+    }
+
+    /// Folds an event in unless its id was seen, in memory or (when the entry
+    /// spilled ids) by `spilled`, which looks an id up in RocksDB.
+    pub fn fold_with<E>(
+        &mut self,
+        event: &Event,
+        spilled: impl FnOnce(u128) -> Result<Option<u64>, E>,
+    ) -> Result<Seen, E> {
+        if self.spilled_ids == 0 {
+            return Ok(self.fold(event));
+        }
+        let (id, content) = (event.id.hash128(), event.content_hash());
+        let seen = match self.ids.get(id) {
+            Some(stored) => seen_again(stored, content),
+            None => match spilled(id)? {
+                Some(stored) => seen_again(stored, content),
+                None => self.ids.insert(id, content),
+            },
+        };
+        if seen == Seen::New {
+            self.fold_new(event);
+        }
+        Ok(seen)
+    }
+
+    /// Counts the ids held in memory as written to RocksDB and forgets them
+    /// (keeping a table of at most `keep_bytes` for the next ones). Returns how
+    /// many there were.
+    pub fn mark_ids_spilled(&mut self, keep_bytes: usize) -> u64 {
+        let n = self.ids.len() as u64;
+        self.spilled_ids += n;
+        self.ids.clear(keep_bytes);
+        n
     }
 
     fn fold_new(&mut self, e: &Event) {
@@ -292,8 +382,10 @@ impl Entry {
     }
 
     /// State encoding: a version tag first, so a later release can read it.
+    /// An entry with no ids in RocksDB keeps the first layout, which every
+    /// release reads.
     pub fn encode(&self) -> Vec<u8> {
-        let stored = StoredEntry::V1(EntryV1 {
+        let v1 = EntryV1 {
             window_start: self.window_start,
             timer: self.timer,
             impressions: self.impressions,
@@ -305,26 +397,40 @@ impl Entry {
             first_play_time: self.first_play_time(),
             play_duration_ms: self.play_duration_ms(),
             ids: self.ids.to_vec(),
-        });
+        };
+        let stored = if self.spilled_ids == 0 {
+            StoredEntry::V1(v1)
+        } else {
+            StoredEntry::V2(EntryV2 {
+                v1,
+                spilled_ids: self.spilled_ids,
+            })
+        };
         postcard::to_stdvec(&stored).unwrap_or_else(|e| unreachable!("encoding to memory: {e}"))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Entry, postcard::Error> {
         Ok(match postcard::from_bytes::<StoredEntry>(bytes)? {
-            StoredEntry::V1(v) => Entry {
-                window_start: v.window_start,
-                timer: v.timer,
-                impressions: v.impressions,
-                plays: v.plays,
-                first_impression_time: v.first_impression_time.unwrap_or(i64::MAX),
-                last_impression_time: v.last_impression_time.unwrap_or(i64::MIN),
-                best: v.best.unwrap_or((i64::MAX, i64::MAX)),
-                devices: v.devices,
-                first_play_time: v.first_play_time.unwrap_or(i64::MAX),
-                play_duration_ms: WideSum::set(v.play_duration_ms),
-                ids: DedupSet::from_vec(v.ids),
-            },
+            StoredEntry::V1(v) => Entry::from_v1(v, 0),
+            StoredEntry::V2(v) => Entry::from_v1(v.v1, v.spilled_ids),
         })
+    }
+
+    fn from_v1(v: EntryV1, spilled_ids: u64) -> Entry {
+        Entry {
+            window_start: v.window_start,
+            timer: v.timer,
+            impressions: v.impressions,
+            plays: v.plays,
+            first_impression_time: v.first_impression_time.unwrap_or(i64::MAX),
+            last_impression_time: v.last_impression_time.unwrap_or(i64::MIN),
+            best: v.best.unwrap_or((i64::MAX, i64::MAX)),
+            devices: v.devices,
+            first_play_time: v.first_play_time.unwrap_or(i64::MAX),
+            play_duration_ms: WideSum::set(v.play_duration_ms),
+            ids: DedupSet::from_vec(v.ids),
+            spilled_ids,
+        }
     }
 }
 
@@ -356,6 +462,14 @@ impl OutputNames {
 #[derive(Serialize, Deserialize)]
 enum StoredEntry {
     V1(EntryV1),
+    V2(EntryV2),
+}
+
+/// V1 plus the count of the entry's ids kept in RocksDB's `ids` column family.
+#[derive(Serialize, Deserialize)]
+struct EntryV2 {
+    v1: EntryV1,
+    spilled_ids: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -471,5 +585,38 @@ mod tests {
         assert_eq!(bytes[0], 0, "variant V1 is tagged 0");
         assert_eq!(Entry::decode(&bytes).expect("decodes"), e);
         assert!(Entry::decode(&[9, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn an_entry_with_spilled_ids_round_trips_in_the_second_layout() {
+        let mut e = Entry::open(&ev(Input::Impressions, 5, "a", 1), 1000);
+        for i in 0..20 {
+            e.fold(&ev(Input::Plays, 6 + i, &format!("p{i}"), 2));
+        }
+        assert_eq!(e.mark_ids_spilled(1 << 20), 21);
+        e.fold_with(&ev(Input::Plays, 30, "q", 2), |_| Ok::<_, ()>(None))
+            .expect("lookup");
+        assert_eq!((e.spilled_ids, e.ids.len(), e.plays), (21, 1, 21));
+        let bytes = e.encode();
+        assert_eq!(bytes[0], 1, "variant V2 is tagged 1");
+        // (A table emptied by the spill decodes as the inline list: same ids.)
+        let back = Entry::decode(&bytes).expect("decodes");
+        assert_eq!(back.encode(), bytes);
+        assert_eq!((back.spilled_ids, back.ids.len()), (21, 1));
+    }
+
+    #[test]
+    fn a_spilled_id_found_by_the_lookup_is_a_copy_or_a_conflict() {
+        let first = ev(Input::Impressions, 1, "a", 0);
+        let mut e = Entry::open(&first, 1000);
+        e.mark_ids_spilled(0);
+        let stored = first.content_hash();
+        let lookup = |_| Ok::<_, ()>(Some(stored));
+        assert_eq!(e.fold_with(&first, lookup), Ok(Seen::Copy));
+        let mut changed = first.clone();
+        changed.row = 1;
+        assert_eq!(e.fold_with(&changed, lookup), Ok(Seen::Conflict));
+        assert_eq!(e.impressions, 1);
+        assert!(e.ids.is_empty());
     }
 }

@@ -1,38 +1,46 @@
 //! Keyed state of one shard: a RocksDB instance (entries, timers, spilled
-//! pending events) behind a bounded write-back cache of open entries
-//! (least recently used entries are written back in batches).
+//! pending events, spilled event ids of hot entries) behind a write-back cache
+//! of open entries bounded in entries and in heap bytes (least recently used
+//! entries are written back in batches).
 //!
 //! Invariants:
 //! - every open entry is in the cache, or in RocksDB, or both; the cache copy wins;
 //! - an entry's timer is in `timers` while it is cached, and in the timers column
 //!   family while it has a copy in RocksDB; timer times never change, so the two
 //!   indexes agree on a key that is in both;
-//! - firing is a merge of two ordered scans, never a scan of all entries.
+//! - firing is a merge of two ordered scans, never a scan of all entries;
+//! - an entry's event ids are in its `ids` set, or (`spilled_ids` of them) in the
+//!   ids column family ([`crate::state::ids`]), never both places for one id; the
+//!   ids of an entry that is not open are deleted (or queued for deletion);
+//! - `cached_bytes` is the sum of [`entry_bytes`] over the cached entries.
 //!
 //! A checkpoint takes the changed entries out as copies ([`ShardStore::take_changes`])
 //! and another thread writes them and links RocksDB's files; until it is done
 //! the store is *frozen*: it writes nothing to RocksDB (evictions wait, deletes
-//! of fired entries are queued), so the files hold exactly the state at the
-//! moment the changes were taken.
+//! of fired entries are queued, id sets grow in memory instead of spilling),
+//! so the files hold exactly the state at the moment the changes were taken.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
-    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 use std::collections::HashMap;
 
 use crate::model::entry::{Entry, Seen};
 use crate::model::record::{Event, Key, from_order_bytes, order_bytes};
+use crate::state::ids;
 use crate::state::timers::{Timer, TimerQueue};
 
 pub const CF_ENTRIES: &str = "entries";
 pub const CF_TIMERS: &str = "timers";
 pub const CF_PENDING: &str = "pending";
-const CFS: [&str; 3] = [CF_ENTRIES, CF_TIMERS, CF_PENDING];
+/// Added later: state written before it has none, and opening creates it.
+pub const CF_IDS: &str = "ids";
+const CFS: [&str; 4] = [CF_ENTRIES, CF_TIMERS, CF_PENDING, CF_IDS];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -94,11 +102,27 @@ impl StateEnv {
             .map(|name| {
                 let mut table = BlockBasedOptions::default();
                 table.set_block_cache(&self.block_cache);
-                if *name == CF_ENTRIES {
-                    // Point lookups of absent keys are the common case when an entry opens.
+                let mut cf = Options::default();
+                if *name == CF_ENTRIES || *name == CF_IDS {
+                    // Point lookups of absent keys are the common case when an entry
+                    // opens, and for a hot entry's new event ids.
                     table.set_bloom_filter(10.0, false);
                 }
-                let mut cf = Options::default();
+                if *name == CF_IDS {
+                    // Millions of ids of one entry: their filters and indexes are
+                    // charged to the block cache instead of growing outside it, in
+                    // 4 KiB partitions, so a lookup reads one small filter block
+                    // (a whole file's filter, megabytes, would be read from disk
+                    // whenever the cache had evicted it).
+                    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+                    table.set_partition_filters(true);
+                    table.set_metadata_block_size(4096);
+                    table.set_cache_index_and_filter_blocks(true);
+                    table.set_pin_top_level_index_and_filter(true);
+                    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                    cf.set_memtable_whole_key_filtering(true);
+                    cf.set_memtable_prefix_bloom_ratio(0.05);
+                }
                 cf.set_block_based_table_factory(&table);
                 cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
                 ColumnFamilyDescriptor::new(*name, cf)
@@ -166,6 +190,34 @@ impl ShardDb {
 
     pub fn shard(&self) -> u32 {
         self.shard
+    }
+
+    /// Writes `ids` of `key`'s entry to the ids column family.
+    fn put_ids(
+        &self,
+        key: Key,
+        pairs: impl Iterator<Item = (u128, u64)>,
+    ) -> Result<(), StateError> {
+        let mut batch = WriteBatch::default();
+        ids::put_all(&mut batch, self.cf(CF_IDS)?, key, pairs);
+        self.write(batch)
+    }
+
+    /// The fingerprint stored for a spilled id of `key`'s entry.
+    fn lookup_id(&self, key: Key, id: u128) -> Result<Option<u64>, StateError> {
+        ids::lookup(&self.db, self.cf(CF_IDS)?, key, id).map_err(|e| match e {
+            ids::LookupError::Rocks(e) => self.err(e),
+            ids::LookupError::BadValue { len } => StateError::Corrupt {
+                shard: self.shard,
+                what: "spilled event id",
+                reason: format!("{len} value bytes for key {}", key.message_key()),
+            },
+        })
+    }
+
+    /// Spilled ids held for `key`'s entry.
+    pub fn id_count(&self, key: Key) -> Result<u64, StateError> {
+        ids::count(&self.db, self.cf(CF_IDS)?, key).map_err(|e| self.err(e))
     }
 
     pub fn path(&self) -> &Path {
@@ -248,19 +300,75 @@ fn presized_entries(cache_capacity: usize) -> usize {
     table_entries(14).min(cache_capacity)
 }
 
-fn fold_cached(c: &mut Cached, event: &Event, ops: u64, changed: &mut Changes) -> Applied {
-    c.used = ops;
-    match c.entry.fold(event) {
+/// Approximate heap bytes of one cached entry: its table bucket (at 7/8
+/// load), the boxed entry, its timer index slot, and its in-memory id set.
+pub fn entry_bytes(entry: &Entry) -> usize {
+    const FIXED: usize = size_of::<(Key, Box<Cached>)>() * 8 / 7 + size_of::<Cached>() + 32;
+    FIXED + entry.ids.heap_bytes()
+}
+
+/// Bytes per event id a spill threshold counts (a pair of 24 bytes in a table
+/// kept between 7/16 and 7/8 full).
+const ID_BYTES: usize = 40;
+
+/// How a store bounds its memory besides the entry count.
+#[derive(Clone, Copy, Debug)]
+struct ByteLimits {
+    /// Heap bytes of cached entries before the least recently used are written back.
+    budget: usize,
+    /// In-memory ids of one entry from which they are written to RocksDB.
+    spill_ids: usize,
+    /// Bytes of id table an entry keeps after a spill.
+    keep_bytes: usize,
+}
+
+impl ByteLimits {
+    /// No byte budget: every id stays in memory (the count bound alone).
+    const UNBOUNDED: ByteLimits = ByteLimits {
+        budget: usize::MAX,
+        spill_ids: usize::MAX,
+        keep_bytes: usize::MAX,
+    };
+
+    /// A hot entry's id set may take a sixteenth of the budget (between 16 KiB
+    /// and 8 MiB) before it spills: small enough that a few hot keys fit, large
+    /// enough that a spill is one big sorted batch.
+    fn for_budget(budget: usize) -> Self {
+        let spill_bytes = (budget / 16).clamp(16 << 10, 8 << 20);
+        ByteLimits {
+            budget,
+            spill_ids: spill_bytes / ID_BYTES,
+            keep_bytes: spill_bytes * 2,
+        }
+    }
+}
+
+/// What a store's fold needs besides the entry: disjoint parts of the store.
+struct FoldCtx<'a> {
+    db: &'a ShardDb,
+    ops: u64,
+    changes: &'a mut Changes,
+    cached_bytes: &'a mut usize,
+}
+
+fn fold_cached(c: &mut Cached, event: &Event, ctx: FoldCtx<'_>) -> Result<Applied, StateError> {
+    c.used = ctx.ops;
+    let before = c.entry.ids.heap_bytes();
+    let seen = c
+        .entry
+        .fold_with(event, |id| ctx.db.lookup_id(event.key, id))?;
+    *ctx.cached_bytes = *ctx.cached_bytes + c.entry.ids.heap_bytes() - before;
+    Ok(match seen {
         Seen::New => {
             if !c.dirty {
-                changed.note(event.key);
+                ctx.changes.note(event.key);
             }
             c.dirty = true;
             Applied::Folded
         }
         Seen::Copy => Applied::Duplicate,
         Seen::Conflict => Applied::Conflict,
-    }
+    })
 }
 
 /// Keys whose cached entry may differ from RocksDB since the last checkpoint,
@@ -273,6 +381,10 @@ struct Changes {
     keys: Vec<Key>,
     overflowed: bool,
 }
+
+/// An entry written back with this many ids in memory puts them in the ids
+/// column family.
+const SPILL_ON_WRITE_BACK: usize = 1024;
 
 /// Past this many noted keys a checkpoint scans the cache instead.
 const MAX_NOTED_CHANGES: usize = 1 << 20;
@@ -357,6 +469,8 @@ impl TakenChanges {
 struct Frozen {
     /// Timers (and entries) fired since, to delete from RocksDB afterwards.
     deletes: Vec<Timer>,
+    /// Keys of the entries among them with ids in RocksDB.
+    id_deletes: Vec<Key>,
     deleted: HashSet<Key, FastState>,
     /// The last timer fired since: RocksDB timer scans start after it.
     fired_up_to: Option<Timer>,
@@ -368,6 +482,11 @@ pub struct ShardStore {
     cache: HashMap<Key, Box<Cached>, FastState>,
     ops: u64,
     capacity: usize,
+    limits: ByteLimits,
+    /// Sum of [`entry_bytes`] over the cache.
+    cached_bytes: usize,
+    /// Event ids written to RocksDB by hot entries, since start.
+    ids_spilled_total: u64,
     timers: TimerQueue,
     /// Entries with a copy in RocksDB (each also has a timer there).
     db_entries: u64,
@@ -395,6 +514,9 @@ impl ShardStore {
             ),
             ops: 0,
             capacity,
+            limits: ByteLimits::UNBOUNDED,
+            cached_bytes: 0,
+            ids_spilled_total: 0,
             timers: TimerQueue::default(),
             db_entries: 0,
             db_only: 0,
@@ -405,6 +527,13 @@ impl ShardStore {
             frozen: None,
             spare: Vec::new(),
         }
+    }
+
+    /// Bounds the cache to `budget` heap bytes as well (entries with their id
+    /// sets), and spills the ids of an entry whose set outgrows its share.
+    pub fn with_byte_budget(mut self, budget: usize) -> Self {
+        self.limits = ByteLimits::for_budget(budget);
+        self
     }
 
     /// Remembers which entries change between checkpoints (see [`Self::persist_all`]).
@@ -550,6 +679,10 @@ impl ShardStore {
                 batch.delete_cf(entries_cf, key.to_bytes());
                 batch.delete_cf(timers_cf, timer_key(fire, key));
             }
+            let ids_cf = self.db.cf(CF_IDS)?;
+            for key in frozen.id_deletes {
+                ids::delete_all(&mut batch, ids_cf, key);
+            }
             self.db.write(batch)?;
         }
         self.evict_over_capacity()?;
@@ -570,24 +703,56 @@ impl ShardStore {
         self.spilled_total
     }
 
+    /// Event ids hot entries wrote to RocksDB instead of keeping them, since start.
+    pub fn ids_spilled_total(&self) -> u64 {
+        self.ids_spilled_total
+    }
+
+    /// Heap bytes of the cached entries, as the byte budget counts them.
+    pub fn cached_bytes(&self) -> usize {
+        self.cached_bytes
+    }
+
     /// Folds an event on arrival when the contract allows it: its key's entry is
     /// cached and open, the entry's start is behind every event that can still be
     /// on time (`on_time_from`), and the event falls inside the window. The result
     /// is the one in-order application would give.
-    pub fn fold_if_open(&mut self, event: &Event, on_time_from: i64) -> Option<Applied> {
+    pub fn fold_if_open(
+        &mut self,
+        event: &Event,
+        on_time_from: i64,
+    ) -> Result<Option<Applied>, StateError> {
         self.ops += 1;
-        let c = self.cache.get_mut(&event.key)?;
+        let Some(c) = self.cache.get_mut(&event.key) else {
+            return Ok(None);
+        };
         if c.entry.window_start >= on_time_from || event.time >= c.entry.timer {
-            return None;
+            return Ok(None);
         }
-        Some(fold_cached(c, event, self.ops, &mut self.changes))
+        let ctx = FoldCtx {
+            db: &self.db,
+            ops: self.ops,
+            changes: &mut self.changes,
+            cached_bytes: &mut self.cached_bytes,
+        };
+        let applied = fold_cached(c, event, ctx)?;
+        self.after_fold(event.key, applied)?;
+        Ok(Some(applied))
     }
 
     /// Applies an on-time event whose turn has come (event-time order).
     pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
         self.ops += 1;
         if let Some(c) = self.cache.get_mut(&event.key) {
-            return Ok(fold_cached(c, event, self.ops, &mut self.changes));
+            let ctx = FoldCtx {
+                db: &self.db,
+                ops: self.ops,
+                changes: &mut self.changes,
+                cached_bytes: &mut self.cached_bytes,
+            };
+            let applied = fold_cached(c, event, ctx)?;
+            self.after_fold(event.key, applied)?;
+            return Ok(applied);
         }
         if self.db_only > 0
             && let Some(entry) = self.load(event.key)?
@@ -600,11 +765,48 @@ impl ShardStore {
         Ok(Applied::Opened)
     }
 
+    /// After an event folded into a cached entry: spills the entry's ids when
+    /// its set outgrew its share (never while frozen: the checkpoint's files
+    /// must not see ids its entry copies do not count), and keeps the cache
+    /// within its byte budget.
+    fn after_fold(&mut self, key: Key, applied: Applied) -> Result<(), StateError> {
+        if applied != Applied::Folded || self.frozen.is_some() {
+            return Ok(());
+        }
+        if let Some(c) = self.cache.get(&key)
+            && c.entry.ids.len() >= self.limits.spill_ids
+        {
+            self.spill_ids(key)?;
+        }
+        if self.cached_bytes > self.limits.budget {
+            self.evict_over_capacity()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a cached entry's in-memory ids to RocksDB and forgets them there.
+    fn spill_ids(&mut self, key: Key) -> Result<(), StateError> {
+        let Some(c) = self.cache.get_mut(&key) else {
+            return Ok(());
+        };
+        self.db.put_ids(key, c.entry.ids.pairs())?;
+        let before = c.entry.ids.heap_bytes();
+        self.ids_spilled_total += c.entry.mark_ids_spilled(self.limits.keep_bytes);
+        self.cached_bytes = self.cached_bytes + c.entry.ids.heap_bytes() - before;
+        // The RocksDB copy of the entry (if any) still holds the ids just spilled.
+        if !c.dirty {
+            self.changes.note(key);
+        }
+        c.dirty = true;
+        Ok(())
+    }
+
     /// Caches an open entry (fresh, or loaded from RocksDB) with its timer.
     fn cache_put(&mut self, key: Key, entry: Entry, in_db: bool) -> Result<(), StateError> {
         if !in_db {
             self.changes.note(key);
         }
+        self.cached_bytes += entry_bytes(&entry);
         self.timers.insert((entry.timer, key));
         self.cache.insert(
             key,
@@ -639,17 +841,38 @@ impl ShardStore {
     }
 
     /// Writes the least recently used entries to RocksDB when the cache is over
-    /// capacity: a tenth of the capacity at a time, so the selection is amortised.
+    /// capacity (a tenth of the capacity at a time, so the selection is
+    /// amortised) or over its byte budget (down to nine tenths of it). The
+    /// entry used last always stays.
     fn evict_over_capacity(&mut self) -> Result<(), StateError> {
         // With capacity zero the entry just used stays until `settle` writes it through;
         // while frozen nothing is written (the cache holds more for a moment).
-        if self.cache.len() <= self.capacity || self.capacity == 0 || self.frozen.is_some() {
+        let over_count = self.cache.len() > self.capacity;
+        let over_bytes = self.cached_bytes > self.limits.budget;
+        if !(over_count || over_bytes) || self.capacity == 0 || self.frozen.is_some() {
             return Ok(());
         }
-        let excess = self.cache.len() - self.capacity;
-        let count = excess.max(self.capacity / 10).min(self.cache.len());
         let mut by_age: Vec<(u64, Key)> = self.cache.iter().map(|(k, c)| (c.used, *k)).collect();
-        by_age.select_nth_unstable(count - 1);
+        let mut count = if over_count {
+            let excess = self.cache.len() - self.capacity;
+            excess.max(self.capacity / 10).min(self.cache.len() - 1)
+        } else {
+            0
+        };
+        if over_bytes {
+            by_age.sort_unstable();
+            let target = self.limits.budget / 10 * 9;
+            let mut bytes = self.cached_bytes;
+            for (i, (_, key)) in by_age.iter().enumerate().take(by_age.len() - 1) {
+                if i >= count && bytes <= target {
+                    break;
+                }
+                bytes -= self.cache.get(key).map_or(0, |c| entry_bytes(&c.entry));
+                count = count.max(i + 1);
+            }
+        } else if count > 0 {
+            by_age.select_nth_unstable(count - 1);
+        }
         by_age.truncate(count);
         self.write_back_all(by_age.into_iter().map(|(_, key)| key))
     }
@@ -659,6 +882,7 @@ impl ShardStore {
         let mut timers: Vec<Timer> = Vec::new();
         for key in keys {
             if let Some(c) = self.cache.remove(&key) {
+                self.cached_bytes -= entry_bytes(&c.entry);
                 timers.push((c.entry.timer, key));
                 self.write_back(key, *c)?;
             }
@@ -667,7 +891,14 @@ impl ShardStore {
         Ok(())
     }
 
-    fn write_back(&mut self, key: Key, c: Cached) -> Result<(), StateError> {
+    fn write_back(&mut self, key: Key, mut c: Cached) -> Result<(), StateError> {
+        // An entry that spilled ids, or holds many, leaves them in the ids column
+        // family rather than in its own value (read back whole on every load).
+        if c.entry.spilled_ids > 0 || c.entry.ids.len() >= SPILL_ON_WRITE_BACK {
+            self.db.put_ids(key, c.entry.ids.pairs())?;
+            self.ids_spilled_total += c.entry.mark_ids_spilled(0);
+            c.dirty = true;
+        }
         if c.dirty || !c.in_db {
             let mut batch = WriteBatch::default();
             batch.put_cf(self.db.cf(CF_ENTRIES)?, key.to_bytes(), c.entry.encode());
@@ -737,6 +968,7 @@ impl ShardStore {
     /// Removes and returns the entry whose timer `(fire, key)` is due.
     pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
         let entry = if let Some(c) = self.cache.remove(&key) {
+            self.cached_bytes -= entry_bytes(&c.entry);
             self.timers.remove((fire, key));
             if c.in_db {
                 self.delete_from_db(fire, key)?;
@@ -752,7 +984,22 @@ impl ShardStore {
             self.db_only -= 1;
             entry
         };
+        if entry.spilled_ids > 0 {
+            self.delete_ids(key)?;
+        }
         Ok(entry)
+    }
+
+    /// Deletes the spilled ids of `key`'s fired entry (queued while frozen: a
+    /// checkpoint being written still counts them).
+    fn delete_ids(&mut self, key: Key) -> Result<(), StateError> {
+        if let Some(f) = &mut self.frozen {
+            f.id_deletes.push(key);
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        ids::delete_all(&mut batch, self.db.cf(CF_IDS)?, key);
+        self.db.write(batch)
     }
 
     fn delete_from_db(&mut self, fire: i64, key: Key) -> Result<(), StateError> {
@@ -791,12 +1038,21 @@ impl ShardStore {
         Ok(n)
     }
 
-    /// Approximate bytes held in memory by the cache and timer index.
+    /// Event ids held in the ids column family, of every entry (for checks).
+    pub fn db_id_count(&self) -> Result<u64, StateError> {
+        let cf = self.db.cf(CF_IDS)?;
+        let mut n = 0;
+        for item in self.db.db.iterator_cf(cf, IteratorMode::Start) {
+            item.map_err(|e| self.db.err(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Approximate bytes held in memory by the cache and timer index, id sets
+    /// included.
     pub fn memory_bytes(&self) -> u64 {
-        // Bucket (key and box) + boxed entry + timer index slot; ids beyond the
-        // inline two are extra.
-        let per_entry = size_of::<(Key, Box<Cached>)>() + size_of::<Cached>();
-        (self.cache.len() * per_entry + self.timers.len() * 24) as u64
+        self.cached_bytes as u64
     }
 }
 
@@ -1002,5 +1258,144 @@ mod tests {
         s.thaw().expect("thaw");
         assert_eq!(s.db_entry_count().expect("count"), 1);
         assert_eq!(s.db_entries, 1, "counted once");
+    }
+
+    fn hot(id: usize, t: i64) -> Event {
+        event(Input::Impressions, &format!("h{id}"), t, 7)
+    }
+
+    /// A store with a 256 KiB budget: an entry spills its ids from 409 on.
+    fn budgeted(dir: &Path) -> (StateEnv, ShardStore) {
+        let env = StateEnv::new(dir, 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("open");
+        let mut s = ShardStore::new(db, 1_000, W).with_byte_budget(256 << 10);
+        s.track_changes();
+        (env, s)
+    }
+
+    #[test]
+    fn a_hot_entry_spills_its_ids_and_still_tells_copies_and_conflicts_apart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = budgeted(dir.path());
+        for i in 0..5_000 {
+            let applied = s.apply(&hot(i, 1_000 + i as i64)).expect("apply");
+            assert_ne!(applied, Applied::Duplicate);
+        }
+        let key = hot(0, 0).key;
+        let entry = &s.cache.get(&key).expect("cached").entry;
+        assert!(entry.spilled_ids >= 4_000, "{}", entry.spilled_ids);
+        assert!(entry.ids.len() < s.limits.spill_ids);
+        assert_eq!(s.db().id_count(key).expect("count"), entry.spilled_ids);
+        assert_eq!(entry.impressions, 5_000);
+        assert_eq!(s.ids_spilled_total(), entry.spilled_ids);
+        // The first id is in RocksDB only; the last in memory.
+        assert_eq!(s.apply(&hot(0, 1_000)).expect("copy"), Applied::Duplicate);
+        assert_eq!(
+            s.apply(&hot(4_999, 5_999)).expect("copy"),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            s.apply(&hot(1, 1_002)).expect("conflict"),
+            Applied::Conflict
+        );
+        assert!(s.cached_bytes() <= 256 << 10);
+        // Firing deletes the entry's ids.
+        let (fire, k) = s.next_timer().expect("timer").expect("due");
+        let fired = s.fire(fire, k).expect("fire");
+        assert_eq!(fired.impressions, 5_000);
+        assert_eq!(s.db_id_count().expect("ids"), 0);
+        assert_eq!(s.cached_bytes(), 0);
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_the_least_recently_used_entries() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = budgeted(dir.path());
+        for p in 0..10_000 {
+            s.apply(&event(Input::Impressions, "i", 1_000, p))
+                .expect("apply");
+            assert!(s.cached_bytes() <= 256 << 10);
+        }
+        assert!(s.cached_entries() < 10_000);
+        assert_eq!(s.live_entries(), 10_000);
+        assert!(
+            s.cache
+                .contains_key(&event(Input::Impressions, "i", 1_000, 9_999).key)
+        );
+        assert!(
+            !s.cache
+                .contains_key(&event(Input::Impressions, "i", 1_000, 0).key)
+        );
+    }
+
+    #[test]
+    fn ids_wait_in_memory_while_frozen_so_a_checkpoint_holds_exactly_its_entrys_ids() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_env, mut s) = budgeted(&dir.path().join("live"));
+        for i in 0..2_000 {
+            s.apply(&hot(i, 1_000 + i as i64)).expect("apply");
+        }
+        let key = hot(0, 0).key;
+        let taken = s.take_changes();
+        let spilled_at_take = s.cache.get(&key).expect("cached").entry.spilled_ids;
+        assert!(spilled_at_take > 0);
+        // While frozen the set grows past the spill threshold: nothing is written.
+        for i in 2_000..4_000 {
+            s.apply(&hot(i, 1_000 + i as i64)).expect("apply");
+        }
+        assert_eq!(
+            s.cache.get(&key).expect("cached").entry.spilled_ids,
+            spilled_at_take
+        );
+        taken.write(s.db()).expect("write");
+        let copy_dir = tempfile::tempdir().expect("tmp");
+        let (_copy_env, mut copy) = linked_copy(&s, copy_dir.path(), 1);
+        assert_eq!(copy.db_id_count().expect("ids"), spilled_at_take);
+        // In the restored copy, ids seen before the checkpoint are copies and
+        // the ones seen after it are new.
+        assert_eq!(
+            copy.apply(&hot(3, 1_003)).expect("copy"),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            copy.apply(&hot(1_999, 2_999)).expect("copy"),
+            Applied::Duplicate
+        );
+        assert_eq!(
+            copy.apply(&hot(2_000, 3_000)).expect("new"),
+            Applied::Folded
+        );
+        drop(copy);
+        s.thaw().expect("thaw");
+        s.apply(&hot(4_000, 5_000)).expect("apply");
+        let entry = &s.cache.get(&key).expect("cached").entry;
+        assert!(entry.spilled_ids > spilled_at_take, "spills after the thaw");
+        assert_eq!(entry.impressions, 4_001);
+    }
+
+    #[test]
+    fn state_written_before_the_ids_column_family_existed_opens_and_reads() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("shard-0");
+        let entry = Entry::open(&hot(1, 1_000), W);
+        let key = hot(1, 1_000).key;
+        {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db =
+                DB::open_cf(&opts, &path, [CF_ENTRIES, CF_TIMERS, CF_PENDING]).expect("old layout");
+            let cf = db.cf_handle(CF_ENTRIES).expect("entries");
+            db.put_cf(cf, key.to_bytes(), entry.encode()).expect("put");
+            let timers = db.cf_handle(CF_TIMERS).expect("timers");
+            db.put_cf(timers, timer_key(entry.timer, key), [])
+                .expect("put");
+        }
+        let env = StateEnv::new(dir.path(), 8 << 20, 8 << 20);
+        let db = env.open_shard(0).expect("opens with the new column family");
+        let mut s = ShardStore::restored(db, 1_000, W, 1).with_byte_budget(256 << 10);
+        assert_eq!(s.apply(&hot(1, 1_000)).expect("copy"), Applied::Duplicate);
+        assert_eq!(s.apply(&hot(2, 1_001)).expect("new"), Applied::Folded);
+        assert_eq!(s.db_id_count().expect("ids"), 0);
     }
 }
