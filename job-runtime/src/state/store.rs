@@ -863,7 +863,11 @@ impl ShardStore {
             by_age.sort_unstable();
             let target = self.limits.budget / 10 * 9;
             let mut bytes = self.cached_bytes;
-            for (i, (_, key)) in by_age.iter().enumerate().take(by_age.len() - 1) {
+            for (i, (_, key)) in by_age
+                .iter()
+                .enumerate()
+                .take(by_age.len().saturating_sub(1))
+            {
                 if i >= count && bytes <= target {
                     break;
                 }
