@@ -2,7 +2,8 @@
 # Runs the whole test suite. Installs and builds what the tests need (system
 # packages, helm/lua/promtool, cargo-nextest, the local Kubernetes control plane,
 # Apache Kafka, the S3 store, the workspace), starts the shared components, runs
-# every test, and stops what it started, also on failure. Each step prints its time.
+# every test and a short run of each fuzz target, and stops what it started, also
+# on failure. Each step prints its time.
 # Extra arguments go to `cargo nextest run` (for example a test-name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,14 @@ step "starting the control plane and the S3 store"
 
 cargo nextest run --workspace --release --no-fail-fast "$@"
 step "tests"
+
+# A short run of each fuzz target (the parsers of records, job manifests,
+# checkpoint and savepoint manifests and admin request bodies) on stable Rust,
+# from the committed seeds; a crash fails the suite. A filtered run leaves it out.
+if [ $# -eq 0 ]; then
+  bash scripts/fuzz.sh smoke
+  step "fuzz smoke run (cargo-fuzz install and build when cold)"
+fi
 
 # The external generator and oracle, when they sit beside the clone
 # (../shared/bench): the project's reference implementation is checked against
