@@ -77,5 +77,73 @@ pub fn decode_manifest(text: &[u8]) -> Result<CheckpointManifest, String> {
             m.format_version
         ));
     }
+    // The files are read (sized, hashed, linked) under the checkpoint's own
+    // directory: a tampered manifest must not point outside it.
+    if let Some(f) = m.files.iter().find(|f| !inside_checkpoint(&f.path)) {
+        return Err(format!(
+            "file path {:?} is not a relative path inside the checkpoint",
+            f.path
+        ));
+    }
     Ok(m)
+}
+
+/// A relative path of names (no root, no `..`) naming at least one.
+fn inside_checkpoint(path: &str) -> bool {
+    use std::path::{Component, Path};
+    let components = Path::new(path).components();
+    components
+        .clone()
+        .any(|c| matches!(c, Component::Normal(_)))
+        && components
+            .into_iter()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_with_file(path: &str) -> Vec<u8> {
+        let m = CheckpointManifest {
+            format_version: FORMAT_VERSION,
+            shard: 0,
+            id: 1,
+            created_ms: 0,
+            inputs: [InputState {
+                next_offset: None,
+                max_event_time: 0,
+            }; 2],
+            job_watermark: 0,
+            live_entries: 0,
+            pending: PendingState::default(),
+            counters: ShardCounters::default(),
+            transactional: false,
+            process_started_ms: None,
+            files: vec![FileSum {
+                path: path.into(),
+                size: 1,
+                xxh3: None,
+            }],
+        };
+        serde_json::to_vec(&m).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_manifest_naming_a_file_outside_its_checkpoint_is_refused() {
+        for path in ["../x", "/etc/passwd", "rocksdb/../../x", "", "./"] {
+            let err = decode_manifest(&manifest_with_file(path)).err();
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("not a relative path")),
+                "{path:?}: {err:?}"
+            );
+        }
+        for path in ["pending.bin", "rocksdb/000012.sst", "./rocksdb/CURRENT"] {
+            assert!(
+                decode_manifest(&manifest_with_file(path)).is_ok(),
+                "{path:?}"
+            );
+        }
+    }
 }
