@@ -723,10 +723,22 @@ impl ShardStore {
         on_time_from: i64,
     ) -> Result<Option<Applied>, StateError> {
         self.ops += 1;
+        self.fold_into_cached(event, |e| {
+            e.window_start < on_time_from && event.time < e.timer
+        })
+    }
+
+    /// Folds `event` into its key's cached entry when there is one and `admit`
+    /// lets it (one lookup of the cache table per event).
+    fn fold_into_cached(
+        &mut self,
+        event: &Event,
+        admit: impl FnOnce(&Entry) -> bool,
+    ) -> Result<Option<Applied>, StateError> {
         let Some(c) = self.cache.get_mut(&event.key) else {
             return Ok(None);
         };
-        if c.entry.window_start >= on_time_from || event.time >= c.entry.timer {
+        if !admit(&c.entry) {
             return Ok(None);
         }
         let ctx = FoldCtx {
@@ -736,22 +748,15 @@ impl ShardStore {
             cached_bytes: &mut self.cached_bytes,
         };
         let applied = fold_cached(c, event, ctx)?;
-        self.after_fold(event.key, applied)?;
+        let spill = c.entry.ids.len() >= self.limits.spill_ids;
+        self.after_fold(event.key, applied, spill)?;
         Ok(Some(applied))
     }
 
     /// Applies an on-time event whose turn has come (event-time order).
     pub fn apply(&mut self, event: &Event) -> Result<Applied, StateError> {
         self.ops += 1;
-        if let Some(c) = self.cache.get_mut(&event.key) {
-            let ctx = FoldCtx {
-                db: &self.db,
-                ops: self.ops,
-                changes: &mut self.changes,
-                cached_bytes: &mut self.cached_bytes,
-            };
-            let applied = fold_cached(c, event, ctx)?;
-            self.after_fold(event.key, applied)?;
+        if let Some(applied) = self.fold_into_cached(event, |_| true)? {
             return Ok(applied);
         }
         if self.db_only > 0
@@ -769,13 +774,11 @@ impl ShardStore {
     /// its set outgrew its share (never while frozen: the checkpoint's files
     /// must not see ids its entry copies do not count), and keeps the cache
     /// within its byte budget.
-    fn after_fold(&mut self, key: Key, applied: Applied) -> Result<(), StateError> {
+    fn after_fold(&mut self, key: Key, applied: Applied, spill: bool) -> Result<(), StateError> {
         if applied != Applied::Folded || self.frozen.is_some() {
             return Ok(());
         }
-        if let Some(c) = self.cache.get(&key)
-            && c.entry.ids.len() >= self.limits.spill_ids
-        {
+        if spill {
             self.spill_ids(key)?;
         }
         if self.cached_bytes > self.limits.budget {
