@@ -21,9 +21,6 @@ pub(super) fn scan<'a>(
     bytes: &'a [u8],
     mut member: impl FnMut(&'a str, Value<'a>) -> Option<()>,
 ) -> Option<()> {
-    if bytes.contains(&b'\\') {
-        return None;
-    }
     let text = std::str::from_utf8(bytes).ok()?;
     let mut c = Cursor { text, pos: 0 };
     c.skip_ws();
@@ -77,12 +74,15 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A string without escapes (none are in the record) or control characters.
+    /// A string without escapes or control characters.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
         let bytes = self.text.as_bytes();
-        let len = bytes[start..].iter().position(|&b| b == b'"' || b < 0x20)?;
+        // A backslash is legal only in a string, as an escape: the serde path reads those.
+        let len = bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
         if bytes[start + len] != b'"' {
             return None;
         }
