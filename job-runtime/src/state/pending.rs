@@ -1,16 +1,22 @@
 //! The reorder buffer: on-time events wait here until the watermark passes them,
 //! and leave in the contract's order `(event_time, input, event_id)`. Alignment
 //! keeps it small; when it still grows past its budget (alignment off, a skewed
-//! source) the latest events spill to RocksDB and come back in order.
+//! source) the latest events spill to RocksDB and come back in order. In memory
+//! the events wait in a wheel of event-time buckets (`pending/wheel.rs`).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::model::record::{Event, from_order_bytes, order_bytes};
 use crate::state::store::{CF_PENDING, ShardDb, StateError};
+
+#[cfg(test)]
+mod tests;
+mod wheel;
+
+use wheel::Wheel;
 
 /// Reorder-buffer bookkeeping (in the checkpoint manifest).
 pub use streamjoin_formats::checkpoint::PendingState;
@@ -37,41 +43,9 @@ impl PartialOrd for Pending {
     }
 }
 
-/// A heap slot: the sort key inline, the event boxed, so sifting moves 24 bytes.
-#[derive(PartialEq, Eq)]
-struct Slot {
-    time: i64,
-    input: u8,
-    p: Box<Pending>,
-}
-
-impl Ord for Slot {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.time, self.input)
-            .cmp(&(other.time, other.input))
-            .then_with(|| self.p.cmp(&other.p))
-    }
-}
-
-impl PartialOrd for Slot {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl From<Pending> for Slot {
-    fn from(p: Pending) -> Self {
-        Slot {
-            time: p.event.time,
-            input: p.event.input as u8,
-            p: Box::new(p),
-        }
-    }
-}
-
 /// In memory: every pending event with time < `spill_floor`; in RocksDB: the rest.
 pub struct PendingBuffer {
-    heap: BinaryHeap<Reverse<Slot>>,
+    wheel: Wheel,
     budget: usize,
     spill_floor: Option<i64>,
     spilled: u64,
@@ -81,7 +55,7 @@ pub struct PendingBuffer {
 impl PendingBuffer {
     pub fn new(budget: usize) -> Self {
         Self {
-            heap: BinaryHeap::new(),
+            wheel: Wheel::default(),
             budget: budget.max(2),
             spill_floor: None,
             spilled: 0,
@@ -90,7 +64,7 @@ impl PendingBuffer {
     }
 
     pub fn len(&self) -> u64 {
-        self.heap.len() as u64 + self.spilled
+        self.wheel.len() as u64 + self.spilled
     }
 
     pub fn is_empty(&self) -> bool {
@@ -104,7 +78,7 @@ impl PendingBuffer {
     /// The in-memory events (in no particular order) and the spill bookkeeping,
     /// for a checkpoint; spilled events are in the shard's RocksDB already.
     pub fn snapshot(&self) -> (Vec<Pending>, PendingState) {
-        let events: Vec<Pending> = self.heap.iter().map(|Reverse(s)| (*s.p).clone()).collect();
+        let events: Vec<Pending> = self.wheel.iter().cloned().collect();
         let state = PendingState {
             in_memory: events.len() as u64,
             spilled: self.spilled,
@@ -117,7 +91,7 @@ impl PendingBuffer {
     /// The buffer as a checkpoint left it.
     pub fn restore(budget: usize, events: Vec<Pending>, state: PendingState) -> Self {
         let mut b = Self::new(budget);
-        b.heap = events.into_iter().map(|p| Reverse(p.into())).collect();
+        b.refill(events);
         b.spilled = state.spilled;
         b.spill_floor = state.spill_floor;
         b.seq = state.seq;
@@ -126,20 +100,20 @@ impl PendingBuffer {
 
     /// Whether pushing an event of this time writes to RocksDB (a spill).
     pub fn push_touches_db(&self, time: i64) -> bool {
-        self.spill_floor.is_some_and(|floor| time >= floor) || self.heap.len() >= self.budget
+        self.spill_floor.is_some_and(|floor| time >= floor) || self.wheel.len() >= self.budget
     }
 
     /// Whether the next read takes events back from RocksDB.
     pub fn read_touches_db(&self) -> bool {
-        self.heap.is_empty() && self.spilled > 0
+        self.wheel.is_empty() && self.spilled > 0
     }
 
     pub fn push(&mut self, p: Pending, db: &ShardDb) -> Result<(), StateError> {
         match self.spill_floor {
             Some(floor) if p.event.time >= floor => self.spill(&[p], db),
             _ => {
-                self.heap.push(Reverse(p.into()));
-                if self.heap.len() > self.budget {
+                self.wheel.push(p);
+                if self.wheel.len() > self.budget {
                     self.spill_upper_half(db)?;
                 }
                 Ok(())
@@ -151,7 +125,7 @@ impl PendingBuffer {
         let cf = db.cf(CF_PENDING)?;
         let mut batch = WriteBatch::default();
         for p in items {
-            // Key order is time order; the heap restores the full order on reload.
+            // Key order is time order; the wheel restores the full order on reload.
             let mut key = [0u8; 16];
             key[..8].copy_from_slice(&order_bytes(p.event.time));
             key[8..].copy_from_slice(&self.seq.to_be_bytes());
@@ -167,23 +141,27 @@ impl PendingBuffer {
 
     /// Moves the later half of the in-memory events (whole event-time groups) to RocksDB.
     fn spill_upper_half(&mut self, db: &ShardDb) -> Result<(), StateError> {
-        let mut items: Vec<Pending> = std::mem::take(&mut self.heap)
-            .into_iter()
-            .map(|Reverse(slot)| *slot.p)
-            .collect();
+        let mut items = self.wheel.take_all();
         items.sort_unstable();
         let cut_time = items[items.len() / 2].event.time;
         let cut = items.partition_point(|p| p.event.time < cut_time);
         if cut == 0 {
             // One event time holds more than half the budget: it cannot be split.
-            self.heap = items.into_iter().map(|p| Reverse(p.into())).collect();
+            self.refill(items);
             return Ok(());
         }
         let upper = items.split_off(cut);
         self.spill(&upper, db)?;
         self.spill_floor = Some(cut_time);
-        self.heap = items.into_iter().map(|p| Reverse(p.into())).collect();
+        self.refill(items);
         Ok(())
+    }
+
+    /// Puts events back (in order after a spill: each push appends to its bucket).
+    fn refill(&mut self, items: Vec<Pending>) {
+        for p in items {
+            self.wheel.push(p);
+        }
     }
 
     /// Brings back from RocksDB at least one whole event-time group, and at most
@@ -202,7 +180,7 @@ impl PendingBuffer {
                 break;
             }
             let p: Pending = postcard::from_bytes(&v).map_err(|_| corrupt(db, "value"))?;
-            self.heap.push(Reverse(p.into()));
+            self.wheel.push(p);
             batch.delete_cf(cf, k);
             taken += 1;
             last_time = Some(time);
@@ -215,18 +193,18 @@ impl PendingBuffer {
 
     /// Removes and returns the earliest pending event.
     pub fn pop_min(&mut self, db: &ShardDb) -> Result<Option<Pending>, StateError> {
-        if self.heap.is_empty() && self.spilled > 0 {
+        if self.wheel.is_empty() && self.spilled > 0 {
             self.reload(db)?;
         }
-        Ok(self.heap.pop().map(|Reverse(slot)| *slot.p))
+        Ok(self.wheel.pop())
     }
 
     /// Time of the earliest pending event.
     pub fn peek_time(&mut self, db: &ShardDb) -> Result<Option<i64>, StateError> {
-        if self.heap.is_empty() && self.spilled > 0 {
+        if self.wheel.is_empty() && self.spilled > 0 {
             self.reload(db)?;
         }
-        Ok(self.heap.peek().map(|Reverse(slot)| slot.time))
+        Ok(self.wheel.peek_time())
     }
 }
 

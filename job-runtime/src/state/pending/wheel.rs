@@ -1,0 +1,196 @@
+//! The in-memory part of the reorder buffer: a wheel of event-time buckets.
+//!
+//! Input is mostly in order (at most about `D` behind the newest event), so a
+//! push appends to the bucket of its event time (O(1)), and a bucket is sorted
+//! once, when it becomes the earliest one. A binary heap paid `O(log n)` sifts
+//! through a cold array on every push and pop instead.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use super::Pending;
+
+/// A bucket spans 2^10 ms of event time (about a second).
+const BUCKET_SHIFT: u32 = 10;
+/// The ring reaches about 70 minutes past its first bucket; an event later
+/// than that waits in `far` (a source hours ahead of the others, alignment off).
+const MAX_BUCKETS: usize = 4096;
+/// Emptied buckets kept for reuse, and the largest capacity worth keeping.
+const SPARE_BUCKETS: usize = 64;
+const SPARE_CAPACITY: usize = 4096;
+
+fn bucket_of(time: i64) -> i64 {
+    // Arithmetic shift: floor division, also for times before the epoch.
+    time >> BUCKET_SHIFT
+}
+
+/// Pops in `Pending`'s order, like a min-heap would.
+///
+/// Invariant: every event in `ready` is before every event in `ring` (their
+/// buckets are below `base`); `far` holds events of any time, so the minimum
+/// is the lesser of `ready`'s last and `far`'s top.
+#[derive(Default)]
+pub(super) struct Wheel {
+    /// The earliest bucket, sorted latest first so the next event pops off the
+    /// end; events arriving for a bucket at or before it are inserted in place.
+    ready: Vec<Pending>,
+    /// Bucket `base + i` at `ring[i]`, unsorted.
+    ring: VecDeque<Vec<Pending>>,
+    base: i64,
+    /// Events past the ring's reach.
+    far: BinaryHeap<Reverse<Pending>>,
+    len: usize,
+    spare: Vec<Vec<Pending>>,
+}
+
+impl Wheel {
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Buckets in the ring (for tests of its bound).
+    #[cfg(test)]
+    pub(super) fn buckets(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn push(&mut self, p: Pending) {
+        self.len += 1;
+        let bucket = bucket_of(p.event.time);
+        if self.ready.is_empty() && self.ring.is_empty() {
+            self.base = bucket;
+        }
+        if bucket < self.base {
+            // Behind the sorted bucket's end (it arrived after that bucket was
+            // sorted), usually before all of it: then the insert is a push.
+            let at = self.ready.partition_point(|q| *q > p);
+            self.ready.insert(at, p);
+            return;
+        }
+        // Both are within about ±2^53, so the difference cannot overflow.
+        match usize::try_from(bucket - self.base) {
+            Ok(i) if i < MAX_BUCKETS => {
+                while self.ring.len() <= i {
+                    let empty = self.spare.pop().unwrap_or_default();
+                    self.ring.push_back(empty);
+                }
+                self.ring[i].push(p);
+            }
+            _ => self.far.push(Reverse(p)),
+        }
+    }
+
+    /// Time of the earliest event.
+    pub(super) fn peek_time(&mut self) -> Option<i64> {
+        self.fill();
+        match (self.ready.last(), self.far.peek()) {
+            (Some(r), Some(Reverse(f))) => Some(r.event.time.min(f.event.time)),
+            (Some(r), None) => Some(r.event.time),
+            (None, f) => f.map(|Reverse(f)| f.event.time),
+        }
+    }
+
+    /// Removes and returns the earliest event.
+    pub(super) fn pop(&mut self) -> Option<Pending> {
+        self.fill();
+        let from_far = match (self.ready.last(), self.far.peek()) {
+            (Some(r), Some(Reverse(f))) => f < r,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        let p = if from_far {
+            self.far.pop().map(|Reverse(p)| p)
+        } else {
+            self.ready.pop()
+        };
+        if p.is_some() {
+            self.len -= 1;
+        }
+        p
+    }
+
+    /// Makes `ready` the earliest non-empty bucket when it has run out.
+    #[inline]
+    fn fill(&mut self) {
+        if self.ready.is_empty() {
+            self.next_bucket();
+        }
+    }
+
+    fn next_bucket(&mut self) {
+        if self.ring.is_empty() {
+            self.bring_in_far();
+        }
+        while let Some(mut bucket) = self.ring.pop_front() {
+            self.base += 1;
+            if bucket.is_empty() {
+                // Sparse event times leave many buckets that never allocated.
+                if bucket.capacity() > 0 {
+                    self.recycle(bucket);
+                }
+                continue;
+            }
+            bucket.sort_unstable_by(|a, b| b.cmp(a));
+            let used = std::mem::replace(&mut self.ready, bucket);
+            self.recycle(used);
+            return;
+        }
+    }
+
+    /// With the ring empty, moves the far events within its reach of the
+    /// earliest one into it (they are in order, so each push appends).
+    fn bring_in_far(&mut self) {
+        let Some(Reverse(first)) = self.far.peek() else {
+            return;
+        };
+        self.base = bucket_of(first.event.time);
+        let reach = self.base.saturating_add(MAX_BUCKETS as i64);
+        while self
+            .far
+            .peek()
+            .is_some_and(|Reverse(p)| bucket_of(p.event.time) < reach)
+        {
+            if let Some(Reverse(p)) = self.far.pop() {
+                self.len -= 1;
+                self.push(p);
+            }
+        }
+    }
+
+    fn recycle(&mut self, mut bucket: Vec<Pending>) {
+        let cap = bucket.capacity();
+        if cap > 0 && cap <= SPARE_CAPACITY && self.spare.len() < SPARE_BUCKETS {
+            bucket.clear();
+            self.spare.push(bucket);
+        }
+    }
+
+    /// Every event, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Pending> {
+        self.ready
+            .iter()
+            .chain(self.ring.iter().flatten())
+            .chain(self.far.iter().map(|Reverse(p)| p))
+    }
+
+    /// Takes every event out, in no particular order.
+    pub(super) fn take_all(&mut self) -> Vec<Pending> {
+        let mut all = Vec::with_capacity(self.len);
+        all.append(&mut self.ready);
+        for mut bucket in std::mem::take(&mut self.ring) {
+            all.append(&mut bucket);
+            self.recycle(bucket);
+        }
+        all.extend(
+            std::mem::take(&mut self.far)
+                .into_iter()
+                .map(|Reverse(p)| p),
+        );
+        self.len = 0;
+        all
+    }
+}
