@@ -17,7 +17,7 @@ use crate::io::sink::{FileEntrySink, SharedFile, SinkError};
 use crate::io::source::{FileSource, PartitionSource, SourceError};
 use crate::model::record::Input;
 use crate::tools::report::{self, Recorder, Report, ReportError};
-use crate::tools::summary::Summary;
+use crate::tools::summary::{DirBytes, Summary, dir_bytes};
 
 pub const LATE_FILE: &str = "_late.jsonl";
 pub const DEAD_LETTER_FILE: &str = "_dead-letter.jsonl";
@@ -158,9 +158,15 @@ pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayE
     let mut recorder = Recorder::since(started);
     let mut engine = Engine::new(cfg, io, eo)?;
     let stop = AtomicBool::new(false);
-    engine.run(&stop, Duration::from_millis(100), |p| recorder.record(&p))?;
+    let mut peak_live = 0;
+    let mut disk_peak = DirBytes::default();
+    engine.run(&stop, Duration::from_millis(100), |p| {
+        peak_live = peak_live.max(p.live_entries);
+        disk_peak = disk_peak.max(dir_bytes(&state_dir));
+        recorder.record(&p)
+    })?;
     let elapsed = started.elapsed();
-    let summary = Summary::new(
+    let mut summary = Summary::new(
         &engine.counters(),
         engine.live_entries(),
         partitions,
@@ -168,6 +174,12 @@ pub fn replay(cfg: EngineConfig, opts: ReplayOptions) -> Result<Summary, ReplayE
         elapsed,
     );
     drop(engine);
+    let disk_end = dir_bytes(&state_dir);
+    disk_peak = disk_peak.max(disk_end);
+    summary.peak_live_entries = summary.peak_live_entries.max(peak_live);
+    summary.state_dir_bytes_peak = Some(disk_peak.total);
+    summary.state_data_bytes_peak = Some(disk_peak.data);
+    summary.state_dir_bytes_at_end = Some(disk_end.total);
     if !opts.keep_state {
         let _ = std::fs::remove_dir_all(&state_dir);
     }
