@@ -22,7 +22,8 @@
 //! count, as this shared machine's speed varies from run to run. Target: the
 //! median end to end at least 85% of the median raw rate; the benchmark prints
 //! both rates and their ratio and exits non-zero on a miss.
-//! `STREAMJOIN_BENCH_PERF=DIR` runs the runtime under `perf record`.
+//! `STREAMJOIN_BENCH_PERF=DIR` runs the runtime under `perf record`
+//! (`STREAMJOIN_BENCH_PERF_CALLGRAPH=1`: with call stacks).
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;

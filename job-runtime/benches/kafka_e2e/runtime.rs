@@ -116,7 +116,13 @@ pub fn run_runtime(bootstrap: &str, threads: usize, total: u64) -> EndToEnd {
         Some(keep) => {
             let n = std::fs::read_dir(keep).map_or(0, Iterator::count);
             let mut c = Command::new("perf");
-            c.args(["record", "-q", "-F", "1999", "-o"])
+            c.args(["record", "-q", "-F", "1999"]);
+            // STREAMJOIN_BENCH_PERF_CALLGRAPH=1: with call stacks (DWARF), to
+            // find who calls a shared routine such as memmove.
+            if std::env::var_os("STREAMJOIN_BENCH_PERF_CALLGRAPH").is_some() {
+                c.args(["--call-graph", "dwarf,16384"]);
+            }
+            c.arg("-o")
                 .arg(std::path::PathBuf::from(keep).join(format!("perf-{n}.data")))
                 .arg("--")
                 .arg(runtime);
