@@ -74,11 +74,17 @@ impl Wheel {
         // Both are within about ±2^53, so the difference cannot overflow.
         match usize::try_from(bucket - self.base) {
             Ok(i) if i < MAX_BUCKETS => {
-                while self.ring.len() <= i {
-                    let empty = self.spare.pop().unwrap_or_default();
-                    self.ring.push_back(empty);
+                if self.ring.len() <= i {
+                    // Unallocated: with sparse event times most stay empty.
+                    self.ring.resize_with(i + 1, Vec::new);
                 }
-                self.ring[i].push(p);
+                let bucket = &mut self.ring[i];
+                if bucket.capacity() == 0
+                    && let Some(spare) = self.spare.pop()
+                {
+                    *bucket = spare;
+                }
+                bucket.push(p);
             }
             _ => self.far.push(Reverse(p)),
         }
@@ -114,13 +120,14 @@ impl Wheel {
     }
 
     /// Makes `ready` the earliest non-empty bucket when it has run out.
-    #[inline]
+    #[inline(always)]
     fn fill(&mut self) {
         if self.ready.is_empty() {
             self.next_bucket();
         }
     }
 
+    #[inline(never)]
     fn next_bucket(&mut self) {
         if self.ring.is_empty() {
             self.bring_in_far();
@@ -128,10 +135,6 @@ impl Wheel {
         while let Some(mut bucket) = self.ring.pop_front() {
             self.base += 1;
             if bucket.is_empty() {
-                // Sparse event times leave many buckets that never allocated.
-                if bucket.capacity() > 0 {
-                    self.recycle(bucket);
-                }
                 continue;
             }
             bucket.sort_unstable_by(|a, b| b.cmp(a));
