@@ -15,7 +15,8 @@
 # when --check finds a difference. The JSON line also gives the peak of live
 # (open) entries, peak RSS per live entry, and the RocksDB state directory's
 # largest size during the run per live entry (the replay samples both every
-# 100 ms; see `_summary.json`).
+# 100 ms; see `_summary.json`); BENCH_ROCKSDB_ONLY=1 adds a run without the
+# entry cache for the on-disk bytes of an entry.
 #
 # --callgrind instead counts instructions (valgrind's callgrind, installed with
 # apt-get when missing) of one single-threaded replay: a figure independent of
@@ -104,11 +105,50 @@ for i in $(seq "$runs"); do
     "$out/run/_summary.json" "$rss_kb" >> "$out/.runs"
 done
 
+# BENCH_ROCKSDB_ONLY=1: one more run with every entry in RocksDB only (no
+# entry cache), whose state directory shows the on-disk bytes of an entry (with
+# the default cache the entries of these sets never leave memory). Slow: about
+# 70k records/s.
+: > "$out/.rocksdb_only"
+if [ "${BENCH_ROCKSDB_ONLY:-0}" = 1 ]; then
+  cat > "$out/rocksdb-only.yaml" <<'YAML'
+apiVersion: streamjoin.dev/v1alpha1
+kind: StreamJoinJob
+metadata:
+  name: replay-rocksdb-only
+spec:
+  parallelism: 1
+  kafka:
+    bootstrapServers: localhost:9092
+  inputs:
+    impressions: { topic: impressions }
+    plays: { topic: plays }
+  output: { topic: impression-plays-replay }
+  deadLetter: { topic: impression-plays-replay-dead-letter }
+  join:
+    window: 4h
+    allowedLateness: 0s
+  watermarks:
+    maxOutOfOrderness: 2m
+    idleTimeout: 1m
+    inactivityTimeout: null
+  stateStore:
+    cacheEntries: 0
+  delivery: atLeastOnce
+YAML
+  rm -rf "$out/rocksdb-only" && mkdir "$out/rocksdb-only"
+  "$bin" replay --job "$out/rocksdb-only.yaml" --input "$input" --output "$out/rocksdb-only" \
+    --threads "$threads" > /dev/null
+  cp "$out/rocksdb-only/_summary.json" "$out/.rocksdb_only"
+fi
+
 status=0
-python3 - "$out/.runs" "$out/.baselines" "$set_name" <<'PY' || status=$?
+python3 - "$out/.runs" "$out/.baselines" "$set_name" "$out/.rocksdb_only" <<'PY' || status=$?
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 bases = [json.loads(l) for l in open(sys.argv[2])]
+only = open(sys.argv[4]).read().strip()
+only = json.loads(only) if only else None
 rates = sorted(r["records"] / r["elapsed_seconds"] for r in runs)
 base_rates = sorted(b["records_per_second"] for b in bases)
 e2e = statistics.median(rates)
@@ -134,6 +174,14 @@ print(json.dumps({
     "parse_only_records_per_second": round(base), "parse_only_each": [round(b) for b in base_rates],
     "parse_only_peak_rss_mb": round(max(b["peak_rss_bytes"] or 0 for b in bases) / 2**20, 1),
     "fraction_of_parse_only": round(ratio, 3),
+    **({} if only is None else {
+        "rocksdb_only_records_per_second": round(only["records_per_second"]),
+        "rocksdb_only_peak_live_entries": only["peak_live_entries"],
+        "rocksdb_only_state_data_bytes_peak": only["state_data_bytes_peak"],
+        "rocksdb_only_disk_data_bytes_per_live_entry":
+            round(only["state_data_bytes_peak"] / only["peak_live_entries"], 1)
+            if only["peak_live_entries"] else None,
+    }),
 }))
 ok = e2e >= 1_000_000 and ratio >= 0.45
 print("targets (median >= 1,000,000 records/s, >= 45% of parse-only):", "met" if ok else "MISSED")
