@@ -144,6 +144,8 @@ impl Shard {
         job_wm: &mut i64,
         now: i64,
     ) -> Result<Turn, ShardError> {
+        // Changes of the turns before go to the next checkpoint ahead of it.
+        self.store.hand_over()?;
         let drift = self.cfg.alignment_max_drift_ms;
         let slot = self.inputs[which].slot;
         let mut n = 0;
@@ -278,6 +280,7 @@ impl Shard {
             }
         }
         self.store.settle()?;
+        self.store.hand_over()?;
         // Entries of this drain leave together (a Kafka sink batches them).
         self.sinks
             .entries
@@ -468,9 +471,10 @@ impl Shard {
     }
 
     /// Starts a checkpoint of this shard as it is now (between two records):
-    /// outputs so far acknowledged, then a copy of the changed entries, the
-    /// reorder buffer, offsets, watermarks and counters; a thread of its own
-    /// writes them (see `snapshot`). [`Self::take_written`] tells how it ended.
+    /// outputs so far acknowledged, then a copy of the entries changed since
+    /// the last handover (the others were copied as they changed: see
+    /// `ShardStore::hand_over`), the reorder buffer, offsets, watermarks and
+    /// counters; a thread of its own writes them (see `snapshot`). [`Self::take_written`] tells how it ended.
     pub fn begin_checkpoint(
         &mut self,
         root: &std::path::Path,
@@ -480,7 +484,6 @@ impl Shard {
     ) -> Result<(), ShardError> {
         self.await_checkpoint()?;
         self.flush()?;
-        let tmp = checkpoint::prepare(root, self.partition, id)?;
         let changes = self.store.take_changes();
         let (pending_events, pending) = self.pending.snapshot();
         let input = |i: usize| InputState {
@@ -503,7 +506,7 @@ impl Shard {
         };
         let snapshot = Snapshot {
             changes,
-            tmp,
+            root: root.to_path_buf(),
             pending: pending_events,
             manifest,
         };

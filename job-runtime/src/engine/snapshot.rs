@@ -1,7 +1,9 @@
 //! The asynchronous part of a shard checkpoint. The worker only copies out what
-//! changed (and the reorder buffer, offsets and counters) and goes on reading;
-//! a thread of its own writes the changed entries into RocksDB, links RocksDB's
-//! files, writes the reorder buffer and publishes the checkpoint. The store
+//! changed since its last handover (see `store::hand_over`; the rest was
+//! copied as it changed), the reorder buffer, offsets and counters, and goes on
+//! reading; a thread of its own makes the checkpoint's directory, writes the
+//! changed entries into RocksDB, links RocksDB's files, writes the reorder
+//! buffer and publishes the checkpoint. The store
 //! stays frozen meanwhile (see `store`), so the files hold the state of the
 //! moment the copy was taken.
 
@@ -17,8 +19,9 @@ use crate::state::store::{Change, ShardDb, TakenChanges};
 /// Everything a checkpoint writes, taken at one moment between two records.
 pub struct Snapshot {
     pub changes: TakenChanges,
-    /// The directory `checkpoint::prepare` made for it.
-    pub tmp: PathBuf,
+    /// The checkpoints' root directory (`checkpoint::prepare` makes this
+    /// one's there, off the worker: file system calls can wait on the disk).
+    pub root: PathBuf,
     pub pending: Vec<Pending>,
     pub manifest: CheckpointManifest,
 }
@@ -35,6 +38,16 @@ pub struct Written {
 
 /// Writes a snapshot: changed entries, RocksDB checkpoint, reorder buffer, manifest.
 pub fn write(db: &ShardDb, s: Snapshot) -> Written {
+    let tmp = match checkpoint::prepare(&s.root, db.shard(), s.manifest.id) {
+        Ok(tmp) => tmp,
+        Err(e) => {
+            return Written {
+                result: Err(e.into()),
+                unwritten: Some(s.changes),
+                spare: Vec::new(),
+            };
+        }
+    };
     if let Err(e) = s.changes.write(db) {
         return Written {
             result: Err(e.into()),
@@ -46,13 +59,13 @@ pub fn write(db: &ShardDb, s: Snapshot) -> Written {
     let spare = s.changes.recycle();
     let result = (|| {
         rocksdb::checkpoint::Checkpoint::new(&db.db)
-            .and_then(|c| c.create_checkpoint(s.tmp.join(DB_DIR)))
+            .and_then(|c| c.create_checkpoint(tmp.join(DB_DIR)))
             .map_err(|e| db.err(e))?;
         let bytes = postcard::to_stdvec(&s.pending)
             .unwrap_or_else(|e| unreachable!("encoding pending events to memory: {e}"));
-        let path = s.tmp.join(PENDING);
+        let path = tmp.join(PENDING);
         std::fs::write(&path, bytes).map_err(|source| CheckpointError::Io { path, source })?;
-        Ok(checkpoint::publish(&s.tmp, s.manifest)?)
+        Ok(checkpoint::publish(&tmp, s.manifest)?)
     })();
     Written {
         result,

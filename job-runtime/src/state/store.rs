@@ -32,6 +32,8 @@ use std::collections::HashMap;
 
 use crate::model::entry::{Entry, Seen};
 use crate::model::record::{Event, Key, from_order_bytes, order_bytes};
+pub use crate::state::handover::{Change, TakenChanges};
+use crate::state::handover::{Handed, NOT_HANDED};
 use crate::state::ids;
 use crate::state::timers::{Timer, TimerQueue};
 
@@ -255,7 +257,7 @@ impl ShardDb {
     }
 }
 
-fn timer_key(fire: i64, key: Key) -> [u8; 24] {
+pub(crate) fn timer_key(fire: i64, key: Key) -> [u8; 24] {
     let mut out = [0u8; 24];
     out[..8].copy_from_slice(&order_bytes(fire));
     out[8..].copy_from_slice(&key.to_bytes());
@@ -280,6 +282,8 @@ struct Cached {
     in_db: bool,
     /// The cached copy differs from the RocksDB copy.
     dirty: bool,
+    /// Where its copy is in the store's [`Handed`] list ([`NOT_HANDED`] if none).
+    handed: u32,
 }
 
 type FastState = foldhash::fast::FixedState;
@@ -380,6 +384,54 @@ struct Changes {
     tracking: bool,
     keys: Vec<Key>,
     overflowed: bool,
+    /// The first `held` keys were left for the checkpoint by the last handover.
+    held: usize,
+    /// Keys noted (beyond `held`) before a handover.
+    slice: usize,
+}
+
+/// Changed entries that gather before they are handed over to the next checkpoint.
+const HANDOVER_SLICE: usize = 4096;
+
+/// An entry with an id set larger than this is copied at the checkpoint only.
+const HANDOVER_MAX_IDS_BYTES: usize = 16 << 10;
+
+/// Copies changed cached entries into the handed-over list and counts them
+/// as in RocksDB (where the checkpoint that writes the list puts them).
+struct Copier<'a> {
+    handed: &'a mut Handed,
+    /// The store's RocksDB timer floor, lowered to the timers of new copies.
+    floor: i64,
+    /// Entries new in RocksDB.
+    added: u64,
+}
+
+impl Copier<'_> {
+    fn copy(&mut self, key: Key, c: &mut Cached) {
+        if c.dirty || !c.in_db {
+            c.handed = self.handed.put(key, &c.entry, !c.in_db, c.handed);
+        }
+        if !c.in_db {
+            self.floor = self.floor.min(c.entry.timer);
+            self.added += 1;
+            c.in_db = true;
+        }
+        c.dirty = false;
+    }
+}
+
+/// Orders keys about as their cache table slots (grouped by the top ten bits):
+/// the lookups then walk the table in one direction instead of missing the
+/// CPU caches at random. Keys of entries evicted since are skipped by the
+/// caller; a key noted twice is copied once (the first visit leaves it clean).
+fn sort_by_slot(cache: &HashMap<Key, Box<Cached>, FastState>, keys: &mut [Key]) {
+    let hasher = cache.hasher();
+    let buckets = (cache.capacity() / 7 * 8).next_power_of_two().max(1 << 10);
+    let shift = buckets.trailing_zeros() - 10;
+    radsort::sort_by_key(keys, |key| {
+        let slot = std::hash::BuildHasher::hash_one(hasher, key) & (buckets as u64 - 1);
+        (slot >> shift) as u16
+    });
 }
 
 /// An entry written back with this many ids in memory puts them in the ids
@@ -410,58 +462,6 @@ pub enum Applied {
     Folded,
     Duplicate,
     Conflict,
-}
-
-/// A changed entry taken out for a checkpoint.
-pub struct Change {
-    key: Key,
-    entry: Entry,
-    /// RocksDB has no copy yet: its timer is written too.
-    new_in_db: bool,
-}
-
-/// Changed entries, as a checkpoint writes them.
-pub struct TakenChanges(Vec<Change>);
-
-impl TakenChanges {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The emptied list, to take the next changes into: its memory is already
-    /// touched, which on a fresh allocation costs more than the copying.
-    pub fn recycle(mut self) -> Vec<Change> {
-        self.0.clear();
-        self.0
-    }
-
-    /// Writes the entries (and timers of new ones) into RocksDB in one batch, in
-    /// key order: RocksDB inserts keys in order several times faster.
-    pub fn write(&self, db: &ShardDb) -> Result<(), StateError> {
-        let entries_cf = db.cf(CF_ENTRIES)?;
-        let timers_cf = db.cf(CF_TIMERS)?;
-        let mut batch = WriteBatch::default();
-        let mut order: Vec<([u8; 16], u32)> = (self.0.iter().enumerate())
-            .map(|(i, c)| (c.key.to_bytes(), i as u32))
-            .collect();
-        order.sort_unstable();
-        for &(key, i) in &order {
-            batch.put_cf(entries_cf, key, self.0[i as usize].entry.encode());
-        }
-        let mut timers: Vec<[u8; 24]> = (self.0.iter())
-            .filter(|c| c.new_in_db)
-            .map(|c| timer_key(c.entry.timer, c.key))
-            .collect();
-        timers.sort_unstable();
-        for t in &timers {
-            batch.put_cf(timers_cf, t, []);
-        }
-        db.write(batch)
-    }
 }
 
 /// What waits while a checkpoint is being written from taken changes.
@@ -500,6 +500,8 @@ pub struct ShardStore {
     frozen: Option<Frozen>,
     /// The list the last checkpoint's changes were taken into, emptied.
     spare: Vec<Change>,
+    /// Copies of changed entries handed over to the next checkpoint ahead of it.
+    handed: Handed,
 }
 
 impl ShardStore {
@@ -526,6 +528,7 @@ impl ShardStore {
             changes: Changes::default(),
             frozen: None,
             spare: Vec::new(),
+            handed: Handed::default(),
         }
     }
 
@@ -539,6 +542,7 @@ impl ShardStore {
     /// Remembers which entries change between checkpoints (see [`Self::persist_all`]).
     pub fn track_changes(&mut self) {
         self.changes.tracking = true;
+        self.changes.slice = HANDOVER_SLICE;
     }
 
     /// A store over a RocksDB instance restored from a checkpoint: every entry is
@@ -584,7 +588,7 @@ impl ShardStore {
     }
 
     pub fn untake(&mut self, changes: TakenChanges) {
-        for c in changes.0 {
+        for c in changes.live() {
             // An entry fired since was counted out of RocksDB when it fired.
             if let Some(cached) = self.cache.get_mut(&c.key) {
                 // (A newer entry of the same key, opened since, is not in RocksDB.)
@@ -599,66 +603,103 @@ impl ShardStore {
     }
 
     /// Copies out every cached entry RocksDB lacks or holds an older copy of and
-    /// counts them as written; the store is frozen until [`Self::thaw`], which
-    /// the caller calls once the copies are written (and linked into a
-    /// checkpoint). The entries stay cached.
+    /// counts them as written, together with the copies handed over since the
+    /// last checkpoint (see [`Self::hand_over`]); the store is frozen until
+    /// [`Self::thaw`], which the caller calls once the copies are written (and
+    /// linked into a checkpoint). The entries stay cached.
     pub fn take_changes(&mut self) -> TakenChanges {
-        let mut out = std::mem::take(&mut self.spare);
-        let expected = if !self.changes.tracking || self.changes.overflowed {
+        let scan = !self.changes.tracking || self.changes.overflowed;
+        let expected = if scan {
             self.cache.len()
         } else {
             self.changes.keys.len()
         };
-        out.reserve(expected);
-        let mut floor = self.db_timer_floor;
-        let mut added = 0u64;
-        let mut take = |key: &Key, c: &mut Cached| {
-            if c.dirty || !c.in_db {
-                out.push(Change {
-                    key: *key,
-                    entry: c.entry.clone(),
-                    new_in_db: !c.in_db,
-                });
-            }
-            if !c.in_db {
-                floor = floor.min(c.entry.timer);
-                added += 1;
-                c.in_db = true;
-            }
-            c.dirty = false;
+        self.handed.reserve(&mut self.spare, expected);
+        let mut copier = Copier {
+            handed: &mut self.handed,
+            floor: self.db_timer_floor,
+            added: 0,
         };
-        if !self.changes.tracking || self.changes.overflowed {
+        if scan {
             for (key, c) in self.cache.iter_mut() {
-                take(key, c);
+                copier.copy(*key, c);
             }
         } else {
-            // Visited in about the order of their hash table slots (grouped by the
-            // top ten bits): the probes then walk the table in one direction
-            // instead of missing the CPU caches at random. Keys of entries
-            // evicted since are skipped; a key noted twice is taken once (the
-            // first visit leaves it clean).
-            let hasher = self.cache.hasher();
-            let buckets = (self.cache.capacity() / 7 * 8)
-                .next_power_of_two()
-                .max(1 << 10);
-            let shift = buckets.trailing_zeros() - 10;
-            let keys = &mut self.changes.keys;
-            radsort::sort_by_key(keys, |key| {
-                let slot = std::hash::BuildHasher::hash_one(hasher, key) & (buckets as u64 - 1);
-                (slot >> shift) as u16
-            });
-            for key in keys.iter() {
+            sort_by_slot(&self.cache, &mut self.changes.keys);
+            for key in self.changes.keys.iter() {
                 if let Some(c) = self.cache.get_mut(key) {
-                    take(key, c);
+                    copier.copy(*key, c);
                 }
             }
         }
+        let (floor, added) = (copier.floor, copier.added);
         self.changes.keys.clear();
+        self.changes.held = 0;
         self.changes.overflowed = false;
         self.db_timer_floor = floor;
         self.db_entries += added;
         self.frozen = Some(Frozen::default());
-        TakenChanges(out)
+        self.handed.take()
+    }
+
+    /// Hands the entries changed since the last handover over to the next
+    /// checkpoint as copies, once a slice of them has gathered (so the
+    /// checkpoint moment copies at most about a slice). Frozen or not: the
+    /// copies stay in memory until the next checkpoint writes them. Entries
+    /// with large id sets wait for the checkpoint (copied once, not once per
+    /// slice they change in); so does everything once the copies hold a
+    /// quarter of the byte budget (they count in it), or when changes are not
+    /// tracked.
+    pub fn hand_over(&mut self) -> Result<(), StateError> {
+        let noted = self.changes.keys.len();
+        let cap = self.limits.budget / 4;
+        if !self.changes.tracking
+            || self.changes.overflowed
+            || noted < self.changes.held + self.changes.slice.max(1)
+            || self.handed.bytes() >= cap
+            || self.handed.copies() >= MAX_NOTED_CHANGES
+        {
+            return Ok(());
+        }
+        // Room for the next slices too: growing the list at the checkpoint
+        // moment would copy all of it there.
+        self.handed
+            .reserve(&mut self.spare, noted + 2 * self.changes.slice);
+        let mut copier = Copier {
+            handed: &mut self.handed,
+            floor: self.db_timer_floor,
+            added: 0,
+        };
+        let keys = &mut self.changes.keys;
+        sort_by_slot(&self.cache, keys);
+        let mut held = 0;
+        for i in 0..keys.len() {
+            let key = keys[i];
+            if let Some(c) = self.cache.get_mut(&key) {
+                let full =
+                    copier.handed.bytes() >= cap || copier.handed.copies() >= MAX_NOTED_CHANGES;
+                if full || c.entry.ids.heap_bytes() > HANDOVER_MAX_IDS_BYTES {
+                    keys[held] = key;
+                    held += 1;
+                } else {
+                    copier.copy(key, c);
+                }
+            }
+        }
+        let (floor, added) = (copier.floor, copier.added);
+        keys.truncate(held);
+        self.changes.held = held;
+        self.db_timer_floor = floor;
+        self.db_entries += added;
+        if self.over_budget() {
+            self.evict_over_capacity()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cache and the handed-over copies together exceed the byte budget.
+    fn over_budget(&self) -> bool {
+        self.cached_bytes.saturating_add(self.handed.bytes()) > self.limits.budget
     }
 
     /// Whether taken changes are still being written (see [`Self::take_changes`]).
@@ -781,7 +822,7 @@ impl ShardStore {
         if spill {
             self.spill_ids(key)?;
         }
-        if self.cached_bytes > self.limits.budget {
+        if self.over_budget() {
             self.evict_over_capacity()?;
         }
         Ok(())
@@ -818,6 +859,7 @@ impl ShardStore {
                 used: self.ops,
                 in_db,
                 dirty: !in_db,
+                handed: NOT_HANDED,
             }),
         );
         self.evict_over_capacity()
@@ -851,7 +893,7 @@ impl ShardStore {
         // With capacity zero the entry just used stays until `settle` writes it through;
         // while frozen nothing is written (the cache holds more for a moment).
         let over_count = self.cache.len() > self.capacity;
-        let over_bytes = self.cached_bytes > self.limits.budget;
+        let over_bytes = self.over_budget();
         if !(over_count || over_bytes) || self.capacity == 0 || self.frozen.is_some() {
             return Ok(());
         }
@@ -865,7 +907,7 @@ impl ShardStore {
         if over_bytes {
             by_age.sort_unstable();
             let target = self.limits.budget / 10 * 9;
-            let mut bytes = self.cached_bytes;
+            let mut bytes = self.cached_bytes + self.handed.bytes();
             for (i, (_, key)) in by_age
                 .iter()
                 .enumerate()
@@ -874,7 +916,10 @@ impl ShardStore {
                 if i >= count && bytes <= target {
                     break;
                 }
-                bytes -= self.cache.get(key).map_or(0, |c| entry_bytes(&c.entry));
+                // Writing an entry back drops its handed-over copy too.
+                bytes -= self.cache.get(key).map_or(0, |c| {
+                    entry_bytes(&c.entry) + self.handed.bytes_of(*key, c.handed)
+                });
                 count = count.max(i + 1);
             }
         } else if count > 0 {
@@ -899,6 +944,15 @@ impl ShardStore {
     }
 
     fn write_back(&mut self, key: Key, mut c: Cached) -> Result<(), StateError> {
+        // A copy handed over to the next checkpoint is written here instead
+        // (the checkpoint would write it after, and over, later writes of the key).
+        if let Some(new_in_db) = self.handed.drop_copy(key, c.handed) {
+            c.dirty = true;
+            if new_in_db {
+                c.in_db = false;
+                self.db_entries -= 1;
+            }
+        }
         // An entry that spilled ids, or holds many, leaves them in the ids column
         // family rather than in its own value (read back whole on every load).
         if c.entry.spilled_ids > 0 || c.entry.ids.len() >= SPILL_ON_WRITE_BACK {
@@ -976,6 +1030,9 @@ impl ShardStore {
     pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
         let entry = if let Some(c) = self.cache.remove(&key) {
             self.cached_bytes -= entry_bytes(&c.entry);
+            // A copy handed over must not reach RocksDB after its entry fired
+            // (if RocksDB has no copy at all, the delete below finds nothing).
+            self.handed.drop_copy(key, c.handed);
             self.timers.remove((fire, key));
             if c.in_db {
                 self.delete_from_db(fire, key)?;
@@ -1057,11 +1114,20 @@ impl ShardStore {
     }
 
     /// Approximate bytes held in memory by the cache and timer index, id sets
-    /// included.
+    /// included, and by the copies handed over to the next checkpoint.
     pub fn memory_bytes(&self) -> u64 {
-        self.cached_bytes as u64
+        (self.cached_bytes + self.handed.bytes()) as u64
+    }
+
+    /// Heap bytes of the copies handed over to the next checkpoint.
+    pub fn handed_bytes(&self) -> usize {
+        self.handed.bytes()
     }
 }
+
+#[cfg(test)]
+#[path = "handover_tests.rs"]
+mod handover_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1069,7 +1135,7 @@ mod tests {
     use crate::config::FieldNames;
     use crate::model::record::{Input, RecordParser};
 
-    const W: i64 = 4 * 3_600_000;
+    pub(super) const W: i64 = 4 * 3_600_000;
 
     #[test]
     fn cache_tables_start_small_and_never_beyond_the_cache_capacity() {
@@ -1083,7 +1149,7 @@ mod tests {
         assert!(s.cache.capacity() >= 14_336 && s.cache.capacity() < 30_000);
     }
 
-    fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {
+    pub(super) fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {
         let line = match input {
             Input::Impressions => format!(
                 r#"{{"type":"impression","event_id":"{id}","event_time":{t},"profile_id":{profile},"title_id":7,"row":1,"rank":2,"device":"tv"}}"#
@@ -1097,7 +1163,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"))
     }
 
-    fn store(dir: &Path, tracking: bool) -> (StateEnv, ShardStore) {
+    pub(super) fn store(dir: &Path, tracking: bool) -> (StateEnv, ShardStore) {
         let env = StateEnv::new(dir, 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open");
         let mut s = ShardStore::new(db, 1_000, W);
@@ -1107,7 +1173,7 @@ mod tests {
         (env, s)
     }
 
-    fn db_copy(s: &ShardStore, key: Key) -> Vec<u8> {
+    pub(super) fn db_copy(s: &ShardStore, key: Key) -> Vec<u8> {
         s.load(key)
             .expect("load")
             .map(|e| e.encode())
@@ -1159,7 +1225,7 @@ mod tests {
 
     /// A copy of the shard's RocksDB as a checkpoint would link it now, opened
     /// as a restored store.
-    fn linked_copy(s: &ShardStore, dir: &Path, entries: u64) -> (StateEnv, ShardStore) {
+    pub(super) fn linked_copy(s: &ShardStore, dir: &Path, entries: u64) -> (StateEnv, ShardStore) {
         rocksdb::checkpoint::Checkpoint::new(&s.db().db)
             .and_then(|c| c.create_checkpoint(dir.join("shard-0")))
             .expect("checkpoint");
@@ -1272,7 +1338,7 @@ mod tests {
     }
 
     /// A store with a 256 KiB budget: an entry spills its ids from 409 on.
-    fn budgeted(dir: &Path) -> (StateEnv, ShardStore) {
+    pub(super) fn budgeted(dir: &Path) -> (StateEnv, ShardStore) {
         let env = StateEnv::new(dir, 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open");
         let mut s = ShardStore::new(db, 1_000, W).with_byte_budget(256 << 10);
