@@ -15,6 +15,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 use crate::checked::CheckedAny;
 
 mod fast;
+mod slots;
 
 /// Input field names. The key fields come from `spec.join.keyFields`; the others
 /// are the contract's names.
@@ -278,10 +279,11 @@ impl Rejection {
 pub struct RecordParser {
     input: Input,
     names: FieldNames,
+    slots: slots::SlotTable,
 }
 
 /// Field slots, in the oracle's order of checks.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Type,
     EventId,
@@ -319,7 +321,12 @@ struct Fields {
 
 impl RecordParser {
     pub fn new(input: Input, names: FieldNames) -> Self {
-        Self { input, names }
+        let slots = slots::SlotTable::new(input, &names);
+        Self {
+            input,
+            names,
+            slots,
+        }
     }
 
     pub fn input(&self) -> Input {
@@ -373,29 +380,7 @@ impl RecordParser {
     }
 
     fn slot(&self, name: &str) -> Slot {
-        let n = &self.names;
-        let is_play = self.input == Input::Plays;
-        if name == n.record_type {
-            Slot::Type
-        } else if name == n.event_id {
-            Slot::EventId
-        } else if name == n.event_time {
-            Slot::EventTime
-        } else if name == n.profile {
-            Slot::Profile
-        } else if name == n.title {
-            Slot::Title
-        } else if name == n.device {
-            Slot::Device
-        } else if !is_play && name == n.row {
-            Slot::Row
-        } else if !is_play && name == n.rank {
-            Slot::Rank
-        } else if is_play && name == n.duration {
-            Slot::Duration
-        } else {
-            Slot::Other
-        }
+        self.slots.slot(name.as_bytes())
     }
 
     fn validate(&self, f: Fields) -> Result<Event, Rejection> {

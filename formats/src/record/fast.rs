@@ -80,9 +80,7 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let bytes = self.text.as_bytes();
         // A backslash is legal only in a string, as an escape: the serde path reads those.
-        let len = bytes[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = special(&bytes[start..])?;
         if bytes[start + len] != b'"' {
             return None;
         }
@@ -100,20 +98,24 @@ impl<'a> Cursor<'a> {
         }
         let bytes = self.text.as_bytes();
         let start = self.pos;
-        let digits = bytes[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 18 || (bytes[start] == b'0' && (digits > 1 || negative)) {
+        // One pass: digits are summed as they are counted.
+        let mut magnitude = 0i64;
+        let mut end = start;
+        while let Some(&d) = bytes.get(end).filter(|b| b.is_ascii_digit()) {
+            if end - start == 18 {
+                return None;
+            }
+            magnitude = magnitude * 10 + i64::from(d - b'0');
+            end += 1;
+        }
+        let digits = end - start;
+        if digits == 0 || (bytes[start] == b'0' && (digits > 1 || negative)) {
             return None;
         }
-        self.pos = start + digits;
+        self.pos = end;
         if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        let magnitude = bytes[start..self.pos]
-            .iter()
-            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         Some(if negative { -magnitude } else { magnitude })
     }
 
@@ -128,6 +130,95 @@ impl<'a> Cursor<'a> {
                     .find(|lit| self.text[self.pos..].starts_with(lit))?;
                 self.pos += lit.len();
                 Some(Value::Literal)
+            }
+        }
+    }
+}
+
+/// Index of the first `"`, `\\` or control character (below 0x20) in `bytes`:
+/// strings are most of a record's bytes, so they are searched 16 bytes at a
+/// time (SSE2, which every x86-64 has), then 8 at a time in a word.
+fn special(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    #[cfg(target_arch = "x86_64")]
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+        let hits = sse2::special_mask(chunk);
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `w` below `n` (n <= 0x80) sets its high bit here. Bytes after the
+    // first such byte may be flagged wrongly (borrows), the first never is.
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        let hits = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..)?;
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    /// Bit i set: byte i of `chunk` is `"`, `\\` or below 0x20.
+    pub(super) fn special_mask(chunk: &[u8; 16]) -> u32 {
+        // SAFETY: SSE2 is part of the x86-64 baseline, so these intrinsics are
+        // always available; the load reads exactly the 16 bytes of `chunk`
+        // (unaligned loads are allowed).
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+            let any = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+            _mm_movemask_epi8(any) as u32
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::special;
+
+    #[test]
+    fn special_finds_the_first_quote_backslash_or_control_byte_at_every_offset() {
+        for len in 0..70 {
+            for at in 0..=len {
+                for mark in [b'"', b'\\', 0x00, 0x1f] {
+                    // Bytes that sit next to the marks' values, and a multi-byte
+                    // character, around the mark.
+                    let mut bytes: Vec<u8> = (0..len)
+                        .map(|i| [b'!', b'#', b'[', b']', b' ', 0xc3, 0xa9, b'a'][i % 8])
+                        .collect();
+                    if at < len {
+                        bytes[at] = mark;
+                        // A second mark after the first must not hide it.
+                        if at + 1 < len {
+                            bytes[at + 1] = b'"';
+                        }
+                    }
+                    let want = bytes
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                    assert_eq!(special(&bytes), want, "len {len} at {at} mark {mark:#x}");
+                }
             }
         }
     }
