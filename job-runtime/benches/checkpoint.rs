@@ -11,7 +11,8 @@
 //! is the time the worker spends in the checkpoint (flush the outputs, copy the
 //! entries changed since the last handover and the reorder buffer out, and wait
 //! for the previous checkpoint if it were still being written; entries changed
-//! earlier in the round were handed over as they were read); the write time is until its own
+//! earlier were handed over in the lead-up to it, the round's last quarter,
+//! which the worker opens at the interval's last quarter); the write time is until its own
 //! thread has written the entries, linked RocksDB's files, and written and
 //! fsynced the reorder buffer and the manifest. Then the newest checkpoint is
 //! restored into a fresh engine (state directory, RocksDB, reorder buffer).
@@ -91,7 +92,9 @@ fn engine(
     opts.checkpoints = Some((
         CheckpointPlan {
             root: dir.join("checkpoints"),
-            interval_ms: i64::MAX,
+            // The rounds' clock runs a second a round: the worker's steps open
+            // the lead-up to the checkpoint (its last quarter) as at this interval.
+            interval_ms: 1_000,
             retained: 2,
             metrics: None,
         },
@@ -142,19 +145,26 @@ fn main() {
     let mut t = T0 + span;
     for round in 0..ROUNDS {
         let round_started = Instant::now();
-        for i in 0..ROUND_EVENTS / 2 {
-            // A new key, and a play folded into an entry opened earlier.
-            t += 10;
-            feeds[0].push(imp(next_key, t, next_key));
-            let old = (round as i64 * 7_919 + i * 13) % KEYS;
-            feeds[1].push(play(next_key + 10 * KEYS, t, old));
-            next_key += 1;
+        // The round's second in quarters, read as they arrive: the last quarter
+        // falls in the lead-up to the checkpoint, where the worker hands the
+        // changed entries over.
+        let mut read = Duration::ZERO;
+        for quarter in 0..4 {
+            for i in quarter * ROUND_EVENTS / 8..(quarter + 1) * ROUND_EVENTS / 8 {
+                // A new key, and a play folded into an entry opened earlier.
+                t += 10;
+                feeds[0].push(imp(next_key, t, next_key));
+                let old = (round as i64 * 7_919 + i * 13) % KEYS;
+                feeds[1].push(play(next_key + 10 * KEYS, t, old));
+                next_key += 1;
+            }
+            let started = Instant::now();
+            e.run_until_blocked()
+                .unwrap_or_else(|e| panic!("round: {e}"));
+            read += started.elapsed();
+            clock.advance(250);
         }
-        let read = Instant::now();
-        e.run_until_blocked()
-            .unwrap_or_else(|e| panic!("round: {e}"));
-        reads.push(read.elapsed());
-        clock.advance(1_000);
+        reads.push(read);
         let s = Instant::now();
         e.workers[0]
             .begin_checkpoint()

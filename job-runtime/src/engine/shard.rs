@@ -379,6 +379,11 @@ impl Shard {
             .map_err(sink_error(self.partition, "entries"))
     }
 
+    /// Opens or closes the lead-up to a checkpoint (see `ShardStore::hand_over`).
+    pub fn set_handing_over(&mut self, open: bool) {
+        self.store.set_handing_over(open);
+    }
+
     pub fn flush(&mut self) -> Result<(), ShardError> {
         let shard = self.partition;
         let wrap = |output| {

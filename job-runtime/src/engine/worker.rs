@@ -364,6 +364,16 @@ impl Worker {
         {
             self.begin_checkpoint()?;
         }
+        if let Some(plan) = &self.checkpoints {
+            // Changed entries are handed over to the next checkpoint in its
+            // last quarter (200 ms to 5 s): enough turns to copy a backlog a
+            // chunk at a time, few copies of entries that change again.
+            let lead = (plan.interval_ms / 4).clamp(200, 5_000);
+            let open = now - self.last_checkpoint_ms >= plan.interval_ms - lead;
+            for s in &mut self.shards {
+                s.set_handing_over(open);
+            }
+        }
         let mut candidates: Vec<(i64, usize, usize)> = Vec::with_capacity(self.shards.len() * 2);
         for (si, s) in self.shards.iter().enumerate() {
             for (ii, input) in s.inputs.iter().enumerate() {

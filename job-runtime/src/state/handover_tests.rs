@@ -9,6 +9,7 @@ use crate::model::record::Input;
 fn handing(dir: &Path) -> (StateEnv, ShardStore) {
     let (env, mut s) = store(dir, true);
     s.changes.slice = 1;
+    s.set_handing_over(true);
     (env, s)
 }
 
@@ -186,6 +187,7 @@ fn handed_over_copies_count_in_the_byte_budget_and_all_reach_the_checkpoint() {
     let dir = tempfile::tempdir().expect("tmp");
     let (_env, mut s) = budgeted(&dir.path().join("live"));
     s.changes.slice = 1;
+    s.set_handing_over(true);
     let budget: usize = 256 << 10;
     let mut most = 0;
     for p in 0..5_000 {
@@ -206,4 +208,91 @@ fn handed_over_copies_count_in_the_byte_budget_and_all_reach_the_checkpoint() {
     let copy_dir = tempfile::tempdir().expect("tmp");
     let (_copy_env, copy) = checkpoint(&mut s, copy_dir.path());
     assert_eq!(copy.db_entry_count().expect("count"), 5_000);
+}
+
+/// Deletes RocksDB holds in its active memtables (entries and timers).
+fn deletes_in_memtables(s: &ShardStore) -> u64 {
+    [CF_ENTRIES, CF_TIMERS]
+        .into_iter()
+        .map(|cf| {
+            let cf = s.db().cf(cf).expect("column family");
+            s.db()
+                .db
+                .property_int_value_cf(cf, "rocksdb.num-deletes-active-mem-table")
+                .expect("property")
+                .expect("a number")
+        })
+        .sum()
+}
+
+#[test]
+fn an_entry_firing_before_its_first_copy_reaches_rocksdb_writes_nothing_there() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_env, mut s) = handing(&dir.path().join("live"));
+    // Entry 0 is in RocksDB already; entry 1 exists only in memory and in the
+    // handed-over list.
+    s.apply(&imp("i0", 1_000, 0)).expect("apply");
+    s.persist_all().expect("persist");
+    s.apply(&play("p0", 1_200, 0)).expect("fold");
+    s.apply(&imp("i1", 1_500, 1)).expect("apply");
+    s.hand_over().expect("hand over");
+    assert_eq!(s.handed.copies(), 2);
+    let before = deletes_in_memtables(&s);
+    let fired = fire_all(&mut s);
+    assert_eq!(fired.len(), 2);
+    assert_eq!(
+        deletes_in_memtables(&s) - before,
+        2,
+        "only the entry RocksDB holds is deleted there (its entry and its timer)"
+    );
+    let copy_dir = tempfile::tempdir().expect("tmp");
+    let (_copy_env, mut copy) = checkpoint(&mut s, copy_dir.path());
+    assert!(
+        fire_all(&mut copy).is_empty(),
+        "nothing left in the checkpoint"
+    );
+}
+
+#[test]
+fn outside_the_lead_up_to_a_checkpoint_nothing_is_handed_over_and_the_checkpoint_copies_it_all() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_env, mut s) = handing(&dir.path().join("live"));
+    s.set_handing_over(false);
+    s.apply(&imp("i0", 1_000, 0)).expect("apply");
+    s.apply(&imp("i1", 1_500, 1)).expect("apply");
+    s.hand_over().expect("hand over");
+    assert_eq!(s.handed.copies(), 0, "closed: nothing copied");
+    let first = cached(&s, imp("i0", 1_000, 0).key);
+    let copy_dir = tempfile::tempdir().expect("tmp");
+    let (_copy_env, copy) = checkpoint(&mut s, copy_dir.path());
+    assert_eq!(db_copy(&copy, imp("i0", 1_000, 0).key), first.encode());
+    assert_eq!(copy.live_entries(), 2);
+}
+
+#[test]
+fn a_backlog_is_handed_over_a_chunk_a_call_and_every_key_reaches_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Room for every entry in the cache and for their copies in the budget.
+    let env = StateEnv::new(&dir.path().join("live"), 8 << 20, 8 << 20);
+    let db = env.open_shard(0).expect("open");
+    let mut s = ShardStore::new(db, 100_000, super::tests::W).with_byte_budget(1 << 30);
+    s.track_changes();
+    s.changes.slice = 1;
+    let n = HANDOVER_CHUNK as i64 + 100;
+    for p in 0..n {
+        s.apply(&imp(&format!("i{p}"), 1_000 + p, p))
+            .expect("apply");
+    }
+    s.set_handing_over(true);
+    s.hand_over().expect("hand over");
+    assert_eq!(s.handed.copies(), HANDOVER_CHUNK, "one chunk a call");
+    s.hand_over().expect("hand over");
+    assert_eq!(s.handed.copies() as i64, n, "the rest at the next call");
+    // Changed again after its handover: copied again at the checkpoint.
+    s.apply(&play("p0", 2_000, 0)).expect("fold");
+    let copy_dir = tempfile::tempdir().expect("tmp");
+    let (_copy_env, mut copy) = checkpoint(&mut s, copy_dir.path());
+    let fired = fire_all(&mut copy);
+    assert_eq!(fired.len() as i64, n, "every entry in the checkpoint");
+    assert_eq!(fired.iter().map(|(_, e)| e.plays).sum::<u64>(), 1);
 }
