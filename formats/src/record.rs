@@ -279,7 +279,7 @@ impl Rejection {
 pub struct RecordParser {
     input: Input,
     names: FieldNames,
-    slots: slots::SlotTable,
+    slots: slots::SlotTable<Slot>,
 }
 
 /// Field slots, in the oracle's order of checks.
@@ -319,9 +319,28 @@ struct Fields {
     duration: Seen<i64>,
 }
 
+/// The stream's field names with their slots, in the order the serde path
+/// checks them (of two fields configured with one name, the first keeps it).
+fn slot_names(input: Input, n: &FieldNames) -> Vec<(&str, Slot)> {
+    let mut names = vec![
+        (n.record_type.as_str(), Slot::Type),
+        (&n.event_id, Slot::EventId),
+        (&n.event_time, Slot::EventTime),
+        (&n.profile, Slot::Profile),
+        (&n.title, Slot::Title),
+        (&n.device, Slot::Device),
+    ];
+    if input == Input::Plays {
+        names.push((&n.duration, Slot::Duration));
+    } else {
+        names.extend([(n.row.as_str(), Slot::Row), (&n.rank, Slot::Rank)]);
+    }
+    names
+}
+
 impl RecordParser {
     pub fn new(input: Input, names: FieldNames) -> Self {
-        let slots = slots::SlotTable::new(input, &names);
+        let slots = slots::SlotTable::new(slot_names(input, &names));
         Self {
             input,
             names,
@@ -380,7 +399,7 @@ impl RecordParser {
     }
 
     fn slot(&self, name: &str) -> Slot {
-        self.slots.slot(name.as_bytes())
+        self.slots.slot(name.as_bytes()).unwrap_or(Slot::Other)
     }
 
     fn validate(&self, f: Fields) -> Result<Event, Rejection> {
@@ -867,6 +886,89 @@ mod fast_path_tests {
             }
             let bad_utf8 = b"{\"type\":\"play\",\"event_id\":\"\xff\"}";
             assert_eq!(p.parse(bad_utf8), p.parse_with_serde(bad_utf8));
+        }
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    /// The chain of comparisons the table replaces.
+    fn by_comparisons(input: Input, n: &FieldNames, name: &str) -> Slot {
+        let is_play = input == Input::Plays;
+        if name == n.record_type {
+            Slot::Type
+        } else if name == n.event_id {
+            Slot::EventId
+        } else if name == n.event_time {
+            Slot::EventTime
+        } else if name == n.profile {
+            Slot::Profile
+        } else if name == n.title {
+            Slot::Title
+        } else if name == n.device {
+            Slot::Device
+        } else if !is_play && name == n.row {
+            Slot::Row
+        } else if !is_play && name == n.rank {
+            Slot::Rank
+        } else if is_play && name == n.duration {
+            Slot::Duration
+        } else {
+            Slot::Other
+        }
+    }
+
+    #[test]
+    fn the_table_finds_the_slot_the_chain_of_comparisons_finds() {
+        // Two fields under one name: the first in the order of checks wins.
+        let clash = FieldNames {
+            row: "event_time".into(),
+            device: "a_name_longer_than_sixteen_bytes".into(),
+            rank: "a_name_longer_than_sixteen_bytes".into(),
+            duration: "a_name_longer_than_sixteen_bytez".into(),
+            ..FieldNames::default()
+        };
+        let names = [
+            "type",
+            "event_id",
+            "event_time",
+            "profile_id",
+            "title_id",
+            "row",
+            "rank",
+            "device",
+            "duration_ms",
+            "",
+            "typ",
+            "types",
+            "event_i",
+            "event_idx",
+            "Type",
+            "a_name_longer_than_sixteen_bytes",
+            "a_name_longer_than_sixteen_bytez",
+            "a_name_longer_than_sixteen_byte",
+            "sixteen_bytes_xx",
+            "\u{0}",
+            "é",
+            "devixe",
+            "event-time",
+            "profileXid",
+            "ro",
+            "rox",
+        ];
+        for fields in [FieldNames::default(), clash] {
+            for input in [Input::Impressions, Input::Plays] {
+                let parser = RecordParser::new(input, fields.clone());
+                for name in names {
+                    assert_eq!(
+                        parser.slot(name),
+                        by_comparisons(input, &fields, name),
+                        "{input:?} {name:?}"
+                    );
+                }
+            }
         }
     }
 }

@@ -2,8 +2,6 @@
 //! names with a length and two word compares each instead of a `memcmp` call
 //! (eight or nine names, tried for every member of every record).
 
-use super::{FieldNames, Input, Slot};
-
 /// A number that differs for two different names of one length (up to 16
 /// bytes): their first and last 8 (or 4) bytes, which between them cover the
 /// name. Fixed-size reads only, no copy of a variable length.
@@ -31,37 +29,24 @@ fn bucket(name: &[u8]) -> usize {
     (name.len() * 31 + usize::from(name.first().copied().unwrap_or(0))) % BUCKETS
 }
 
-/// The stream's names. Two fields configured with one name: the first in the
-/// serde path's order of checks keeps it, as there.
+/// Names and what each stands for, matched by name. Given in order: of two
+/// entries with one name the first keeps it (as in a chain of comparisons).
 #[derive(Clone, Debug)]
-pub(super) struct SlotTable {
+pub(super) struct SlotTable<S> {
     /// Names up to 16 bytes: (length, key, slot) by bucket.
-    short: Vec<Vec<(usize, u128, Slot)>>,
-    long: Vec<(Box<[u8]>, Slot)>,
+    short: Vec<Vec<(usize, u128, S)>>,
+    long: Vec<(Box<[u8]>, S)>,
 }
 
-impl SlotTable {
-    pub(super) fn new(input: Input, n: &FieldNames) -> Self {
-        let mut names = vec![
-            (&n.record_type, Slot::Type),
-            (&n.event_id, Slot::EventId),
-            (&n.event_time, Slot::EventTime),
-            (&n.profile, Slot::Profile),
-            (&n.title, Slot::Title),
-            (&n.device, Slot::Device),
-        ];
-        if input == Input::Plays {
-            names.push((&n.duration, Slot::Duration));
-        } else {
-            names.extend([(&n.row, Slot::Row), (&n.rank, Slot::Rank)]);
-        }
+impl<S: Copy> SlotTable<S> {
+    pub(super) fn new<'a>(names: impl IntoIterator<Item = (&'a str, S)>) -> Self {
         let mut table = Self {
             short: vec![Vec::new(); BUCKETS],
             long: Vec::new(),
         };
         for (name, slot) in names {
             let name = name.as_bytes();
-            if table.slot(name) != Slot::Other {
+            if table.slot(name).is_some() {
                 continue;
             }
             match key(name) {
@@ -72,97 +57,42 @@ impl SlotTable {
         table
     }
 
-    pub(super) fn slot(&self, name: &[u8]) -> Slot {
-        let found = match key(name) {
+    pub(super) fn slot(&self, name: &[u8]) -> Option<S> {
+        match key(name) {
             Some(k) => self.short[bucket(name)]
                 .iter()
                 .find(|(len, key, _)| *len == name.len() && *key == k)
                 .map(|e| e.2),
             None => self.long.iter().find(|(l, _)| **l == *name).map(|e| e.1),
-        };
-        found.unwrap_or(Slot::Other)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    /// The chain of comparisons the table replaces.
-    fn by_comparisons(input: Input, n: &FieldNames, name: &str) -> Slot {
-        let is_play = input == Input::Plays;
-        if name == n.record_type {
-            Slot::Type
-        } else if name == n.event_id {
-            Slot::EventId
-        } else if name == n.event_time {
-            Slot::EventTime
-        } else if name == n.profile {
-            Slot::Profile
-        } else if name == n.title {
-            Slot::Title
-        } else if name == n.device {
-            Slot::Device
-        } else if !is_play && name == n.row {
-            Slot::Row
-        } else if !is_play && name == n.rank {
-            Slot::Rank
-        } else if is_play && name == n.duration {
-            Slot::Duration
-        } else {
-            Slot::Other
-        }
-    }
+    use super::SlotTable;
 
     #[test]
-    fn the_table_finds_the_slot_the_chain_of_comparisons_finds() {
-        // Two fields under one name: the first in the order of checks wins.
-        let clash = FieldNames {
-            row: "event_time".into(),
-            device: "a_name_longer_than_sixteen_bytes".into(),
-            rank: "a_name_longer_than_sixteen_bytes".into(),
-            duration: "a_name_longer_than_sixteen_bytez".into(),
-            ..FieldNames::default()
-        };
-        let names = [
-            "type",
-            "event_id",
-            "event_time",
-            "profile_id",
-            "title_id",
-            "row",
-            "rank",
-            "device",
-            "duration_ms",
-            "",
-            "typ",
-            "types",
-            "event_i",
-            "event_idx",
-            "Type",
-            "a_name_longer_than_sixteen_bytes",
-            "a_name_longer_than_sixteen_bytez",
-            "a_name_longer_than_sixteen_byte",
-            "sixteen_bytes_xx",
-            "\u{0}",
-            "é",
-            "devixe",
-            "event-time",
-            "profileXid",
-            "ro",
-            "rox",
-        ];
-        for fields in [FieldNames::default(), clash] {
-            for input in [Input::Impressions, Input::Plays] {
-                let table = SlotTable::new(input, &fields);
-                for name in names {
-                    assert_eq!(
-                        table.slot(name.as_bytes()),
-                        by_comparisons(input, &fields, name),
-                        "{input:?} {name:?}"
-                    );
-                }
-            }
+    fn a_name_finds_its_slot_and_the_first_of_two_entries_keeps_a_name() {
+        let long = "a_name_longer_than_sixteen_bytes";
+        let table = SlotTable::new([
+            ("type", 1),
+            ("rank", 2),
+            ("type", 3),
+            (long, 4),
+            (long, 5),
+            ("", 6),
+        ]);
+        for (name, want) in [
+            ("type", Some(1)),
+            ("rank", Some(2)),
+            (long, Some(4)),
+            ("", Some(6)),
+            ("typ", None),
+            ("Type", None),
+            ("a_name_longer_than_sixteen_bytez", None),
+        ] {
+            assert_eq!(table.slot(name.as_bytes()), want, "{name:?}");
         }
     }
 }

@@ -7,11 +7,8 @@
 //! fired or written back to RocksDB since has its copy dropped (`gone`), so a
 //! checkpoint writes exactly the state at its moment.
 
-use rocksdb::WriteBatch;
-
 use crate::model::entry::Entry;
 use crate::model::record::Key;
-use crate::state::store::{CF_ENTRIES, CF_TIMERS, ShardDb, StateError, timer_key};
 
 /// What a cache slot remembers when its entry has no copy handed over.
 pub const NOT_HANDED: u32 = u32::MAX;
@@ -55,32 +52,10 @@ impl TakenChanges {
         self.0
     }
 
-    /// Writes the entries (and timers of new ones) into RocksDB in one batch, in
-    /// key order: RocksDB inserts keys in order several times faster.
-    pub fn write(&self, db: &ShardDb) -> Result<(), StateError> {
-        let entries_cf = db.cf(CF_ENTRIES)?;
-        let timers_cf = db.cf(CF_TIMERS)?;
-        let mut batch = WriteBatch::default();
-        // A key holds one live copy; were there two, the later (higher index)
-        // would be put last and win.
-        let mut order: Vec<([u8; 16], u32)> = (self.0.iter().enumerate())
-            .filter(|(_, c)| !c.gone)
-            .map(|(i, c)| (c.key.to_bytes(), i as u32))
-            .collect();
-        order.sort_unstable();
-        for &(key, i) in &order {
-            batch.put_cf(entries_cf, key, self.0[i as usize].entry.encode());
-        }
-        let mut timers: Vec<[u8; 24]> = self
-            .live()
-            .filter(|c| c.new_in_db)
-            .map(|c| timer_key(c.entry.timer, c.key))
-            .collect();
-        timers.sort_unstable();
-        for t in &timers {
-            batch.put_cf(timers_cf, t, []);
-        }
-        db.write(batch)
+    /// The live copies with their places in the list (a later place is a
+    /// later copy).
+    pub(crate) fn live_indexed(&self) -> impl Iterator<Item = (usize, &Change)> {
+        self.0.iter().enumerate().filter(|(_, c)| !c.gone)
     }
 }
 

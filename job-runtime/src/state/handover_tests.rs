@@ -40,6 +40,19 @@ fn fire_all(s: &mut ShardStore) -> Vec<(Key, Entry)> {
     out
 }
 
+/// Two entries handed over: entry 0 is in RocksDB and changed since, entry 1
+/// is new (only in memory and in the handed-over list).
+fn two_handed_over(dir: &Path) -> (StateEnv, ShardStore) {
+    let (env, mut s) = handing(dir);
+    s.apply(&imp("i0", 1_000, 0)).expect("apply");
+    s.persist_all().expect("persist");
+    s.apply(&play("p0", 1_200, 0)).expect("fold");
+    s.apply(&imp("i1", 1_500, 1)).expect("apply");
+    s.hand_over().expect("hand over");
+    assert_eq!(s.handed.copies(), 2);
+    (env, s)
+}
+
 fn cached(s: &ShardStore, key: Key) -> Entry {
     s.cache.get(&key).expect("cached").entry.clone()
 }
@@ -71,14 +84,7 @@ fn an_entry_changed_after_its_handover_is_checkpointed_as_it_is_at_the_checkpoin
 #[test]
 fn an_entry_fired_after_its_handover_is_not_in_the_checkpoint() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (_env, mut s) = handing(&dir.path().join("live"));
-    // Entry 0 is in RocksDB and changes; entry 1 is new. Both are handed over, then fire.
-    s.apply(&imp("i0", 1_000, 0)).expect("apply");
-    s.persist_all().expect("persist");
-    s.apply(&play("p0", 1_200, 0)).expect("fold");
-    s.apply(&imp("i1", 1_500, 1)).expect("apply");
-    s.hand_over().expect("hand over");
-    assert_eq!(s.handed.copies(), 2);
+    let (_env, mut s) = two_handed_over(&dir.path().join("live"));
     assert_eq!(fire_all(&mut s).len(), 2);
     assert_eq!(s.handed_bytes(), 0, "fired entries' copies are dropped");
     // Entry 2 opens after them and stays.
@@ -228,15 +234,7 @@ fn deletes_in_memtables(s: &ShardStore) -> u64 {
 #[test]
 fn an_entry_firing_before_its_first_copy_reaches_rocksdb_writes_nothing_there() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (_env, mut s) = handing(&dir.path().join("live"));
-    // Entry 0 is in RocksDB already; entry 1 exists only in memory and in the
-    // handed-over list.
-    s.apply(&imp("i0", 1_000, 0)).expect("apply");
-    s.persist_all().expect("persist");
-    s.apply(&play("p0", 1_200, 0)).expect("fold");
-    s.apply(&imp("i1", 1_500, 1)).expect("apply");
-    s.hand_over().expect("hand over");
-    assert_eq!(s.handed.copies(), 2);
+    let (_env, mut s) = two_handed_over(&dir.path().join("live"));
     let before = deletes_in_memtables(&s);
     let fired = fire_all(&mut s);
     assert_eq!(fired.len(), 2);

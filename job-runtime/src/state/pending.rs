@@ -16,7 +16,7 @@ use crate::state::store::{CF_PENDING, ShardDb, StateError};
 mod tests;
 mod wheel;
 
-use wheel::Wheel;
+use wheel::{Timed, Wheel};
 
 /// Reorder-buffer bookkeeping (in the checkpoint manifest).
 pub use streamjoin_formats::checkpoint::PendingState;
@@ -37,6 +37,12 @@ impl Ord for Pending {
     }
 }
 
+impl Timed for Pending {
+    fn time(&self) -> i64 {
+        self.event.time
+    }
+}
+
 impl PartialOrd for Pending {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -45,7 +51,7 @@ impl PartialOrd for Pending {
 
 /// In memory: every pending event with time < `spill_floor`; in RocksDB: the rest.
 pub struct PendingBuffer {
-    wheel: Wheel,
+    wheel: Wheel<Pending>,
     budget: usize,
     spill_floor: Option<i64>,
     spilled: u64,

@@ -398,6 +398,36 @@ struct Changes {
     open: bool,
 }
 
+impl TakenChanges {
+    /// Writes the entries (and timers of new ones) into RocksDB in one batch, in
+    /// key order: RocksDB inserts keys in order several times faster.
+    pub fn write(&self, db: &ShardDb) -> Result<(), StateError> {
+        let entries_cf = db.cf(CF_ENTRIES)?;
+        let timers_cf = db.cf(CF_TIMERS)?;
+        let mut batch = WriteBatch::default();
+        // A key holds one live copy; were there two, the later (higher index)
+        // would be put last and win.
+        let mut order: Vec<([u8; 16], u32)> = self
+            .live_indexed()
+            .map(|(i, c)| (c.key.to_bytes(), i as u32))
+            .collect();
+        order.sort_unstable();
+        for &(key, i) in &order {
+            batch.put_cf(entries_cf, key, self.0[i as usize].entry.encode());
+        }
+        let mut timers: Vec<[u8; 24]> = self
+            .live()
+            .filter(|c| c.new_in_db)
+            .map(|c| timer_key(c.entry.timer, c.key))
+            .collect();
+        timers.sort_unstable();
+        for t in &timers {
+            batch.put_cf(timers_cf, t, []);
+        }
+        db.write(batch)
+    }
+}
+
 /// Changed entries that gather before they are handed over to the next checkpoint.
 const HANDOVER_SLICE: usize = 4096;
 

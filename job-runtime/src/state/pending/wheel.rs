@@ -8,7 +8,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use super::Pending;
+/// What waits in the wheel: ordered, and filed by its event time.
+pub(super) trait Timed: Ord {
+    fn time(&self) -> i64;
+}
 
 /// A bucket spans 2^10 ms of event time (about a second).
 const BUCKET_SHIFT: u32 = 10;
@@ -24,26 +27,38 @@ fn bucket_of(time: i64) -> i64 {
     time >> BUCKET_SHIFT
 }
 
-/// Pops in `Pending`'s order, like a min-heap would.
+/// Pops in `T`'s order, like a min-heap would.
 ///
 /// Invariant: every event in `ready` is before every event in `ring` (their
 /// buckets are below `base`); `far` holds events of any time, so the minimum
 /// is the lesser of `ready`'s last and `far`'s top.
-#[derive(Default)]
-pub(super) struct Wheel {
+pub(super) struct Wheel<T> {
     /// The earliest bucket, sorted latest first so the next event pops off the
     /// end; events arriving for a bucket at or before it are inserted in place.
-    ready: Vec<Pending>,
+    ready: Vec<T>,
     /// Bucket `base + i` at `ring[i]`, unsorted.
-    ring: VecDeque<Vec<Pending>>,
+    ring: VecDeque<Vec<T>>,
     base: i64,
     /// Events past the ring's reach.
-    far: BinaryHeap<Reverse<Pending>>,
+    far: BinaryHeap<Reverse<T>>,
     len: usize,
-    spare: Vec<Vec<Pending>>,
+    spare: Vec<Vec<T>>,
 }
 
-impl Wheel {
+impl<T> Default for Wheel<T> {
+    fn default() -> Self {
+        Self {
+            ready: Vec::new(),
+            ring: VecDeque::new(),
+            base: 0,
+            far: BinaryHeap::new(),
+            len: 0,
+            spare: Vec::new(),
+        }
+    }
+}
+
+impl<T: Timed> Wheel<T> {
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -58,9 +73,9 @@ impl Wheel {
         self.len == 0
     }
 
-    pub(super) fn push(&mut self, p: Pending) {
+    pub(super) fn push(&mut self, p: T) {
         self.len += 1;
-        let bucket = bucket_of(p.event.time);
+        let bucket = bucket_of(p.time());
         if self.ready.is_empty() && self.ring.is_empty() {
             self.base = bucket;
         }
@@ -94,14 +109,14 @@ impl Wheel {
     pub(super) fn peek_time(&mut self) -> Option<i64> {
         self.fill();
         match (self.ready.last(), self.far.peek()) {
-            (Some(r), Some(Reverse(f))) => Some(r.event.time.min(f.event.time)),
-            (Some(r), None) => Some(r.event.time),
-            (None, f) => f.map(|Reverse(f)| f.event.time),
+            (Some(r), Some(Reverse(f))) => Some(r.time().min(f.time())),
+            (Some(r), None) => Some(r.time()),
+            (None, f) => f.map(|Reverse(f)| f.time()),
         }
     }
 
     /// Removes and returns the earliest event.
-    pub(super) fn pop(&mut self) -> Option<Pending> {
+    pub(super) fn pop(&mut self) -> Option<T> {
         self.fill();
         let from_far = match (self.ready.last(), self.far.peek()) {
             (Some(r), Some(Reverse(f))) => f < r,
@@ -150,12 +165,12 @@ impl Wheel {
         let Some(Reverse(first)) = self.far.peek() else {
             return;
         };
-        self.base = bucket_of(first.event.time);
+        self.base = bucket_of(first.time());
         let reach = self.base.saturating_add(MAX_BUCKETS as i64);
         while self
             .far
             .peek()
-            .is_some_and(|Reverse(p)| bucket_of(p.event.time) < reach)
+            .is_some_and(|Reverse(p)| bucket_of(p.time()) < reach)
         {
             if let Some(Reverse(p)) = self.far.pop() {
                 self.len -= 1;
@@ -164,7 +179,7 @@ impl Wheel {
         }
     }
 
-    fn recycle(&mut self, mut bucket: Vec<Pending>) {
+    fn recycle(&mut self, mut bucket: Vec<T>) {
         let cap = bucket.capacity();
         if cap > 0 && cap <= SPARE_CAPACITY && self.spare.len() < SPARE_BUCKETS {
             bucket.clear();
@@ -173,7 +188,7 @@ impl Wheel {
     }
 
     /// Every event, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Pending> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
         self.ready
             .iter()
             .chain(self.ring.iter().flatten())
@@ -181,7 +196,7 @@ impl Wheel {
     }
 
     /// Takes every event out, in no particular order.
-    pub(super) fn take_all(&mut self) -> Vec<Pending> {
+    pub(super) fn take_all(&mut self) -> Vec<T> {
         let mut all = Vec::with_capacity(self.len);
         all.append(&mut self.ready);
         for mut bucket in std::mem::take(&mut self.ring) {
