@@ -21,8 +21,9 @@ pub(super) fn scan<'a>(
     bytes: &'a [u8],
     mut member: impl FnMut(&'a str, Value<'a>) -> Option<()>,
 ) -> Option<()> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut c = Cursor { text, pos: 0 };
+    // UTF-8 is checked where it can occur: in strings (`Cursor::string`).
+    // Anywhere else the fast path accepts ASCII bytes only.
+    let mut c = Cursor { bytes, pos: 0 };
     c.skip_ws();
     c.eat(b'{')?;
     c.skip_ws();
@@ -44,17 +45,17 @@ pub(super) fn scan<'a>(
         }
     }
     c.skip_ws();
-    (c.pos == text.len()).then_some(())
+    (c.pos == bytes.len()).then_some(())
 }
 
 struct Cursor<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
+        self.bytes.get(self.pos).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -78,15 +79,21 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         // A backslash is legal only in a string, as an escape: the serde path reads those.
-        let len = special(&bytes[start..])?;
+        let (len, ascii) = special(&bytes[start..])?;
         if bytes[start + len] != b'"' {
             return None;
         }
         self.pos = start + len + 1;
-        // Both ends are ASCII quotes, so the slice is on character boundaries.
-        self.text.get(start..start + len)
+        let slice = &bytes[start..start + len];
+        if ascii {
+            // SAFETY: every byte of `slice` is below 0x80 (`special` saw no
+            // high bit before the closing quote), so it is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(slice) })
+        } else {
+            std::str::from_utf8(slice).ok()
+        }
     }
 
     /// An integer that serde_json reads as one that fits an i64: no fraction,
@@ -96,7 +103,7 @@ impl<'a> Cursor<'a> {
         if negative {
             self.pos += 1;
         }
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         let start = self.pos;
         // One pass: digits are summed as they are counted.
         let mut magnitude = 0i64;
@@ -127,7 +134,7 @@ impl<'a> Cursor<'a> {
             _ => {
                 let lit = ["true", "false", "null"]
                     .into_iter()
-                    .find(|lit| self.text[self.pos..].starts_with(lit))?;
+                    .find(|lit| self.bytes[self.pos..].starts_with(lit.as_bytes()))?;
                 self.pos += lit.len();
                 Some(Value::Literal)
             }
@@ -135,17 +142,24 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Index of the first `"`, `\\` or control character (below 0x20) in `bytes`:
-/// strings are most of a record's bytes, so they are searched 16 bytes at a
-/// time (SSE2, which every x86-64 has), then 8 at a time in a word.
-fn special(bytes: &[u8]) -> Option<usize> {
+/// Index of the first `"`, `\\` or control character (below 0x20) in `bytes`,
+/// and whether every byte before it is ASCII: strings are most of a record's
+/// bytes, so they are searched 16 bytes at a time (SSE2, which every x86-64
+/// has), then 8 at a time in a word.
+fn special(bytes: &[u8]) -> Option<(usize, bool)> {
     let mut at = 0;
+    let mut high = false;
     #[cfg(target_arch = "x86_64")]
     while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<16>) {
-        let hits = sse2::special_mask(chunk);
+        let (hits, highs) = sse2::special_mask(chunk);
         if hits != 0 {
-            return Some(at + hits.trailing_zeros() as usize);
+            let before = (1u32 << hits.trailing_zeros()) - 1;
+            return Some((
+                at + hits.trailing_zeros() as usize,
+                !high && highs & before == 0,
+            ));
         }
+        high |= highs != 0;
         at += 16;
     }
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -159,14 +173,19 @@ fn special(bytes: &[u8]) -> Option<usize> {
             | below(w ^ (ONES * u64::from(b'\\')), 1)
             | below(w, 0x20);
         if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
+            let first = hits.trailing_zeros();
+            // The high bits of the bytes before the first hit.
+            let before = (1u64 << (first - 7)) - 1;
+            return Some((at + (first / 8) as usize, !high && w & HIGH & before == 0));
         }
+        high |= w & HIGH != 0;
         at += 8;
     }
     let rest = bytes.get(at..)?;
-    rest.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| at + i)
+    let i = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    Some((at + i, !high && rest[..i].is_ascii()))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -176,8 +195,9 @@ mod sse2 {
         _mm_set1_epi8,
     };
 
-    /// Bit i set: byte i of `chunk` is `"`, `\\` or below 0x20.
-    pub(super) fn special_mask(chunk: &[u8; 16]) -> u32 {
+    /// Bit i set: byte i of `chunk` is `"`, `\\` or below 0x20; and bit i
+    /// set: byte i is 0x80 or above.
+    pub(super) fn special_mask(chunk: &[u8; 16]) -> (u32, u32) {
         // SAFETY: SSE2 is part of the x86-64 baseline, so these intrinsics are
         // always available; the load reads exactly the 16 bytes of `chunk`
         // (unaligned loads are allowed).
@@ -188,7 +208,7 @@ mod sse2 {
             // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
             let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
             let any = _mm_or_si128(_mm_or_si128(quote, backslash), control);
-            _mm_movemask_epi8(any) as u32
+            (_mm_movemask_epi8(any) as u32, _mm_movemask_epi8(v) as u32)
         }
     }
 }
@@ -198,28 +218,32 @@ mod tests {
     use super::special;
 
     #[test]
-    fn special_finds_the_first_quote_backslash_or_control_byte_at_every_offset() {
-        for len in 0..70 {
-            for at in 0..=len {
-                for mark in [b'"', b'\\', 0x00, 0x1f] {
-                    // Bytes that sit next to the marks' values, and a multi-byte
-                    // character, around the mark.
-                    let mut bytes: Vec<u8> = (0..len)
-                        .map(|i| [b'!', b'#', b'[', b']', b' ', 0xc3, 0xa9, b'a'][i % 8])
-                        .collect();
-                    if at < len {
-                        bytes[at] = mark;
-                        // A second mark after the first must not hide it.
-                        if at + 1 < len {
-                            bytes[at + 1] = b'"';
-                        }
-                    }
-                    let want = bytes
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-                    assert_eq!(special(&bytes), want, "len {len} at {at} mark {mark:#x}");
+    fn special_finds_the_first_quote_backslash_or_control_byte_and_any_non_ascii_before_it() {
+        // Bytes that sit next to the marks' values, with a multi-byte character
+        // (0xc3 0xa9) in one alphabet, ASCII only in the other.
+        let alphabets = [
+            [b'!', b'#', b'[', b']', b' ', 0xc3, 0xa9, b'a'],
+            [b'!', b'#', b'[', b']', b' ', 0x7f, b'~', b'a'],
+        ];
+        let cases = alphabets.iter().flat_map(|a| {
+            (0..70).flat_map(move |len| {
+                (0..=len).flat_map(move |at| [b'"', b'\\', 0x00, 0x1f].map(|m| (a, len, at, m)))
+            })
+        });
+        for (alphabet, len, at, mark) in cases {
+            let mut bytes: Vec<u8> = (0..len).map(|i| alphabet[i % 8]).collect();
+            if at < len {
+                bytes[at] = mark;
+                // A second mark after the first must not hide it.
+                if at + 1 < len {
+                    bytes[at + 1] = b'"';
                 }
             }
+            let want = bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .map(|p| (p, bytes[..p].is_ascii()));
+            assert_eq!(special(&bytes), want, "len {len} at {at} mark {mark:#x}");
         }
     }
 }
