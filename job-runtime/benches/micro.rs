@@ -4,7 +4,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use streamjoin_runtime::config::FieldNames;
-use streamjoin_runtime::model::entry::{Entry, OutputNames};
+use streamjoin_runtime::model::entry::Entry;
+use streamjoin_runtime::model::output::{OutputNames, write_json};
 use streamjoin_runtime::model::record::{Input, RecordParser};
 
 const IMP: &[u8] = br#"{"type":"impression","event_id":"d8951adf4231ed80a139ad17a6cb813e","event_time":1700000001428,"profile_id":32642,"title_id":19707,"row":5,"rank":20,"device":"android"}"#;
@@ -28,7 +29,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("write_entry_json", |b| {
         b.iter(|| {
             out.clear();
-            entry.write_json(event.key, &names, &mut out);
+            write_json(&entry, event.key, &names, &mut out);
             out.len()
         })
     });

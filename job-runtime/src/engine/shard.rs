@@ -15,7 +15,8 @@ use crate::engine::snapshot::{InFlight, Snapshot, Written};
 use crate::io::sink::{EntrySink, SideKind, SideRecord, SideSink, SinkError};
 use crate::io::source::{Next, PartitionSource};
 use crate::model::counters::ShardCounters;
-use crate::model::entry::{Entry, OutputNames};
+use crate::model::entry::Entry;
+use crate::model::output::{self, OutputNames};
 use crate::model::record::{DEVICES, Event, Input, Key, Malformed, RecordParser};
 use crate::state::pending::{Pending, PendingBuffer};
 use crate::state::store::{Applied, ShardStore};
@@ -372,7 +373,7 @@ impl Shard {
             s.1 += u64::from(entry.has_plays());
         }
         self.out.clear();
-        entry.write_json(key, &self.names, &mut self.out);
+        output::write_json(entry, key, &self.names, &mut self.out);
         self.sinks
             .entries
             .emit(key, &self.out)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::model::record::{DEVICES, Event, Input, Key};
+use crate::model::record::{Event, Input};
 
 /// Up to this many ids an entry scans a small inline list; beyond it, a hash map,
 /// so a hot key with 100,000 events stays O(1) per event.
@@ -325,62 +325,6 @@ impl Entry {
         self.play_duration_ms.get()
     }
 
-    /// The canonical output record (fields in the contract's order, no whitespace).
-    pub fn write_json(&self, key: Key, names: &OutputNames, out: &mut Vec<u8>) {
-        let mut num = itoa::Buffer::new();
-        let mut int = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(num.format(v).as_bytes());
-        out.push(b'{');
-        out.extend_from_slice(&names.profile);
-        int(out, key.profile);
-        out.push(b',');
-        out.extend_from_slice(&names.title);
-        int(out, key.title);
-        out.extend_from_slice(b",\"window_start\":");
-        int(out, self.window_start);
-        let mut num = itoa::Buffer::new();
-        out.extend_from_slice(b",\"impressions\":");
-        out.extend_from_slice(num.format(self.impressions).as_bytes());
-        out.extend_from_slice(b",\"plays\":");
-        out.extend_from_slice(num.format(self.plays).as_bytes());
-        let mut opt = |out: &mut Vec<u8>, name: &[u8], v: Option<i64>| {
-            out.extend_from_slice(name);
-            match v {
-                Some(v) => out.extend_from_slice(num.format(v).as_bytes()),
-                None => out.extend_from_slice(b"null"),
-            }
-        };
-        opt(
-            out,
-            b",\"first_impression_time\":",
-            self.first_impression_time(),
-        );
-        opt(
-            out,
-            b",\"last_impression_time\":",
-            self.last_impression_time(),
-        );
-        opt(out, b",\"best_row\":", self.best().map(|b| b.0));
-        opt(out, b",\"best_rank\":", self.best().map(|b| b.1));
-        out.extend_from_slice(b",\"devices\":[");
-        let mut first = true;
-        for (i, d) in DEVICES.iter().enumerate() {
-            if self.devices & (1 << i) != 0 {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                out.push(b'"');
-                out.extend_from_slice(d.as_bytes());
-                out.push(b'"');
-            }
-        }
-        out.push(b']');
-        opt(out, b",\"first_play_time\":", self.first_play_time());
-        out.extend_from_slice(b",\"play_duration_ms\":");
-        out.extend_from_slice(num.format(self.play_duration_ms()).as_bytes());
-        out.push(b'}');
-    }
-
     /// State encoding: a version tag first, so a later release can read it.
     /// An entry with no ids in RocksDB keeps the first layout, which every
     /// release reads.
@@ -434,29 +378,6 @@ impl Entry {
     }
 }
 
-/// The two key field names of the output, JSON-quoted with their colon, prepared
-/// once per shard.
-#[derive(Clone, Debug)]
-pub struct OutputNames {
-    profile: Vec<u8>,
-    title: Vec<u8>,
-}
-
-impl OutputNames {
-    pub fn new(profile: &str, title: &str) -> Self {
-        let quoted = |name: &str| {
-            let mut out = serde_json::to_vec(name)
-                .unwrap_or_else(|e| unreachable!("a string always serialises: {e}"));
-            out.push(b':');
-            out
-        };
-        OutputNames {
-            profile: quoted(profile),
-            title: quoted(title),
-        }
-    }
-}
-
 /// Versioned state encoding. A new layout is a new variant; old variants stay
 /// decodable and are upgraded on read.
 #[derive(Serialize, Deserialize)]
@@ -490,7 +411,7 @@ struct EntryV1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::record::EventId;
+    use crate::model::record::{EventId, Key};
 
     fn ev(input: Input, time: i64, id: &str, device: u8) -> Event {
         Event {
@@ -506,42 +427,6 @@ mod tests {
             duration_ms: if input == Input::Plays { 1000 } else { 0 },
             device,
         }
-    }
-
-    #[test]
-    fn canonical_json_has_contract_order_and_nulls() {
-        let e = Entry::open(&ev(Input::Plays, 100, "p", 3), 1000);
-        let mut out = Vec::new();
-        e.write_json(
-            Key {
-                profile: 7,
-                title: 9,
-            },
-            &OutputNames::new("profile_id", "title_id"),
-            &mut out,
-        );
-        assert_eq!(
-            String::from_utf8(out).expect("utf8"),
-            r#"{"profile_id":7,"title_id":9,"window_start":100,"impressions":0,"plays":1,"first_impression_time":null,"last_impression_time":null,"best_row":null,"best_rank":null,"devices":["tv"],"first_play_time":100,"play_duration_ms":1000}"#
-        );
-    }
-
-    #[test]
-    fn devices_are_sorted_by_byte_value() {
-        let mut e = Entry::open(&ev(Input::Impressions, 1, "a", 4), 1000);
-        e.fold(&ev(Input::Impressions, 2, "b", 0));
-        e.fold(&ev(Input::Impressions, 3, "c", 3));
-        let mut out = Vec::new();
-        e.write_json(
-            Key::default(),
-            &OutputNames::new("profile_id", "title_id"),
-            &mut out,
-        );
-        let text = String::from_utf8(out).expect("utf8");
-        assert!(
-            text.contains(r#""devices":["android","tv","web"]"#),
-            "{text}"
-        );
     }
 
     #[test]

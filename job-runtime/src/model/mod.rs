@@ -4,4 +4,5 @@
 
 pub mod counters;
 pub mod entry;
+pub mod output;
 pub mod record;
