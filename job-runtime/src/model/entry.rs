@@ -408,25 +408,31 @@ struct EntryV1 {
     ids: Vec<(u128, u64)>,
 }
 
+/// An event of key (7, 9) for the tests of the entry and of its output.
+#[cfg(test)]
+pub(crate) fn test_event(input: Input, time: i64, id: &str, device: u8) -> Event {
+    use crate::model::record::{EventId, Key};
+    Event {
+        input,
+        time,
+        key: Key {
+            profile: 7,
+            title: 9,
+        },
+        id: EventId::new(id),
+        row: 3,
+        rank: 2,
+        duration_ms: if input == Input::Plays { 1000 } else { 0 },
+        device,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::record::{EventId, Key};
 
     fn ev(input: Input, time: i64, id: &str, device: u8) -> Event {
-        Event {
-            input,
-            time,
-            key: Key {
-                profile: 7,
-                title: 9,
-            },
-            id: EventId::new(id),
-            row: 3,
-            rank: 2,
-            duration_ms: if input == Input::Plays { 1000 } else { 0 },
-            device,
-        }
+        test_event(input, time, id, device)
     }
 
     #[test]

@@ -94,23 +94,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::model::entry::test_event as ev;
     use crate::model::record::{Event, EventId, Input};
-
-    fn ev(input: Input, time: i64, id: &str, device: u8) -> Event {
-        Event {
-            input,
-            time,
-            key: Key {
-                profile: 7,
-                title: 9,
-            },
-            id: EventId::new(id),
-            row: 3,
-            rank: 2,
-            duration_ms: if input == Input::Plays { 1000 } else { 0 },
-            device,
-        }
-    }
 
     fn json(entry: &Entry, key: Key) -> String {
         let mut out = b"kept".to_vec();
