@@ -429,11 +429,8 @@ pub(crate) fn test_event(input: Input, time: i64, id: &str, device: u8) -> Event
 
 #[cfg(test)]
 mod tests {
+    use super::test_event as ev;
     use super::*;
-
-    fn ev(input: Input, time: i64, id: &str, device: u8) -> Event {
-        test_event(input, time, id, device)
-    }
 
     #[test]
     fn duplicate_ids_fold_once_and_conflicts_are_told_apart() {
