@@ -5,4 +5,5 @@ pub mod handover;
 pub mod ids;
 pub mod pending;
 pub mod store;
+pub mod table;
 pub mod timers;

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::model::record::{Event, from_order_bytes, order_bytes};
+use crate::model::record::{Event, Key, from_order_bytes, order_bytes};
 use crate::state::store::{CF_PENDING, ShardDb, StateError};
 
 #[cfg(test)]
@@ -203,6 +203,12 @@ impl PendingBuffer {
             self.reload(db)?;
         }
         Ok(self.wheel.pop())
+    }
+
+    /// The key of the event about `n` places behind the next one, if known
+    /// without reading RocksDB (to load its entry ahead of time).
+    pub fn key_ahead(&self, n: usize) -> Option<Key> {
+        self.wheel.ahead(n).map(|p| p.event.key)
     }
 
     /// Time of the earliest pending event.

@@ -28,13 +28,13 @@ use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction,
     IteratorMode, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
-use std::collections::HashMap;
 
 use crate::model::entry::{Entry, Seen};
 use crate::model::record::{Event, Key, from_order_bytes, order_bytes};
 pub use crate::state::handover::{Change, TakenChanges};
 use crate::state::handover::{Handed, NOT_HANDED};
 use crate::state::ids;
+use crate::state::table::{EntryTable, prefetch};
 use crate::state::timers::{Timer, TimerQueue};
 
 pub const CF_ENTRIES: &str = "entries";
@@ -288,12 +288,12 @@ struct Cached {
 
 type FastState = foldhash::fast::FixedState;
 
-/// The most entries a hash table of 2^n buckets holds before it grows (7/8 load).
-const fn table_entries(log2_buckets: u32) -> usize {
-    (1 << log2_buckets) / 8 * 7
+/// The most entries a cache table of 2^n slots holds before it grows (5/8 load).
+const fn table_entries(log2_slots: u32) -> usize {
+    (1 << log2_slots) / 8 * 5
 }
 
-/// How many entries a shard's cache table is sized for up front: 2^14 buckets
+/// How many entries a shard's cache table is sized for up front: 2^14 slots
 /// (under 400 KB), never more than the shard may cache. A table grows with its
 /// live entries, which keeps its buckets dense and in the CPU caches: tables
 /// presized for a few hundred thousand entries spread the open entries over
@@ -304,10 +304,11 @@ fn presized_entries(cache_capacity: usize) -> usize {
     table_entries(14).min(cache_capacity)
 }
 
-/// Approximate heap bytes of one cached entry: its table bucket (at 7/8
+/// Approximate heap bytes of one cached entry: its table slot (at 5/8
 /// load), the boxed entry, its timer index slot, and its in-memory id set.
 pub fn entry_bytes(entry: &Entry) -> usize {
-    const FIXED: usize = size_of::<(Key, Box<Cached>)>() * 8 / 7 + size_of::<Cached>() + 32;
+    const FIXED: usize =
+        size_of::<Option<(Key, Box<Cached>)>>() * 8 / 5 + size_of::<Cached>() + 32;
     FIXED + entry.ids.heap_bytes()
 }
 
@@ -466,14 +467,8 @@ impl Copier<'_> {
 /// the lookups then walk the table in one direction instead of missing the
 /// CPU caches at random. Keys of entries evicted since are skipped by the
 /// caller; a key noted twice is copied once (the first visit leaves it clean).
-fn sort_by_slot(cache: &HashMap<Key, Box<Cached>, FastState>, keys: &mut [Key]) {
-    let hasher = cache.hasher();
-    let buckets = (cache.capacity() / 7 * 8).next_power_of_two().max(1 << 10);
-    let shift = buckets.trailing_zeros() - 10;
-    radsort::sort_by_key(keys, |key| {
-        let slot = std::hash::BuildHasher::hash_one(hasher, key) & (buckets as u64 - 1);
-        (slot >> shift) as u16
-    });
+fn sort_by_slot(cache: &EntryTable<Box<Cached>>, keys: &mut [Key]) {
+    radsort::sort_by_key(keys, |key| cache.slot_group(key));
 }
 
 /// An entry written back with this many ids in memory puts them in the ids
@@ -521,7 +516,7 @@ struct Frozen {
 /// The keyed state of one shard.
 pub struct ShardStore {
     db: Arc<ShardDb>,
-    cache: HashMap<Key, Box<Cached>, FastState>,
+    cache: EntryTable<Box<Cached>>,
     ops: u64,
     capacity: usize,
     limits: ByteLimits,
@@ -552,10 +547,7 @@ impl ShardStore {
     pub fn new(db: ShardDb, capacity: usize, window_ms: i64) -> Self {
         Self {
             db: Arc::new(db),
-            cache: HashMap::with_capacity_and_hasher(
-                presized_entries(capacity),
-                FastState::default(),
-            ),
+            cache: EntryTable::with_capacity(presized_entries(capacity)),
             ops: 0,
             capacity,
             limits: ByteLimits::UNBOUNDED,
@@ -814,6 +806,22 @@ impl ShardStore {
     /// Heap bytes of the cached entries, as the byte budget counts them.
     pub fn cached_bytes(&self) -> usize {
         self.cached_bytes
+    }
+
+    /// Starts loading the table slot of `key` into the CPU caches.
+    pub fn prefetch_slot(&self, key: &Key) {
+        self.cache.prefetch_slot(key);
+    }
+
+    /// Starts loading `key`'s cached entry (its first two cache lines) into
+    /// the CPU caches, if there is one. Reads the key's slot: best once
+    /// [`Self::prefetch_slot`] had time to load it.
+    pub fn prefetch_entry(&self, key: &Key) {
+        if let Some(c) = self.cache.get(key) {
+            let p: *const Cached = &**c;
+            prefetch(p);
+            prefetch(p.cast::<u8>().wrapping_add(64));
+        }
     }
 
     /// Folds an event on arrival when the contract allows it: its key's entry is
@@ -1090,6 +1098,7 @@ impl ShardStore {
 
     /// Removes and returns the entry whose timer `(fire, key)` is due.
     pub fn fire(&mut self, fire: i64, key: Key) -> Result<Entry, StateError> {
+        self.prefetch_timer_entry();
         let entry = if let Some(c) = self.cache.remove(&key) {
             self.cached_bytes -= entry_bytes(&c.entry);
             // A copy handed over must not reach RocksDB after its entry fired.
@@ -1118,6 +1127,17 @@ impl ShardStore {
             self.delete_ids(key)?;
         }
         Ok(entry)
+    }
+
+    /// Starts loading the entry of a timer a few places ahead into the CPU
+    /// caches, so that its fire finds it there.
+    fn prefetch_timer_entry(&self) {
+        if let Some((_, key)) = self.timers.ahead(8) {
+            self.prefetch_slot(&key);
+        }
+        if let Some((_, key)) = self.timers.ahead(4) {
+            self.prefetch_entry(&key);
+        }
     }
 
     /// Deletes the spilled ids of `key`'s fired entry (queued while frozen: a
@@ -1205,14 +1225,15 @@ mod tests {
 
     #[test]
     fn cache_tables_start_small_and_never_beyond_the_cache_capacity() {
-        assert_eq!(presized_entries(1_000_000), 14_336);
+        assert_eq!(presized_entries(1_000_000), 10_240);
         assert_eq!(presized_entries(1_000), 1_000);
         assert_eq!(presized_entries(0), 0);
         let dir = tempfile::tempdir().expect("tmp");
         let env = StateEnv::new(dir.path(), 8 << 20, 8 << 20);
         let db = env.open_shard(0).expect("open");
         let s = ShardStore::new(db, 1_000_000, W);
-        assert!(s.cache.capacity() >= 14_336 && s.cache.capacity() < 30_000);
+        assert_eq!(s.cache.capacity(), 10_240);
+        assert_eq!(s.cache.heap_bytes(), (1 << 14) * 24);
     }
 
     pub(super) fn event(input: Input, id: &str, t: i64, profile: i64) -> Event {

@@ -59,6 +59,11 @@ impl TimerQueue {
         self.in_order.retain(|t| ts.binary_search(t).is_err());
     }
 
+    /// The in-order timer `n` places behind the first, if any.
+    pub fn ahead(&self, n: usize) -> Option<Timer> {
+        self.in_order.get(n).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.in_order.len() + self.out_of_order.len()
     }
