@@ -307,8 +307,7 @@ fn presized_entries(cache_capacity: usize) -> usize {
 /// Approximate heap bytes of one cached entry: its table slot (at 5/8
 /// load), the boxed entry, its timer index slot, and its in-memory id set.
 pub fn entry_bytes(entry: &Entry) -> usize {
-    const FIXED: usize =
-        size_of::<Option<(Key, Box<Cached>)>>() * 8 / 5 + size_of::<Cached>() + 32;
+    const FIXED: usize = size_of::<Option<(Key, Box<Cached>)>>() * 8 / 5 + size_of::<Cached>() + 32;
     FIXED + entry.ids.heap_bytes()
 }
 
