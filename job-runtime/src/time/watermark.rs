@@ -68,8 +68,12 @@ impl std::fmt::Debug for Probe {
     }
 }
 
-/// One input partition's progress.
+/// One input partition's progress, alone in its cache lines: the worker that
+/// reads a partition writes its slot on every record, and slots sharing a line
+/// with another worker's made each of those writes a cache miss on the other
+/// core.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct PartitionSlot {
     max_time: AtomicI64,
     idle: AtomicBool,
@@ -92,12 +96,18 @@ impl PartitionSlot {
     }
 }
 
+#[derive(Debug)]
+#[repr(align(128))]
+struct JobWatermark(AtomicI64);
+
 /// Shared watermark state of one runtime process.
 #[derive(Debug)]
 pub struct WatermarkBoard {
     slots: Vec<PartitionSlot>,
     max_out_of_orderness_ms: i64,
-    job: AtomicI64,
+    /// In a line of its own: written as the watermark moves, while the
+    /// fields beside it are read on every record.
+    job: JobWatermark,
     forced_advances: AtomicU64,
     last_forced_ms: AtomicI64,
     in_forced_episode: AtomicBool,
@@ -123,7 +133,7 @@ impl WatermarkBoard {
         Self {
             slots: (0..partitions).map(|_| PartitionSlot::new(now)).collect(),
             max_out_of_orderness_ms,
-            job: AtomicI64::new(MIN_WM),
+            job: JobWatermark(AtomicI64::new(MIN_WM)),
             forced_advances: AtomicU64::new(0),
             last_forced_ms: AtomicI64::new(MIN_WM),
             in_forced_episode: AtomicBool::new(false),
@@ -151,7 +161,7 @@ impl WatermarkBoard {
     /// Takes up a job watermark restored from a checkpoint (it may have been
     /// force-advanced beyond the partitions').
     pub fn restore_job_watermark(&self, wm: i64) {
-        self.job.fetch_max(wm, Relaxed);
+        self.job.0.fetch_max(wm, Relaxed);
     }
 
     /// Slot `i` received a record (valid or not) at `now`: it is not idle.
@@ -159,7 +169,10 @@ impl WatermarkBoard {
     #[inline]
     pub fn touch(&self, i: usize, now: i64) -> bool {
         let slot = &self.slots[i];
-        slot.last_record_ms.store(now, Relaxed);
+        // `now` is the same for a read turn: the line is written once a turn.
+        if slot.last_record_ms.load(Relaxed) != now {
+            slot.last_record_ms.store(now, Relaxed);
+        }
         if self.in_forced_episode.load(Relaxed) {
             self.in_forced_episode.store(false, Relaxed);
         }
@@ -242,7 +255,7 @@ impl WatermarkBoard {
     /// The job watermark as last computed.
     #[inline]
     pub fn job_watermark(&self) -> i64 {
-        self.job.load(Relaxed)
+        self.job.0.load(Relaxed)
     }
 
     /// Recomputes the job watermark: the minimum over non-idle partitions, never
@@ -267,9 +280,15 @@ impl WatermarkBoard {
             min = min.min(self.partition_watermark(i));
         }
         if any_active || all_ended {
-            self.job.fetch_max(min, Relaxed).max(min)
+            // A read-modify-write only when the watermark moves.
+            let job = self.job.0.load(Relaxed);
+            if min > job {
+                self.job.0.fetch_max(min, Relaxed).max(min)
+            } else {
+                job
+            }
         } else {
-            self.job.load(Relaxed)
+            self.job.0.load(Relaxed)
         }
     }
 
@@ -304,10 +323,10 @@ impl WatermarkBoard {
             return ForceAdvance::NotDue;
         }
         let to = now.saturating_sub(self.max_out_of_orderness_ms);
-        if to <= self.job.load(Relaxed) {
+        if to <= self.job.0.load(Relaxed) {
             return ForceAdvance::NotDue;
         }
-        self.job.fetch_max(to, Relaxed);
+        self.job.0.fetch_max(to, Relaxed);
         if self
             .in_forced_episode
             .compare_exchange(false, true, Relaxed, Relaxed)
@@ -324,10 +343,10 @@ impl WatermarkBoard {
     /// An operator-requested advance to `now − D`, counted as one forced advance.
     pub fn force_now(&self, now: i64) -> i64 {
         let to = now.saturating_sub(self.max_out_of_orderness_ms);
-        self.job.fetch_max(to, Relaxed);
+        self.job.0.fetch_max(to, Relaxed);
         self.forced_advances.fetch_add(1, Relaxed);
         self.last_forced_ms.store(now, Relaxed);
-        self.job.load(Relaxed)
+        self.job.0.load(Relaxed)
     }
 
     pub fn forced_advances(&self) -> u64 {
