@@ -55,6 +55,13 @@ pub struct ShardSinks {
 /// How many on-time events a read turn holds back while their entries load.
 const ARRIVALS_AHEAD: usize = 8;
 
+/// What one read turn reads: up to `max` records of input `which`, at `now`.
+struct TurnInput {
+    which: usize,
+    max: usize,
+    now: i64,
+}
+
 /// An on-time event read, with the lateness bound of its moment.
 struct Arrived {
     event: Event,
@@ -161,7 +168,7 @@ impl Shard {
     ) -> Result<Turn, ShardError> {
         // Changes of the turns before go to the next checkpoint ahead of it.
         self.store.hand_over()?;
-        let turn = self.read_records(which, max, job_wm, now);
+        let turn = self.read_records(TurnInput { which, max, now }, job_wm);
         // Every record read is in the state or the reorder buffer when the
         // turn ends (a checkpoint may follow), also when reading failed.
         let settled = self.settle_arrivals(0);
@@ -169,13 +176,8 @@ impl Shard {
         settled.map(|()| turn)
     }
 
-    fn read_records(
-        &mut self,
-        which: usize,
-        max: usize,
-        job_wm: &mut i64,
-        now: i64,
-    ) -> Result<Turn, ShardError> {
+    fn read_records(&mut self, turn: TurnInput, job_wm: &mut i64) -> Result<Turn, ShardError> {
+        let TurnInput { which, max, now } = turn;
         let drift = self.cfg.alignment_max_drift_ms;
         let slot = self.inputs[which].slot;
         let mut n = 0;
