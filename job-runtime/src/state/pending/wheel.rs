@@ -115,13 +115,13 @@ impl<T: Timed> Wheel<T> {
         }
     }
 
-    /// Removes and returns the earliest event.
     /// The event `n` places behind the next one in the earliest bucket, if
     /// that bucket holds it (a hint: an event in `far` may come first).
     pub(super) fn ahead(&self, n: usize) -> Option<&T> {
         self.ready.get(self.ready.len().checked_sub(n + 1)?)
     }
 
+    /// Removes and returns the earliest event.
     pub(super) fn pop(&mut self) -> Option<T> {
         self.fill();
         let from_far = match (self.ready.last(), self.far.peek()) {
