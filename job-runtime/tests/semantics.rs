@@ -304,6 +304,103 @@ fn idle_partition_is_left_out_then_included_again() {
 }
 
 #[test]
+fn a_partition_behind_an_unreachable_broker_is_not_idle_and_its_records_are_not_late() {
+    let mut cfg = config();
+    cfg.alignment_max_drift_ms = None;
+    let mut h = harness(2, cfg);
+    for p in 0..2 {
+        h.imp(p, imp(&format!("a{p}"), T0, 10 + p as i64, 1, 1, 1, "tv"));
+        h.play(p, play(&format!("b{p}"), T0, 10 + p as i64, 1, "tv", 1));
+    }
+    h.run();
+    let wm0 = h.watermark();
+    // Partition 1's broker goes away; partition 0's impressions keep coming.
+    for f in &h.feeds[1] {
+        f.set_contact(None);
+    }
+    h.imp(0, imp("c", T0 + HOUR, 10, 1, 1, 1, "tv"));
+    h.clock.advance(61_000);
+    h.run();
+    assert_eq!(
+        h.engine.board.idle_partitions(),
+        1,
+        "only partition 0's plays: the unreachable ones cannot be caught up"
+    );
+    assert_eq!(h.watermark(), wm0, "held by the unreachable partition");
+    // The broker is back with what was produced meanwhile: on time.
+    h.clock.advance(5 * MIN);
+    let back = h.clock_now();
+    for f in &h.feeds[1] {
+        f.set_contact(Some(back));
+    }
+    h.play(1, play("d", T0 + 10 * MIN, 11, 1, "tv", 1));
+    h.run();
+    assert_eq!(h.counters().late, [0, 0]);
+    // Quiet is counted from the contact, not from the last record.
+    h.clock.advance(59_000);
+    h.run();
+    assert!(!h.engine.board.is_idle(2), "impressions of partition 1");
+    h.clock.advance(2_000);
+    h.run();
+    assert!(h.engine.board.is_idle(2));
+}
+
+#[test]
+fn a_partition_that_loses_its_broker_while_idle_counts_again_at_its_watermark() {
+    let mut cfg = config();
+    cfg.alignment_max_drift_ms = None;
+    let mut h = harness(2, cfg);
+    for p in 0..2 {
+        h.imp(p, imp(&format!("a{p}"), T0, 10 + p as i64, 1, 1, 1, "tv"));
+        h.play(p, play(&format!("b{p}"), T0, 10 + p as i64, 1, "tv", 1));
+    }
+    h.run();
+    h.clock.advance(61_000);
+    h.run();
+    assert_eq!(h.engine.board.idle_partitions(), 4);
+    for f in &h.feeds[1] {
+        f.set_contact(None);
+    }
+    h.run();
+    assert_eq!(h.engine.board.idle_partitions(), 2);
+    // Partition 0 moves on; partition 1 holds the watermark where it was.
+    h.imp(0, imp("c", T0 + HOUR, 10, 1, 1, 1, "tv"));
+    h.play(0, play("e", T0 + HOUR, 10, 1, "tv", 1));
+    h.run();
+    assert_eq!(h.watermark(), T0 - 2 * MIN);
+}
+
+#[test]
+fn the_inactivity_rule_waits_while_the_broker_is_unreachable() {
+    let mut h = harness(1, config());
+    let now = T0; // event time follows the (manual) wall clock
+    h.imp(0, imp("a", now - MIN, 1, 1, 1, 1, "tv"));
+    h.play(0, play("b", now - MIN, 1, 1, "tv", 1));
+    h.run();
+    for f in &h.feeds[0] {
+        f.set_contact(None);
+    }
+    // A broker outage of 5 hours: quiet, but not known to be caught up.
+    for _ in 0..(5 * 60) {
+        h.clock.advance(MIN);
+        assert_eq!(h.run(), Progress::Blocked);
+    }
+    assert_eq!(h.engine.board.forced_advances(), 0);
+    assert!(h.entries.take().is_empty());
+    let back = h.clock_now();
+    for f in &h.feeds[0] {
+        f.set_contact(Some(back));
+    }
+    // The inactivity timeout (15 minutes) counts from the contact.
+    while h.engine.board.forced_advances() == 0 {
+        h.clock.advance(MIN);
+        h.run();
+    }
+    assert_eq!(h.clock_now() - back, 15 * MIN);
+    assert_eq!(h.entries.take().len(), 1);
+}
+
+#[test]
 fn idle_partitions_with_records_waiting_count_again_before_the_first_one_read_moves_the_watermark()
 {
     let mut cfg = config();

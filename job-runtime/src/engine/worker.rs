@@ -417,15 +417,7 @@ impl Worker {
                     }
                     return Ok(Progress::Worked);
                 }
-                Turn::CaughtUp => {
-                    let slot = self.shards[si].inputs[ii].slot;
-                    let quiet = now.saturating_sub(self.board.last_record_ms(slot));
-                    if quiet >= self.cfg.idle_timeout_ms && !self.board.is_idle(slot) {
-                        tracing::info!(shard = si, input = ii, quiet_ms = quiet, "partition idle");
-                        self.board.set_idle(slot, true);
-                        changed = true;
-                    }
-                }
+                Turn::CaughtUp => changed |= self.judge_idleness(si, ii, now),
                 // The watermark may move now: the next step takes it up.
                 Turn::Ended => changed = true,
                 Turn::Paused => self.held_by_alignment = true,
@@ -440,6 +432,34 @@ impl Worker {
             return Ok(Progress::Blocked);
         }
         Ok(self.blocked(now))
+    }
+
+    /// A caught-up partition is idle after `idleTimeout` without records,
+    /// counted from when its source could last tell that it is caught up. One
+    /// that cannot tell now (its broker is unreachable) is not idle: records
+    /// may wait behind the broker. Whether idleness changed.
+    fn judge_idleness(&mut self, si: usize, ii: usize, now: i64) -> bool {
+        let input = &self.shards[si].inputs[ii];
+        let (slot, idle) = (input.slot, self.board.is_idle(input.slot));
+        let Some(since) = input.source.in_contact_since() else {
+            if idle {
+                tracing::info!(
+                    shard = si,
+                    input = ii,
+                    "partition unreachable: no longer idle"
+                );
+                self.board.set_idle(slot, false);
+            }
+            return idle;
+        };
+        self.board.quiet_from(slot, since);
+        let quiet = now.saturating_sub(self.board.quiet_since_ms(slot));
+        if quiet >= self.cfg.idle_timeout_ms && !idle {
+            tracing::info!(shard = si, input = ii, quiet_ms = quiet, "partition idle");
+            self.board.set_idle(slot, true);
+            return true;
+        }
+        false
     }
 
     fn blocked(&mut self, now: i64) -> Progress {

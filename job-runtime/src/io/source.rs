@@ -52,6 +52,12 @@ pub trait PartitionSource: Send {
     fn unread_probe(&self) -> Option<UnreadProbe> {
         None
     }
+    /// Since when (processing-time ms) the source has been able to tell that it
+    /// is caught up, without a break; `None` while it cannot (its broker is
+    /// unreachable). A local source always can.
+    fn in_contact_since(&self) -> Option<i64> {
+        Some(i64::MIN)
+    }
     /// Asks the source to call `waker` when records arrive while it is caught
     /// up; `false` when it cannot (its reader must then poll).
     fn wake_on_arrival(&mut self, _waker: &Arc<InputWaker>) -> bool {
@@ -166,10 +172,23 @@ impl PartitionSource for FileSource {
 }
 
 /// An in-memory feed that a test (or an embedding program) appends to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Feed {
     records: VecDeque<Vec<u8>>,
     closed: bool,
+    /// What [`PartitionSource::in_contact_since`] answers (`None`: the feed
+    /// plays an unreachable broker).
+    contact: Option<i64>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            records: VecDeque::new(),
+            closed: false,
+            contact: Some(i64::MIN),
+        }
+    }
 }
 
 /// The writer's handle of a [`MemorySource`].
@@ -187,6 +206,14 @@ impl FeedHandle {
     pub fn close(&self) {
         if let Ok(mut f) = self.0.lock() {
             f.closed = true;
+        }
+    }
+
+    /// Plays a broker that cannot be reached (`None`), or one reached again
+    /// since `Some(ms)` of processing time.
+    pub fn set_contact(&self, since: Option<i64>) {
+        if let Ok(mut f) = self.0.lock() {
+            f.contact = since;
         }
     }
 
@@ -248,6 +275,10 @@ impl PartitionSource for MemorySource {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn in_contact_since(&self) -> Option<i64> {
+        self.feed.0.lock().ok().and_then(|f| f.contact)
     }
 
     fn unread_probe(&self) -> Option<UnreadProbe> {

@@ -18,9 +18,7 @@ use crate::io::kafka::producer::KafkaProducer;
 use crate::io::kafka::sink::{KafkaEntrySink, KafkaSideSink};
 use crate::io::kafka::source::{PartitionPosition, SourceSpec};
 use crate::io::kafka::txn::{ShardTransaction, transactional_id};
-use crate::io::kafka::{
-    self, KafkaSetupError, QuietEof, RuntimeConsumer, Topics, base_config, check_topics,
-};
+use crate::io::kafka::{self, KafkaSetupError, RuntimeConsumer, Topics, base_config, check_topics};
 use crate::io::sink::{NullSink, SideSink};
 use crate::io::source::PartitionSource;
 use crate::job::error::{RunError, exit_code};
@@ -32,9 +30,24 @@ pub type Position = (String, i32, Arc<PartitionPosition>);
 /// The process's consumer: offsets live in checkpoints, the group only sees
 /// commits for lag monitoring.
 pub fn consumer(job: &StreamJoinJob) -> Result<Arc<RuntimeConsumer>, RunError> {
+    let config = consumer_config(job)?;
+    let setting = |key: &str, default: i64| {
+        config
+            .get(key)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    let contact = kafka::contact::Contact::new(
+        setting("statistics.interval.ms", 0),
+        // librdkafka's default.
+        setting("fetch.wait.max.ms", 500),
+    );
+    let events = kafka::ConsumerEvents {
+        contact: Arc::new(contact),
+    };
     Ok(Arc::new(
-        consumer_config(job)?
-            .create_with_context(QuietEof)
+        config
+            .create_with_context(events)
             .map_err(KafkaSetupError::from)?,
     ))
 }
@@ -53,6 +66,11 @@ fn consumer_config(job: &StreamJoinJob) -> Result<rdkafka::ClientConfig, KafkaSe
         ("enable.partition.eof", "true"),
         ("auto.offset.reset", "earliest"),
         ("isolation.level", "read_committed"),
+        // Tells which partitions can be reached (io::kafka::contact).
+        (
+            "statistics.interval.ms",
+            crate::io::kafka::contact::STATISTICS_INTERVAL_MS,
+        ),
     ]
     .into_iter()
     .chain(crate::io::kafka::CONSUMER_FETCH_SETTINGS)

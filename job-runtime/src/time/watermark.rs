@@ -79,7 +79,9 @@ pub struct PartitionSlot {
     idle: AtomicBool,
     ended: AtomicBool,
     paused: AtomicBool,
-    last_record_ms: AtomicI64,
+    /// Processing time of the last record, or of contact regained with the
+    /// partition's broker if later: quiet (idle, inactive) counts from it.
+    quiet_since_ms: AtomicI64,
     unread: Probe,
 }
 
@@ -90,7 +92,7 @@ impl PartitionSlot {
             idle: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             paused: AtomicBool::new(false),
-            last_record_ms: AtomicI64::new(now),
+            quiet_since_ms: AtomicI64::new(now),
             unread: Probe::default(),
         }
     }
@@ -170,8 +172,8 @@ impl WatermarkBoard {
     pub fn touch(&self, i: usize, now: i64) -> bool {
         let slot = &self.slots[i];
         // `now` is the same for a read turn: the line is written once a turn.
-        if slot.last_record_ms.load(Relaxed) != now {
-            slot.last_record_ms.store(now, Relaxed);
+        if slot.quiet_since_ms.load(Relaxed) != now {
+            slot.quiet_since_ms.store(now, Relaxed);
         }
         if self.in_forced_episode.load(Relaxed) {
             self.in_forced_episode.store(false, Relaxed);
@@ -184,8 +186,18 @@ impl WatermarkBoard {
         false
     }
 
-    pub fn last_record_ms(&self, i: usize) -> i64 {
-        self.slots[i].last_record_ms.load(Relaxed)
+    pub fn quiet_since_ms(&self, i: usize) -> i64 {
+        self.slots[i].quiet_since_ms.load(Relaxed)
+    }
+
+    /// Slot `i`'s source has been in contact with its broker since `since`:
+    /// quiet counts from then at the earliest, as time without contact says
+    /// nothing about traffic.
+    pub fn quiet_from(&self, i: usize, since: i64) {
+        let slot = &self.slots[i];
+        if slot.quiet_since_ms.load(Relaxed) < since {
+            slot.quiet_since_ms.store(since, Relaxed);
+        }
     }
 
     pub fn set_idle(&self, i: usize, idle: bool) {
@@ -316,7 +328,7 @@ impl WatermarkBoard {
         let all_inactive = self.slots.iter().enumerate().all(|(i, s)| {
             s.ended.load(Relaxed)
                 || (s.idle.load(Relaxed)
-                    && now.saturating_sub(s.last_record_ms.load(Relaxed)) >= timeout_ms
+                    && now.saturating_sub(s.quiet_since_ms.load(Relaxed)) >= timeout_ms
                     && !self.has_unread(i))
         });
         if !all_inactive || self.slots.iter().all(|s| s.ended.load(Relaxed)) {

@@ -3,6 +3,7 @@
 //! and the entry, dead-letter and late sinks.
 
 pub mod batch;
+pub mod contact;
 pub mod producer;
 pub mod sink;
 pub mod source;
@@ -65,25 +66,39 @@ pub enum KafkaSetupError {
 }
 
 /// The consumer's client context: the end of a partition is normal for a
-/// stream that is caught up, not an error to log.
-#[derive(Clone, Copy, Default)]
-pub struct QuietEof;
+/// stream that is caught up, not an error to log; statistics and "all brokers
+/// down" tell [`contact::Contact`] which partitions can be reached.
+pub struct ConsumerEvents {
+    pub contact: std::sync::Arc<contact::Contact>,
+}
 
-impl ClientContext for QuietEof {
+impl ClientContext for ConsumerEvents {
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
             KafkaError::PartitionEOF(_)
             | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
                 tracing::trace!("{reason}")
             }
-            other => throttle::warn(&other.to_string(), reason),
+            other => {
+                if let KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) = other
+                {
+                    self.contact.lose_all();
+                }
+                throttle::warn(&other.to_string(), reason)
+            }
         }
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        use crate::time::watermark::{Clock, SystemClock};
+        // The runtime's processing time on Kafka is the system clock.
+        self.contact.observe(statistics, SystemClock.now_ms());
     }
 }
 
-impl ConsumerContext for QuietEof {}
+impl ConsumerContext for ConsumerEvents {}
 
-pub type RuntimeConsumer = BaseConsumer<QuietEof>;
+pub type RuntimeConsumer = BaseConsumer<ConsumerEvents>;
 
 /// Client settings shared by consumers and producers.
 pub fn base_config(spec: &KafkaSpec) -> Result<ClientConfig, KafkaSetupError> {

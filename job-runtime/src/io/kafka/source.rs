@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::io::kafka::RuntimeConsumer;
 use crate::io::kafka::batch::{BatchQueue, Polled, QueueProbe};
+use crate::io::kafka::contact::{ContactCell, LOST};
 use crate::time::watermark::UnreadProbe;
 use rdkafka::error::KafkaError;
 
@@ -29,6 +30,7 @@ pub struct KafkaSource {
     topic: String,
     partition: i32,
     position: Arc<PartitionPosition>,
+    contact: ContactCell,
     /// Recovery by timestamp on a broker without offset lookup: skip older records.
     skip_before_ms: Option<i64>,
     last_warning: Option<Instant>,
@@ -46,6 +48,9 @@ impl KafkaSource {
         start: Option<i64>,
     ) -> Result<(Self, Arc<PartitionPosition>), SourceError> {
         let probe = QueueProbe::new(consumer.clone(), topic, partition).map(Arc::new);
+        let contact = rdkafka::consumer::Consumer::context(consumer.as_ref())
+            .contact
+            .watch(topic, partition);
         let queue =
             BatchQueue::new(consumer, topic, partition).ok_or_else(|| SourceError::Other {
                 name: format!("{topic}/{partition}"),
@@ -62,6 +67,7 @@ impl KafkaSource {
                 topic: topic.to_owned(),
                 partition,
                 position: position.clone(),
+                contact,
                 skip_before_ms,
                 last_warning: None,
             },
@@ -164,6 +170,11 @@ impl PartitionSource for KafkaSource {
     fn unread_probe(&self) -> Option<UnreadProbe> {
         let probe = self.probe.clone()?;
         Some(Arc::new(move || probe.waiting()))
+    }
+
+    fn in_contact_since(&self) -> Option<i64> {
+        let since = self.contact.load(Relaxed);
+        (since != LOST).then_some(since)
     }
 
     fn wake_on_arrival(&mut self, waker: &Arc<InputWaker>) -> bool {
