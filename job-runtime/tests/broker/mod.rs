@@ -128,6 +128,18 @@ impl Broker {
 
     /// Produces every line of `file` to `topic` partition `partition`, in order.
     pub fn produce_lines(&self, topic: &str, partition: i32, file: &Path) -> u64 {
+        self.produce_part(topic, partition, file, 0, 1)
+    }
+
+    /// Produces part `part` of `parts` equal parts of `file`'s lines, in order.
+    pub fn produce_part(
+        &self,
+        topic: &str,
+        partition: i32,
+        file: &Path,
+        part: usize,
+        parts: usize,
+    ) -> u64 {
         use std::io::BufRead;
         let producer: ThreadedProducer<DefaultProducerContext> = self
             .client()
@@ -137,9 +149,10 @@ impl Broker {
             .create()
             .expect("producer");
         let reader = std::io::BufReader::new(std::fs::File::open(file).expect("input file"));
+        let lines: Vec<Vec<u8>> = reader.split(b'\n').map(|l| l.expect("read line")).collect();
+        let (from, to) = (lines.len() * part / parts, lines.len() * (part + 1) / parts);
         let mut n = 0;
-        for line in reader.split(b'\n') {
-            let line = line.expect("read line");
+        for line in &lines[from..to] {
             let mut rec = BaseRecord::<(), [u8]>::to(topic)
                 .partition(partition)
                 .payload(&line[..]);
@@ -170,7 +183,17 @@ impl Broker {
     /// SIGKILL, then a new process on the same ports and data: what the broker
     /// wrote to its page cache survives, as after a crash of the JVM alone.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// SIGKILL: the broker is gone until [`Broker::restart`].
+    pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// A new process on the same ports and data, once it answers.
+    pub fn restart(&mut self) {
         self.process.spawn();
         self.wait_ready(Duration::from_secs(120));
     }

@@ -76,16 +76,6 @@ spec:
         self
     }
 
-    /// Replaces the watermark timeouts of the manifest.
-    pub fn with_watermarks(self, idle: &str, inactivity: &str) -> Job {
-        let text = std::fs::read_to_string(&self.manifest).expect("manifest");
-        let text = text
-            .replace("idleTimeout: 10s", idle)
-            .replace("inactivityTimeout: 3s", inactivity);
-        std::fs::write(&self.manifest, text).expect("manifest");
-        self
-    }
-
     /// The log of pod `ordinal` (empty before it started).
     pub fn log(&self, ordinal: u32) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("pod-{ordinal}.log")))
@@ -403,10 +393,19 @@ fn create_topics(broker: &Broker, partitions: u32) {
 
 /// Creates the topics and produces the whole data set before returning.
 pub fn load(broker: &Broker, data: &Path, partitions: u32) {
-    create_topics(broker, partitions);
+    load_part(broker, data, partitions, 0, 1);
+}
+
+/// Produces part `part` of `parts` of every input file before returning; the
+/// first part creates the topics.
+pub fn load_part(broker: &Broker, data: &Path, partitions: u32, part: usize, parts: usize) {
+    if part == 0 {
+        create_topics(broker, partitions);
+    }
     for p in 0..partitions {
         for topic in ["impressions", "plays"] {
-            broker.produce_lines(topic, p as i32, &data.join(format!("{topic}-{p}.jsonl")));
+            let file = data.join(format!("{topic}-{p}.jsonl"));
+            broker.produce_part(topic, p as i32, &file, part, parts);
         }
     }
 }
