@@ -303,8 +303,8 @@ fn idle_partition_is_left_out_then_included_again() {
     );
 }
 
-#[test]
-fn a_partition_behind_an_unreachable_broker_is_not_idle_and_its_records_are_not_late() {
+/// Two partitions without alignment, each stream's partition read once at T0.
+fn two_partitions_read_once() -> Harness {
     let mut cfg = config();
     cfg.alignment_max_drift_ms = None;
     let mut h = harness(2, cfg);
@@ -313,11 +313,22 @@ fn a_partition_behind_an_unreachable_broker_is_not_idle_and_its_records_are_not_
         h.play(p, play(&format!("b{p}"), T0, 10 + p as i64, 1, "tv", 1));
     }
     h.run();
+    h
+}
+
+/// Partition `p`'s broker (both streams) unreachable (`None`) or reached since.
+fn set_contact(h: &Harness, p: usize, since: Option<i64>) {
+    for f in &h.feeds[p] {
+        f.set_contact(since);
+    }
+}
+
+#[test]
+fn a_partition_behind_an_unreachable_broker_is_not_idle_and_its_records_are_not_late() {
+    let mut h = two_partitions_read_once();
     let wm0 = h.watermark();
     // Partition 1's broker goes away; partition 0's impressions keep coming.
-    for f in &h.feeds[1] {
-        f.set_contact(None);
-    }
+    set_contact(&h, 1, None);
     h.imp(0, imp("c", T0 + HOUR, 10, 1, 1, 1, "tv"));
     h.clock.advance(61_000);
     h.run();
@@ -330,37 +341,27 @@ fn a_partition_behind_an_unreachable_broker_is_not_idle_and_its_records_are_not_
     // The broker is back with what was produced meanwhile: on time.
     h.clock.advance(5 * MIN);
     let back = h.clock_now();
-    for f in &h.feeds[1] {
-        f.set_contact(Some(back));
-    }
+    set_contact(&h, 1, Some(back));
     h.play(1, play("d", T0 + 10 * MIN, 11, 1, "tv", 1));
     h.run();
     assert_eq!(h.counters().late, [0, 0]);
     // Quiet is counted from the contact, not from the last record.
+    // (Slot 1: impressions of partition 1.)
     h.clock.advance(59_000);
     h.run();
-    assert!(!h.engine.board.is_idle(2), "impressions of partition 1");
+    assert!(!h.engine.board.is_idle(1));
     h.clock.advance(2_000);
     h.run();
-    assert!(h.engine.board.is_idle(2));
+    assert!(h.engine.board.is_idle(1));
 }
 
 #[test]
 fn a_partition_that_loses_its_broker_while_idle_counts_again_at_its_watermark() {
-    let mut cfg = config();
-    cfg.alignment_max_drift_ms = None;
-    let mut h = harness(2, cfg);
-    for p in 0..2 {
-        h.imp(p, imp(&format!("a{p}"), T0, 10 + p as i64, 1, 1, 1, "tv"));
-        h.play(p, play(&format!("b{p}"), T0, 10 + p as i64, 1, "tv", 1));
-    }
-    h.run();
+    let mut h = two_partitions_read_once();
     h.clock.advance(61_000);
     h.run();
     assert_eq!(h.engine.board.idle_partitions(), 4);
-    for f in &h.feeds[1] {
-        f.set_contact(None);
-    }
+    set_contact(&h, 1, None);
     h.run();
     assert_eq!(h.engine.board.idle_partitions(), 2);
     // Partition 0 moves on; partition 1 holds the watermark where it was.
@@ -370,16 +371,20 @@ fn a_partition_that_loses_its_broker_while_idle_counts_again_at_its_watermark() 
     assert_eq!(h.watermark(), T0 - 2 * MIN);
 }
 
+/// One partition, one entry opened a minute before the (manual) wall clock:
+/// event time follows the wall clock.
+fn one_entry_a_minute_old() -> Harness {
+    let mut h = harness(1, config());
+    h.imp(0, imp("a", T0 - MIN, 1, 1, 1, 1, "tv"));
+    h.play(0, play("b", T0 - MIN, 1, 1, "tv", 1));
+    h.run();
+    h
+}
+
 #[test]
 fn the_inactivity_rule_waits_while_the_broker_is_unreachable() {
-    let mut h = harness(1, config());
-    let now = T0; // event time follows the (manual) wall clock
-    h.imp(0, imp("a", now - MIN, 1, 1, 1, 1, "tv"));
-    h.play(0, play("b", now - MIN, 1, 1, "tv", 1));
-    h.run();
-    for f in &h.feeds[0] {
-        f.set_contact(None);
-    }
+    let mut h = one_entry_a_minute_old();
+    set_contact(&h, 0, None);
     // A broker outage of 5 hours: quiet, but not known to be caught up.
     for _ in 0..(5 * 60) {
         h.clock.advance(MIN);
@@ -388,15 +393,15 @@ fn the_inactivity_rule_waits_while_the_broker_is_unreachable() {
     assert_eq!(h.engine.board.forced_advances(), 0);
     assert!(h.entries.take().is_empty());
     let back = h.clock_now();
-    for f in &h.feeds[0] {
-        f.set_contact(Some(back));
-    }
+    set_contact(&h, 0, Some(back));
     // The inactivity timeout (15 minutes) counts from the contact.
     while h.engine.board.forced_advances() == 0 {
         h.clock.advance(MIN);
         h.run();
     }
     assert_eq!(h.clock_now() - back, 15 * MIN);
+    // The next step fires what the advance passed.
+    h.run();
     assert_eq!(h.entries.take().len(), 1);
 }
 
@@ -431,11 +436,7 @@ fn idle_partitions_with_records_waiting_count_again_before_the_first_one_read_mo
 
 #[test]
 fn inactivity_force_advances_the_watermark_with_a_controlled_clock() {
-    let mut h = harness(1, config());
-    let now = T0; // event time follows the (manual) wall clock
-    h.imp(0, imp("a", now - MIN, 1, 1, 1, 1, "tv"));
-    h.play(0, play("b", now - MIN, 1, 1, "tv", 1));
-    h.run();
+    let mut h = one_entry_a_minute_old();
     assert!(h.entries.take().is_empty());
     // Traffic moves to another region: nothing arrives for 5 hours.
     for _ in 0..(5 * 60) {
