@@ -13,7 +13,7 @@ use std::time::Duration;
 use broker::Broker;
 use data::{dataset, expected_counts, expected_entries, oracle_compare};
 use runtime::{
-    Job, TOKEN, assert_exact, load, load_part, load_slowly, read_distinct,
+    Job, Pod, TOKEN, assert_exact, load, load_part, load_slowly, read_distinct,
     rescale_to_three_then_one, stop_with_savepoint, until_distinct,
 };
 
@@ -42,6 +42,41 @@ fn assert_only_the_data_sets_late_events(broker: &Broker, data: &Path) {
     let late = broker.consume_all("late", 2, false, 0, Duration::from_secs(30));
     let late: std::collections::HashSet<_> = late.into_iter().collect();
     assert_eq!(late.len() as u64, expected_counts(data).late);
+}
+
+/// Reads the output topic (2 partitions) until `expected` distinct entries
+/// arrived, starting job's pod 0 again whenever it exits; at most 300 s.
+fn read_restarting(
+    broker: &Broker,
+    job: &Job,
+    pod: &mut Pod,
+    read_committed: bool,
+    expected: usize,
+) -> Vec<Vec<u8>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let mut restarts = 0;
+    loop {
+        let read = broker.consume_for(
+            "entries",
+            2,
+            read_committed,
+            Duration::from_secs(10),
+            until_distinct(expected),
+        );
+        if let Ok(records) = read {
+            return records;
+        }
+        if let Some(status) = pod.0.try_wait().expect("pod status") {
+            eprintln!("runtime exited ({status}); started again");
+            *pod = job.pod(0, 1, &[]);
+            restarts += 1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every entry arrived within 300 s ({restarts} runtime restarts):\n{}",
+            job.log(0)
+        );
+    }
 }
 
 #[test]
@@ -347,28 +382,7 @@ fn a_broker_down_past_the_idle_and_inactivity_timeouts_makes_nothing_late() {
     broker.restart();
     load_part(&broker, &data, 2, 1, 2);
     let expected = expected_entries(&data);
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    let records = loop {
-        let read = broker.consume_for(
-            "entries",
-            2,
-            false,
-            Duration::from_secs(10),
-            until_distinct(expected),
-        );
-        if let Ok(records) = read {
-            break records;
-        }
-        if let Some(status) = pod.0.try_wait().expect("pod status") {
-            eprintln!("runtime exited ({status}); started again");
-            pod = job.pod(0, 1, &[]);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every entry arrived within 300 s after the broker restart:\n{}",
-            job.log(0)
-        );
-    };
+    let records = read_restarting(&broker, &job, &mut pod, false, expected);
     pod.stop();
     assert_matches_at_least_once(&data, &records);
     assert_only_the_data_sets_late_events(&broker, &data);
@@ -705,29 +719,7 @@ fn a_broker_killed_and_restarted_mid_run_leaves_the_committed_output_exact() {
     // Observable: committed output exists before the crash.
     broker.consume_until("entries", 2, true, Duration::from_secs(120), |_| true);
     broker.kill_and_restart();
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    let mut restarts = 0;
-    loop {
-        let read = broker.consume_for(
-            "entries",
-            2,
-            true,
-            Duration::from_secs(10),
-            until_distinct(expected),
-        );
-        if read.is_ok() {
-            break;
-        }
-        if let Some(status) = pod.0.try_wait().expect("pod status") {
-            eprintln!("runtime exited ({status}); started again");
-            pod = job.pod(0, 1, &[]);
-            restarts += 1;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every entry was committed within 300 s after the broker restart ({restarts} runtime restarts)"
-        );
-    }
+    read_restarting(&broker, &job, &mut pod, true, expected);
     loader.join().expect("loader");
     pod.stop();
     let committed = broker.consume_all("entries", 2, true, 0, Duration::from_secs(120));
