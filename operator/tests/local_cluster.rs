@@ -1,5 +1,6 @@
 //! The local control plane of `scripts/cluster.sh` is the pinned Kubernetes release,
 //! ready, and takes the project's CRD (needs `STREAMJOIN_KUBECONFIG`; see `cluster/mod.rs`).
+//! Its start restarts a component that dies while starting, and says how it ended.
 
 mod cluster;
 
@@ -47,5 +48,69 @@ async fn api_server_is_ready_and_accepts_the_crd() {
     assert!(
         matches!(established, Ok(Ok(Some(_)))),
         "{name} not Established within 60 s: {established:?}"
+    );
+}
+
+/// Runs `launch` of `scripts/cluster/procs.sh` on a stand-in component (a script
+/// in the state directory that dies as `behaviour` says) and returns whether it
+/// succeeded and its stderr.
+fn launch_stand_in(behaviour: &str) -> (bool, String) {
+    let state = tempfile::tempdir().expect("a temporary state directory");
+    let component = state.path().join("component.sh");
+    let body = format!(
+        "#!/usr/bin/env bash\nstate=\"$(dirname \"$0\")\"\n{behaviour}\n\
+         touch \"$state/ready\"\nexec tail -f \"$state/ready\"\n"
+    );
+    std::fs::write(&component, body).expect("writing the stand-in component");
+    let procs = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster/procs.sh");
+    let script = format!(
+        "set -euo pipefail\nSTATE=\"$1\"\nsay() {{ echo \"cluster: $*\" >&2; }}\n\
+         fail() {{ say \"error: $*\"; exit 1; }}\nsource {procs}\n\
+         ready() {{ [ -e \"$STATE/ready\" ]; }}\n\
+         launch stand-in 30 ready -- bash \"$STATE/component.sh\"\n\
+         stop_one stand-in\n"
+    );
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("bash")
+        .arg(state.path())
+        .output()
+        .expect("running bash");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr)
+}
+
+#[test]
+fn a_component_killed_while_starting_is_started_again_and_the_cause_is_said() {
+    // The first start kills itself before it is ready; the second comes up.
+    let (ok, stderr) = launch_stand_in(
+        "if [ ! -e \"$state/once\" ]; then touch \"$state/once\"; kill -KILL $$; fi",
+    );
+    assert!(ok, "launch failed:\n{stderr}");
+    assert!(
+        stderr.contains("stand-in exited while starting: killed by signal 9 (KILL)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("starting stand-in again (attempt 2 of 3)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stand-in healthy after"), "{stderr}");
+}
+
+#[test]
+fn a_component_that_keeps_exiting_while_starting_fails_the_start_with_its_status() {
+    let (ok, stderr) = launch_stand_in("echo 'no port for me' >&2; exit 7");
+    assert!(!ok, "launch succeeded:\n{stderr}");
+    assert_eq!(
+        stderr.matches("stand-in exited while starting: exit status 7").count(),
+        3,
+        "{stderr}"
+    );
+    assert!(stderr.contains("no port for me"), "{stderr}");
+    assert!(
+        stderr.contains("error: stand-in exited while starting, three times"),
+        "{stderr}"
     );
 }

@@ -17,11 +17,10 @@ KCM_CONTROLLERS+=,clusterrole-aggregation-controller
 start_etcd() {
   local peer=http://127.0.0.1:$ETCD_PEER_PORT
   # No fsync: the data is thrown away with the cluster, and fsync dominates on small disks.
-  start etcd "$ETCD_BIN/etcd" --name=streamjoin --data-dir="$STATE/etcd" \
+  launch etcd 60 etcd_healthy -- "$ETCD_BIN/etcd" --name=streamjoin --data-dir="$STATE/etcd" \
     --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls="$peer" --initial-advertise-peer-urls="$peer" \
     --initial-cluster="streamjoin=$peer" --unsafe-no-fsync --log-level=warn
-  wait_until etcd 60 etcd_healthy
 }
 
 etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
@@ -32,7 +31,7 @@ start_apiserver() {
   # Added to the default admission plugins: OwnerReferencesPermissionEnforcement, and
   # NodeRestriction (with the Node authorizer, as kubeadm: a kubelet may only touch
   # its own Node and its pods).
-  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+  launch kube-apiserver "$HEALTH_TIMEOUT_SECS" apiserver_ready -- "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --cert-dir="$STATE/kube-apiserver" \
@@ -50,7 +49,6 @@ start_apiserver() {
     --authorization-mode=Node,RBAC \
     --enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction \
     --allow-privileged=true --endpoint-reconciler-type=none --profiling=false
-  wait_until kube-apiserver "$HEALTH_TIMEOUT_SECS" apiserver_ready
 }
 
 apiserver_ready() {
@@ -60,13 +58,12 @@ apiserver_ready() {
 
 start_controller_manager() {
   local kc="$STATE/kube-controller-manager.kubeconfig"
-  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+  launch kube-controller-manager "$HEALTH_TIMEOUT_SECS" "healthz $KCM_PORT" -- "$K8S_BIN/kube-controller-manager" \
     --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$STATE/kube-controller-manager" \
     --leader-elect=false --controllers="$KCM_CONTROLLERS" \
     --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" --profiling=false
-  wait_until kube-controller-manager "$HEALTH_TIMEOUT_SECS" healthz "$KCM_PORT"
 }
 
 start_scheduler() {
@@ -79,10 +76,9 @@ clientConnection:
 leaderElection:
   leaderElect: false
 EOF
-  start kube-scheduler "$K8S_BIN/kube-scheduler" --config="$STATE/kube-scheduler.yaml" \
+  launch kube-scheduler "$HEALTH_TIMEOUT_SECS" "healthz $SCHED_PORT" -- "$K8S_BIN/kube-scheduler" --config="$STATE/kube-scheduler.yaml" \
     --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
     --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$STATE/kube-scheduler"
-  wait_until kube-scheduler "$HEALTH_TIMEOUT_SECS" healthz "$SCHED_PORT"
 }
 
 # The controller manager and the scheduler serve /healthz with a self-signed certificate.
