@@ -80,25 +80,10 @@ except Exception:
 PY
 }
 
-up() {
-  install
-  if running && [ -f "$envfile" ]; then
-    # shellcheck disable=SC1090
-    . "$envfile"
-    if healthy "${STREAMJOIN_S3_ENDPOINT##*:}"; then
-      echo "s3: already up at $STREAMJOIN_S3_ENDPOINT" >&2
-      return
-    fi
-  fi
-  down
-  mkdir -p "$run"
-  rm -rf "$run/data" "$run/iam"
-  mkdir -p "$run/data" "$run/iam"
-  local port access secret t0 deadline pid
-  port="$(free_port)"
-  access="streamjoin"
-  secret="$(python3 -c 'import secrets; print(secrets.token_hex(20))')"
-  t0=$(date +%s%N)
+# start_gateway PORT ACCESS SECRET: starts versitygw and waits until it is healthy.
+# Returns 3 when it exits while starting (after its log and how it ended).
+start_gateway() {
+  local port=$1 access=$2 secret=$3 deadline pid status=0
   # A clean environment: versitygw reads many variables (ROOT_ACCESS_KEY, LOGFILE,
   # WEBHOOK, VGW_*); none of the caller's may reach it. No admin, web UI or website
   # port is given, so the S3 port is its only listener (the admin API rides on it).
@@ -113,9 +98,11 @@ up() {
   deadline=$(($(date +%s) + 30))
   until healthy "$port"; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "s3: versitygw exited while starting; its log:" >&2
+      wait "$pid" 2>/dev/null || status=$?
+      echo "s3: versitygw exited while starting ($([ "$status" -gt 128 ] &&
+        echo "killed by signal $((status - 128))" || echo "exit status $status")); its log:" >&2
       cat "$run/versitygw.log" >&2
-      exit 1
+      return 3
     fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "s3: versitygw not ready on 127.0.0.1:$port after 30 s; its log:" >&2
@@ -125,6 +112,36 @@ up() {
     fi
     sleep 0.1
   done
+  STARTED_PID=$pid
+}
+
+up() {
+  install
+  if running && [ -f "$envfile" ]; then
+    # shellcheck disable=SC1090
+    . "$envfile"
+    if healthy "${STREAMJOIN_S3_ENDPOINT##*:}"; then
+      echo "s3: already up at $STREAMJOIN_S3_ENDPOINT" >&2
+      return
+    fi
+  fi
+  down
+  mkdir -p "$run"
+  rm -rf "$run/data" "$run/iam"
+  mkdir -p "$run/data" "$run/iam"
+  local port="" access secret t0 attempt
+  access="streamjoin"
+  secret="$(python3 -c 'import secrets; print(secrets.token_hex(20))')"
+  t0=$(date +%s%N)
+  # A gateway that exits while starting (a port taken in between, the process
+  # killed) is started again on a new port, three times in all.
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    start_gateway "$port" "$access" "$secret" && break
+    port=""
+    [ "$attempt" -lt 3 ] && echo "s3: starting versitygw again (attempt $((attempt + 1)) of 3)" >&2
+  done
+  [ -n "$port" ] || { echo "s3: versitygw exited while starting, three times" >&2; exit 1; }
   umask 077
   cat >"$envfile" <<EOF
 export STREAMJOIN_S3_ENDPOINT=http://127.0.0.1:$port
@@ -132,7 +149,7 @@ export STREAMJOIN_S3_ACCESS_KEY_ID=$access
 export STREAMJOIN_S3_SECRET_ACCESS_KEY=$secret
 export STREAMJOIN_S3_REGION=$region
 EOF
-  echo "s3: versitygw $version up at http://127.0.0.1:$port (pid $pid) in $((($(date +%s%N) - t0) / 1000000)) ms; data in $run/data" >&2
+  echo "s3: versitygw $version up at http://127.0.0.1:$port (pid $STARTED_PID) in $((($(date +%s%N) - t0) / 1000000)) ms; data in $run/data" >&2
 }
 
 down() {
