@@ -104,7 +104,9 @@ fn a_component_that_keeps_exiting_while_starting_fails_the_start_with_its_status
     let (ok, stderr) = launch_stand_in("echo 'no port for me' >&2; exit 7");
     assert!(!ok, "launch succeeded:\n{stderr}");
     assert_eq!(
-        stderr.matches("stand-in exited while starting: exit status 7").count(),
+        stderr
+            .matches("stand-in exited while starting: exit status 7")
+            .count(),
         3,
         "{stderr}"
     );

@@ -32,21 +32,30 @@ pub struct Broker {
 impl Broker {
     /// A new broker, ready for clients; `None` (after printing SKIPPED) when
     /// Kafka is not installed outside CI. Under `CI=true` a missing install panics.
+    /// A node that exits while starting (a port taken between its choice and
+    /// the broker's bind, say) is replaced by a new one, three times in all.
     pub fn start() -> Option<Broker> {
         let home = kafka_home()?;
         let started = Instant::now();
-        let process = process::KafkaProcess::start(&home);
-        let mut broker = Broker {
-            bootstrap: process.bootstrap(),
-            process,
-        };
-        broker.wait_ready(Duration::from_secs(120));
-        eprintln!(
-            "Kafka broker {} ready in {:.1} s (formatted and started)",
-            broker.bootstrap,
-            started.elapsed().as_secs_f64()
-        );
-        Some(broker)
+        for attempt in 1..=3 {
+            let process = process::KafkaProcess::start(&home);
+            let mut broker = Broker {
+                bootstrap: process.bootstrap(),
+                process,
+            };
+            match broker.wait_ready(Duration::from_secs(120)) {
+                Ok(()) => {
+                    eprintln!(
+                        "Kafka broker {} ready in {:.1} s (formatted and started)",
+                        broker.bootstrap,
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Some(broker);
+                }
+                Err(exited) => eprintln!("attempt {attempt} of 3: {exited}"),
+            }
+        }
+        panic!("the Kafka broker exited while starting, three times");
     }
 
     /// The broker's own log (warnings and errors, and its start line).
@@ -59,8 +68,9 @@ impl Broker {
     }
 
     /// Ready: the broker answers metadata with itself in it (the listener opens
-    /// only once the node's controller and broker have started).
-    fn wait_ready(&mut self, limit: Duration) {
+    /// only once the node's controller and broker have started). An error says
+    /// how the process exited, with its log.
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
         let consumer: BaseConsumer = self.client().create().expect("metadata client");
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -68,10 +78,13 @@ impl Broker {
                 .fetch_metadata(None, Duration::from_secs(1))
                 .is_ok_and(|md| !md.brokers().is_empty())
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.process.exited() {
-                panic!("the Kafka broker exited ({status}):\n{}", self.log());
+                return Err(format!(
+                    "the Kafka broker exited while starting ({status}):\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -195,7 +208,9 @@ impl Broker {
     /// A new process on the same ports and data, once it answers.
     pub fn restart(&mut self) {
         self.process.spawn();
-        self.wait_ready(Duration::from_secs(120));
+        if let Err(exited) = self.wait_ready(Duration::from_secs(120)) {
+            panic!("{exited}");
+        }
     }
 }
 
