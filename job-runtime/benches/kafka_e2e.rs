@@ -17,7 +17,7 @@
 //!   (`kafka_e2e/runtime.rs`).
 //!
 //! Each round measures both, one after the other (`STREAMJOIN_BENCH_ROUNDS`,
-//! default 5, after `STREAMJOIN_BENCH_WARMUP` unmeasured rounds, default 1, that
+//! default 5, after `STREAMJOIN_BENCH_WARMUP` unmeasured rounds, default 4, that
 //! let the broker's JIT compile its fetch and produce paths); the medians
 //! count, as this shared machine's speed varies from run to run. Target: the
 //! median end to end at least 85% of the median raw rate; the benchmark prints
@@ -91,8 +91,10 @@ fn main() {
         (vec![], vec![], vec![], vec![], vec![]);
     // The broker is a JVM: its fetch and produce paths are compiled while
     // they first run (the JIT threads took ~18% of the CPU in the first
-    // rounds). Unmeasured warm-up rounds run both paths first.
-    let warmup = env_u64("STREAMJOIN_BENCH_WARMUP", 1);
+    // rounds). Unmeasured warm-up rounds run both paths first: the broker's
+    // CPU for a round's output fell from 1.36 s to 0.51, 0.56, 0.42 and then
+    // 0.29-0.33 s from the fifth round on (bench/RESULTS.md, 2026-12-07).
+    let warmup = env_u64("STREAMJOIN_BENCH_WARMUP", 4);
     let manifest = manifest_yaml(&broker.bootstrap);
     let raw_consume = || raw::raw_consume(&manifest, PARTITIONS, THREADS, total);
     for _ in 0..warmup {
