@@ -60,6 +60,31 @@ pub fn process_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
     Some((ticks(11)? / 100.0, ticks(12)? / 100.0))
 }
 
+fn print_thread_cpu(pid: u32, elapsed: Duration) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    let mut rows: Vec<(f64, String)> = tasks
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i)?.parse::<f64>().ok();
+            Some(((ticks(11)? + ticks(12)?) / 100.0, name))
+        })
+        .filter(|(cpu, _)| *cpu > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let wall = elapsed.as_secs_f64();
+    let list: Vec<String> = rows
+        .iter()
+        .map(|(cpu, name)| format!("{name} {cpu:.2} s ({:.0}%)", 100.0 * cpu / wall))
+        .collect();
+    eprintln!("threads over {wall:.2} s: {}", list.join(", "));
+}
+
 fn is_ready(addr: &str) -> bool {
     ureq::get(format!("http://{addr}/readyz"))
         .call()
@@ -173,6 +198,11 @@ pub fn run_runtime(bootstrap: &str, threads: usize, total: u64) -> EndToEnd {
         child.id()
     };
     let cpu = process_cpu_seconds(pid);
+    // STREAMJOIN_BENCH_THREADS=1: each thread's CPU over the run, on stderr
+    // (which threads had the cores, and how much of the wall time they used).
+    if std::env::var_os("STREAMJOIN_BENCH_THREADS").is_some() {
+        print_thread_cpu(pid, elapsed);
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
