@@ -23,7 +23,8 @@
 //! median end to end at least 85% of the median raw rate; the benchmark prints
 //! both rates and their ratio and exits non-zero on a miss.
 //! `STREAMJOIN_BENCH_PERF=DIR` runs the runtime under `perf record`
-//! (`STREAMJOIN_BENCH_PERF_CALLGRAPH=1`: with call stacks).
+//! (`STREAMJOIN_BENCH_PERF_CALLGRAPH=1`: with call stacks);
+//! `STREAMJOIN_BENCH_THREADS=1` prints each runtime thread's CPU over a run.
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;
