@@ -52,3 +52,62 @@ fn no_function_over_150_lines_outside_tests() {
         report.functions_text()
     );
 }
+
+/// The `.rs` files under `dir`, recursively (build output left out).
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// A test binary may be reused from the shared target directory after it was
+/// compiled in another checkout (CI builds in its own clone): a path baked in
+/// with `env!("CARGO_MANIFEST_DIR")` then names that checkout, which may be gone.
+/// So the compile-time value is only ever the fallback of the runner's
+/// `std::env::var("CARGO_MANIFEST_DIR")`, on the same line or the line before.
+#[test]
+fn the_manifest_dir_is_read_at_run_time_with_the_compile_time_value_as_fallback() {
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let root = Path::new(&manifest_dir).join("..");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let baked = concat!("env!(\"", "CARGO_MANIFEST_DIR", "\")");
+    let at_run_time = concat!("var(\"", "CARGO_MANIFEST_DIR", "\")");
+    let mut offending = Vec::new();
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let guarded = line.contains(at_run_time)
+                || i.checked_sub(1)
+                    .is_some_and(|j| lines[j].contains(at_run_time));
+            let comment = line.trim_start().starts_with("//");
+            if line.contains(baked) && !guarded && !comment {
+                offending.push(format!("{}:{}", file.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        files.len() > 100,
+        "only {} files found under {}",
+        files.len(),
+        root.display()
+    );
+    assert!(
+        offending.is_empty(),
+        "a compile-time CARGO_MANIFEST_DIR without the run-time value first:\n{}",
+        offending.join("\n")
+    );
+}

@@ -30,7 +30,7 @@ async fn api_server_is_ready_and_accepts_the_crd() {
         "ok"
     );
 
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/streamjoinjob.yaml");
+    let path = repo_file("crds/streamjoinjob.yaml");
     let text = std::fs::read_to_string(path).expect("reading crds/streamjoinjob.yaml");
     let crd: CustomResourceDefinition =
         serde_norway::from_str(&text).expect("parsing crds/streamjoinjob.yaml");
@@ -51,6 +51,17 @@ async fn api_server_is_ready_and_accepts_the_crd() {
     );
 }
 
+/// A file of the repository. The runner's `CARGO_MANIFEST_DIR` first: a test
+/// binary reused from a shared target directory may have been compiled in
+/// another checkout.
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
+    .join(rel)
+}
+
 /// Runs `launch` of `scripts/cluster/procs.sh` on a stand-in component (a script
 /// in the state directory that dies as `behaviour` says) and returns whether it
 /// succeeded and its stderr.
@@ -62,7 +73,8 @@ fn launch_stand_in(behaviour: &str) -> (bool, String) {
          touch \"$state/ready\"\nexec tail -f \"$state/ready\"\n"
     );
     std::fs::write(&component, body).expect("writing the stand-in component");
-    let procs = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cluster/procs.sh");
+    let procs = repo_file("scripts/cluster/procs.sh");
+    let procs = procs.display();
     let script = format!(
         "set -euo pipefail\nSTATE=\"$1\"\nsay() {{ echo \"cluster: $*\" >&2; }}\n\
          fail() {{ say \"error: $*\"; exit 1; }}\nsource {procs}\n\
