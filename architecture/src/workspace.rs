@@ -91,7 +91,7 @@ fn package_name(manifest: &str) -> Option<String> {
 }
 
 /// Every `.rs` file under `dir/relative`, keyed by its path relative to `dir`.
-fn collect_sources(
+pub fn collect_sources(
     dir: &Path,
     relative: &Path,
     out: &mut BTreeMap<PathBuf, String>,

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use streamjoin_architecture::workspace::collect_sources;
 use streamjoin_architecture::{MAX_FUNCTION_LINES, Report, check};
 
 fn workspace() -> Report {
@@ -53,22 +54,6 @@ fn no_function_over_150_lines_outside_tests() {
     );
 }
 
-/// The `.rs` files under `dir`, recursively (build output left out).
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// A test binary may be reused from the shared target directory after it was
 /// compiled in another checkout (CI builds in its own clone): a path baked in
 /// with `env!("CARGO_MANIFEST_DIR")` then names that checkout, which may be gone.
@@ -79,15 +64,14 @@ fn the_manifest_dir_is_read_at_run_time_with_the_compile_time_value_as_fallback(
     let manifest_dir =
         std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
     let root = Path::new(&manifest_dir).join("..");
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
+    let mut files = std::collections::BTreeMap::new();
+    if let Err(e) = collect_sources(&root, Path::new(""), &mut files) {
+        panic!("reading the sources under {}: {e}", root.display());
+    }
     let baked = concat!("env!(\"", "CARGO_MANIFEST_DIR", "\")");
     let at_run_time = concat!("var(\"", "CARGO_MANIFEST_DIR", "\")");
     let mut offending = Vec::new();
-    for file in &files {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
+    for (file, text) in &files {
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let guarded = line.contains(at_run_time)
