@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 pub use process::kafka_home;
 
@@ -154,12 +154,16 @@ impl Broker {
         parts: usize,
     ) -> u64 {
         use std::io::BufRead;
-        let producer: ThreadedProducer<DefaultProducerContext> = self
+        let producer: ThreadedProducer<Deliveries> = self
             .client()
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "500000")
-            .create()
+            // A request retried after a pause or a lost connection must neither
+            // repeat nor reorder the data set: repeated records arrive behind
+            // the watermark and are late, which the data set's truth is not.
+            .set("enable.idempotence", "true")
+            .create_with_context(Deliveries::default())
             .expect("producer");
         let reader = std::io::BufReader::new(std::fs::File::open(file).expect("input file"));
         let lines: Vec<Vec<u8>> = reader.split(b'\n').map(|l| l.expect("read line")).collect();
@@ -176,6 +180,13 @@ impl Broker {
             n += 1;
         }
         producer.flush(Duration::from_secs(120)).expect("flush");
+        let lost = producer.context().lost.lock().expect("deliveries");
+        assert!(
+            lost.is_empty(),
+            "the broker did not take {} input records: {:?}",
+            lost.len(),
+            lost.first()
+        );
         n
     }
 
@@ -220,4 +231,26 @@ pub fn default_kafka_home() -> PathBuf {
     Path::new(&home)
         .join(".cache/streamjoin/kafka")
         .join(process::KAFKA_VERSION)
+}
+
+/// Records the broker did not take (their errors): a data set loaded with a
+/// gap would make every comparison after it wrong for another reason. Counted,
+/// not panicked on: the callback runs inside librdkafka's poll.
+#[derive(Default)]
+struct Deliveries {
+    lost: std::sync::Mutex<Vec<String>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && let Ok(mut lost) = self.lost.lock()
+        {
+            lost.push(e.to_string());
+        }
+    }
 }

@@ -423,6 +423,8 @@ pub fn load_slowly(broker: &Broker, data: &Path, partitions: u32) -> std::thread
         let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("linger.ms", "5")
+            // Retries neither repeat nor reorder the data set.
+            .set("enable.idempotence", "true")
             .create()
             .expect("producer");
         let mut lines: Vec<(&str, i32, Vec<Vec<u8>>)> = Vec::new();

@@ -162,6 +162,8 @@ impl Paced {
         config
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "5")
+            // Retries neither repeat nor reorder the data set.
+            .set("enable.idempotence", "true")
             .set("queue.buffering.max.messages", "500000");
         Paced(Some(std::thread::spawn(move || {
             send(&config, &files, slices)

@@ -77,6 +77,8 @@ fn run(bootstrap: &str, lines: &[(String, i32, String)], schedule: Schedule) -> 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
+        // Retries neither repeat nor reorder the data set.
+        .set("enable.idempotence", "true")
         .create()
         .unwrap_or_else(|e| panic!("a producer for {bootstrap}: {e}"));
     let start = Instant::now();

@@ -131,6 +131,8 @@ fn run(
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
+        // Retries neither repeat nor reorder the data set.
+        .set("enable.idempotence", "true")
         .create()
         .unwrap_or_else(|e| panic!("a producer for {bootstrap}: {e}"));
     let mut sent = 0;

@@ -33,6 +33,8 @@ impl Feed {
         config
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "5")
+            // Retries neither repeat nor reorder the data set.
+            .set("enable.idempotence", "true")
             .set("queue.buffering.max.messages", "500000");
         let thread = std::thread::spawn(move || send(&config, &files, slices));
         Feed {
