@@ -8,3 +8,4 @@ pub mod error;
 pub mod monitor;
 pub mod recovery;
 pub mod run;
+pub mod startup;

@@ -27,6 +27,7 @@ use crate::job::connect::{self, Position};
 use crate::job::error::RunError;
 use crate::job::monitor::Monitor;
 use crate::job::recovery::{self, clear_dir};
+use crate::job::startup::StartupPhases;
 use crate::time::watermark::{Clock, SystemClock};
 
 pub struct RunOptions {
@@ -93,6 +94,7 @@ fn write_admin_addr(path: &Path, addr: std::net::SocketAddr) -> std::io::Result<
 pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     // Pinned now: checkpoints record when their process started.
     crate::durability::checkpoint::process_started_ms();
+    let mut phases = StartupPhases::new();
     let Prepared {
         job,
         cfg,
@@ -103,8 +105,10 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         admin,
     } = prepare(&opts, &metrics)?;
     let spec = &job.spec;
+    phases.mark("prepare");
 
     let consumer = connect::consumer(&job)?;
+    phases.mark("consumer");
     let topics = connect::topics(&job);
     if let Some(a) = &admin {
         a.waiting_for("connecting to the kafka brokers");
@@ -118,6 +122,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     else {
         return Ok(());
     };
+    phases.mark("topics");
     let shards = owned_shards(ordinal, replicas, partitions)?;
     tracing::info!(ordinal, replicas, partitions, ?shards, "static assignment");
     waiting("opening the shards' state (restoring it when there is a checkpoint)".to_owned());
@@ -125,6 +130,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
 
     let exactly_once = spec.delivery == Delivery::ExactlyOnce;
     let producers = connect::producers(&job, &shards, exactly_once, &stop)?;
+    phases.mark("producers");
     let Opened {
         io,
         positions,
@@ -141,6 +147,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         &restore_from,
         &metrics,
     )?;
+    phases.mark("restore and sources");
 
     // The working state is rebuilt from the checkpoints at every start.
     let state_dir = opts.data_dir.join("state");
@@ -153,6 +160,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     let plan = checkpoint_plan(spec, checkpoint_root, exactly_once, &metrics);
     let staging_root = opts.data_dir.join("savepoint-staging");
     let control = Control::new(threads, staging_root, savepoint_location.is_some());
+    phases.mark("clear state");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let monitor_metrics = metrics.clone();
     let audit_spec = spec.audit.clone();
@@ -171,6 +179,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
             ..EngineOptions::new(state_dir)
         },
     )?;
+    phases.mark("shards");
     monitor_metrics
         .checkpoints
         .restore_seconds
@@ -204,6 +213,12 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     if let Some(a) = &admin {
         a.ready.store(true, Relaxed);
     }
+    phases.mark("ready");
+    tracing::info!(
+        seconds = phases.total_seconds(),
+        phases = %phases.summary(),
+        "started"
+    );
     let mut monitor = Monitor::new(
         consumer.clone(),
         positions,

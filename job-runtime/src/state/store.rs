@@ -98,6 +98,10 @@ impl StateEnv {
         db.create_missing_column_families(true);
         db.set_write_buffer_manager(&self.write_buffers);
         db.set_max_background_jobs(2);
+        // The working state is rebuilt at every start: at Info, each open wrote
+        // its thousands of option lines to LOG (a third of a shard's open).
+        // Warnings and errors still reach it.
+        db.set_log_level(rocksdb::LogLevel::Warn);
         db.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = CFS
             .iter()
