@@ -180,15 +180,7 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         },
     )?;
     phases.mark("shards");
-    monitor_metrics
-        .checkpoints
-        .restore_seconds
-        .set(restore_started.elapsed().as_secs_f64());
-    tracing::info!(
-        seconds = restore_started.elapsed().as_secs_f64(),
-        restored,
-        "shards restored"
-    );
+    report_restore(&monitor_metrics, restore_started, restored);
 
     let measured = Arc::new(Mutex::new(Measured::default()));
     if let Some(a) = &admin {
@@ -232,8 +224,24 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
         monitor.tick(progress)
     });
     stop.store(true, Relaxed);
+    shut_down(&mut monitor, skip_before.is_some(), poller);
+    drop(admin);
+    result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn report_restore(metrics: &Metrics, started: Instant, restored: usize) {
+    let seconds = started.elapsed().as_secs_f64();
+    metrics.checkpoints.restore_seconds.set(seconds);
+    tracing::info!(seconds, restored, "shards restored");
+}
+
+/// After the engine stopped: the last offsets committed, what a recovery by
+/// timestamp skipped, the consumer's event thread joined.
+fn shut_down(monitor: &mut Monitor, by_timestamp: bool, poller: std::thread::JoinHandle<()>) {
     monitor.commit();
-    if skip_before.is_some() {
+    if by_timestamp {
         let skipped = monitor.skipped();
         tracing::info!(
             skipped,
@@ -243,10 +251,6 @@ pub fn run(opts: RunOptions, metrics: Metrics, stop: Arc<AtomicBool>) -> Result<
     if poller.join().is_err() {
         tracing::error!("the consumer event thread panicked");
     }
-    drop(admin);
-    result?;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// What the options and the manifest give before Kafka is touched.
