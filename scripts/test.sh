@@ -46,7 +46,8 @@ for i in "${!pids[@]}"; do
     tail -n 40 "$logs/${names[$i]}.log" >&2
     failed=1
   fi
-  grep -h " took " "$logs/${names[$i]}.log" >&2 || true
+  # The S3 install says "took N s", the Kafka install "in N s", the cluster build "N s, peak RSS".
+  grep -hE " took |: [0-9]+ s, peak RSS | in [0-9]+ s$" "$logs/${names[$i]}.log" >&2 || true
 done
 [ "$failed" -eq 0 ] || exit 1
 step "waiting for the Go and Maven builds"
