@@ -1,8 +1,11 @@
 //! Input that keeps arriving: the second half of every partition's records,
 //! sent from a thread in slices spread over a given time, so that a flow runs
-//! while the job has input to read (and output to write).
+//! while the job has input to read (and output to write). Once the flow is
+//! done, [`Feed::finish`] sends what is left at once: the pacing only has to
+//! outlast the flow, not set the test's length.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,7 +14,17 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 /// The thread sending the input; [`Feed::finish`] waits for its last record.
 pub struct Feed {
-    thread: Option<JoinHandle<u64>>,
+    thread: Option<JoinHandle<Sent>>,
+    /// Dropped (or sent to) to end the pacing.
+    hurry: Option<Sender<()>>,
+}
+
+/// What the thread sent: records in all, and how many slices were still to
+/// come when the pacing ended (0: the flow outlasted the feed).
+struct Sent {
+    records: u64,
+    slices_left: usize,
+    slices: usize,
 }
 
 /// One slice every this long.
@@ -36,24 +49,36 @@ impl Feed {
             // Retries neither repeat nor reorder the data set.
             .set("enable.idempotence", "true")
             .set("queue.buffering.max.messages", "500000");
-        let thread = std::thread::spawn(move || send(&config, &files, slices));
+        let (hurry, paced) = mpsc::channel();
+        let thread = std::thread::spawn(move || send(&config, &files, slices, &paced));
         Feed {
             thread: Some(thread),
+            hurry: Some(hurry),
         }
     }
 
-    /// Waits until every record is sent; how many there were.
+    /// Sends the slices still to come at once and waits until every record is
+    /// sent; how many there were.
     pub fn finish(mut self) -> u64 {
-        self.thread
-            .take()
-            .map(|t| t.join().unwrap_or_else(|_| panic!("the input feed failed")))
-            .unwrap_or_default()
+        self.hurry.take();
+        let Some(thread) = self.thread.take() else {
+            return 0;
+        };
+        let sent = thread
+            .join()
+            .unwrap_or_else(|_| panic!("the input feed failed"));
+        eprintln!(
+            "input feed: {} records; {} of {} slices were still to come when the flow ended",
+            sent.records, sent.slices_left, sent.slices
+        );
+        sent.records
     }
 }
 
 impl Drop for Feed {
     fn drop(&mut self) {
         // A test that fails before finish() does not wait for the rest.
+        self.hurry.take();
         if !std::thread::panicking()
             && let Some(t) = self.thread.take()
         {
@@ -86,13 +111,21 @@ pub fn send_line(
     }
 }
 
-/// Slice `i` of every file, then a pause until the next slice is due.
-fn send(config: &ClientConfig, files: &[(String, i32, Vec<String>)], slices: usize) -> u64 {
+/// Slice `i` of every file, then a pause until the next slice is due, or until
+/// `paced` says to hurry (a message, or its sender dropped): then the rest
+/// without pauses.
+fn send(
+    config: &ClientConfig,
+    files: &[(String, i32, Vec<String>)],
+    slices: usize,
+    paced: &Receiver<()>,
+) -> Sent {
     let producer: ThreadedProducer<DefaultProducerContext> = config
         .create()
         .unwrap_or_else(|e| panic!("an input producer: {e}"));
     let start = Instant::now();
     let mut sent = 0;
+    let mut slices_left = 0;
     for i in 0..slices {
         for (topic, partition, lines) in files {
             let per = lines.len().div_ceil(slices);
@@ -105,14 +138,19 @@ fn send(config: &ClientConfig, files: &[(String, i32, Vec<String>)], slices: usi
         producer
             .flush(Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("sending slice {i} of the input: {e}"));
-        if i + 1 == slices {
-            break;
+        if i + 1 == slices || slices_left > 0 {
+            continue;
         }
         // Pacing, not waiting for a condition: the next slice is due then.
         let due = SLICE * (i as u32 + 1);
-        if let Some(rest) = due.checked_sub(start.elapsed()) {
-            std::thread::sleep(rest);
+        let rest = due.saturating_sub(start.elapsed());
+        if !matches!(paced.recv_timeout(rest), Err(RecvTimeoutError::Timeout)) {
+            slices_left = slices - i - 1;
         }
     }
-    sent
+    Sent {
+        records: sent,
+        slices_left,
+        slices,
+    }
 }
