@@ -56,8 +56,10 @@ step "waiting for the Go and Maven builds"
 # developer keeps running is left alone) and are stopped on exit, also on failure.
 export STREAMJOIN_CLUSTER_DIR="$HOME/.cache/streamjoin/cluster-test"
 export STREAMJOIN_S3_DIR="$HOME/.cache/streamjoin/s3-test"
+fuzz_pid=""
 cleanup() {
   local code=$?
+  [ -z "$fuzz_pid" ] || kill -- "-$fuzz_pid" 2>/dev/null || true
   bash scripts/s3.sh down >/dev/null 2>&1 || true
   bash scripts/cluster.sh down >/dev/null 2>&1 || true
   exit "$code"
@@ -73,16 +75,32 @@ exports="$(bash scripts/kafka.sh env)"
 eval "$exports"
 step "starting the control plane and the S3 store"
 
-cargo nextest run --workspace --release --no-fail-fast "$@"
-step "tests"
-
 # A short run of each fuzz target (the parsers of records, job manifests,
 # checkpoint and savepoint manifests and admin request bodies) on stable Rust,
 # from the committed seeds; a crash fails the suite. A filtered run leaves it out.
+# It runs beside the tests, one target at a time at the lowest CPU priority: the
+# tests' heavy binaries run one at a time and leave a core mostly idle (cold, the
+# cargo-fuzz install and the targets' build take ~4 minutes of it).
 if [ $# -eq 0 ]; then
-  bash scripts/fuzz.sh smoke
-  step "fuzz smoke run (cargo-fuzz install and build when cold)"
+  # Its own process group, so that an early exit stops all of it.
+  STREAMJOIN_FUZZ_PARALLEL=1 setsid nice -n 19 bash scripts/fuzz.sh smoke \
+    >"$logs/fuzz-smoke.log" 2>&1 &
+  fuzz_pid=$!
 fi
+
+tests_rc=0
+cargo nextest run --workspace --release --no-fail-fast "$@" || tests_rc=$?
+step "tests"
+
+if [ -n "$fuzz_pid" ]; then
+  fuzz_rc=0
+  wait "$fuzz_pid" || fuzz_rc=$?
+  fuzz_pid=""
+  cat "$logs/fuzz-smoke.log" >&2
+  step "the rest of the fuzz smoke run (it ran beside the tests)"
+  [ "$fuzz_rc" -eq 0 ] || { echo "test.sh: the fuzz smoke run failed (exit $fuzz_rc)" >&2; exit 1; }
+fi
+[ "$tests_rc" -eq 0 ] || exit "$tests_rc"
 
 # The external generator and oracle, when they sit beside the clone
 # (../shared/bench): the project's reference implementation is checked against
