@@ -40,8 +40,9 @@ use s3_job::store::{BUCKET, ensure_bucket, savepoint_ids};
 use s3_job::{Feed, PodRun, S3Job};
 
 const READY: Duration = Duration::from_secs(300);
-/// The second half of the input arrives over this long, from before the flow
-/// starts to (at least) its end.
+/// The second half of the input is paced over this long from before the flow
+/// starts; what is left when the flow is done goes at once (the feed prints
+/// how many of its slices that was: none would mean a flow outlasted it).
 const FEED: Duration = Duration::from_secs(90);
 /// The replicas' lease: a standby takes over this long after the leader's last
 /// renewal (the leader renews every third of it).
