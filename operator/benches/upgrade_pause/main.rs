@@ -2,7 +2,7 @@
 //! 1,000,000 live entries pauses its output for less than 30 s.
 //!
 //! On the local cluster with Apache Kafka and the S3 store, through the e2e
-//! harness (`operator/tests/s3_job`): the operator binary as the chart's
+//! harness (`operator/tests/on_cluster/s3_job`): the operator binary as the chart's
 //! ServiceAccount, the example job (parallelism 2) with its savepoints in S3,
 //! its join window 5 h over a 6 h data set of 3.2M records. 90% of the input is
 //! read first (most entries still open), the rest arrives over `FEED` while a
@@ -23,13 +23,13 @@
 
 #[path = "../../../job-runtime/tests/broker/mod.rs"]
 mod broker;
-#[path = "../../tests/cluster/mod.rs"]
+#[path = "../../tests/on_cluster/cluster/mod.rs"]
 mod cluster;
 #[path = "../../../job-runtime/tests/data/mod.rs"]
 mod data;
 #[path = "../../../job-runtime/tests/s3/mod.rs"]
 mod s3;
-#[path = "../../tests/s3_job/mod.rs"]
+#[path = "../../tests/on_cluster/s3_job/mod.rs"]
 #[allow(unused_imports)]
 mod s3_job;
 

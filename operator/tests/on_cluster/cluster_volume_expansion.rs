@@ -14,19 +14,7 @@
 //! driver (a tmpfs grows by a remount, in place), a resize that needs the pod
 //! restarted, or a volume that really runs out of space mid-checkpoint.
 
-#[path = "../../job-runtime/tests/broker/mod.rs"]
-mod broker;
-mod cluster;
-#[path = "../../job-runtime/tests/data/mod.rs"]
-mod data;
-mod e2e_autoscale;
-mod e2e_scaling;
-#[path = "../../job-runtime/tests/s3/mod.rs"]
-mod s3;
-// The harness re-exports helpers of other tests (e.g. `savepoint_failed`).
-#[allow(unused_imports)]
-mod s3_job;
-
+use crate::{cluster, e2e_autoscale, e2e_scaling, s3_job};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};

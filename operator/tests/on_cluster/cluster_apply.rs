@@ -4,8 +4,7 @@
 //! documented precedence (the operator's value wins; of a name listed twice,
 //! the last entry).
 
-mod cluster;
-
+use crate::cluster;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
 use serde_json::json;

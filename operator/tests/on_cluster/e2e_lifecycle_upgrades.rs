@@ -7,17 +7,7 @@
 //! compared with the reference (exactly once). Each prints a `FLOW` line: wall
 //! time, the operator's API writes, the longest time the output stopped.
 
-#[path = "../../job-runtime/tests/broker/mod.rs"]
-mod broker;
-mod cluster;
-#[path = "../../job-runtime/tests/data/mod.rs"]
-mod data;
-#[path = "../../job-runtime/tests/s3/mod.rs"]
-mod s3;
-// The harness re-exports helpers of other tests (e.g. `savepoint_failed`).
-#[allow(unused_imports)]
-mod s3_job;
-
+use crate::{cluster, s3_job};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -5,8 +5,7 @@
 //! deletion is undone, that the garbage collector removes it with the job, and
 //! that with generation off none is made and no right on them is needed.
 
-mod cluster;
-
+use crate::cluster;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! server-side as a user applies it, every CEL rule enforced with its message,
 //! the documented defaults filled in, and the printer columns of `kubectl get sjj`.
 
-mod cluster;
-
+use crate::cluster;
 use std::collections::BTreeSet;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -7,15 +7,7 @@
 //! never the secret, while the same pods keep running. Every test ends with the
 //! whole output compared with the reference (exactly once).
 
-#[path = "../../job-runtime/tests/broker/mod.rs"]
-mod broker;
-mod cluster;
-#[path = "../../job-runtime/tests/data/mod.rs"]
-mod data;
-#[path = "../../job-runtime/tests/s3/mod.rs"]
-mod s3;
-mod s3_job;
-
+use crate::{cluster, s3, s3_job};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! ready, and takes the project's CRD (needs `STREAMJOIN_KUBECONFIG`; see `cluster/mod.rs`).
 //! Its start restarts a component that dies while starting, and says how it ended.
 
-mod cluster;
-
+use crate::cluster;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -3,8 +3,7 @@
 //! per child kind. The edit moves the child's generation or resourceVersion,
 //! which the operator compares with what it saw after its own last apply.
 
-mod cluster;
-
+use crate::cluster;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;

@@ -3,8 +3,7 @@
 //! Ready. The demo runs in a namespace and on a node of its own, so it can run
 //! beside the other cluster tests.
 
-mod cluster;
-
+use crate::cluster;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

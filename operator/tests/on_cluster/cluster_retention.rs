@@ -8,17 +8,9 @@
 //! the resume needs; deleting the job with `onDelete: take` leaves only its
 //! final savepoint, with `onDelete: none` nothing of the job.
 
-#[path = "../../job-runtime/tests/broker/mod.rs"]
-mod broker;
-mod cluster;
-#[path = "../../job-runtime/tests/data/mod.rs"]
-mod data;
-#[path = "../../job-runtime/tests/s3/mod.rs"]
-mod s3;
 // Shared with other test binaries, each using part of it.
-#[allow(unused_imports)]
-mod s3_job;
 
+use crate::{cluster, s3_job};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

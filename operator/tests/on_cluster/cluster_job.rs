@@ -5,12 +5,7 @@
 //! (`streamjoin-reference`); then `kubectl delete sjj` and the garbage
 //! collector removing every child.
 
-#[path = "../../job-runtime/tests/broker/mod.rs"]
-mod broker;
-mod cluster;
-#[path = "../../job-runtime/tests/data/mod.rs"]
-mod data;
-
+use crate::{broker, cluster, data};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;

@@ -5,12 +5,7 @@
 //! only create. And a running job whose admin-token Secret is deleted, then written
 //! by hand with another token: operator and pods agree again with no restart.
 
-#[path = "../../job-runtime/tests/broker/mod.rs"]
-mod broker;
-mod cluster;
-#[path = "../../job-runtime/tests/data/mod.rs"]
-mod data;
-#[path = "cluster_secrets/rotation.rs"]
+use crate::cluster;
 mod rotation;
 
 use serde_json::{Value, json};
