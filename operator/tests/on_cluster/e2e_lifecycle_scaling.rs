@@ -222,16 +222,22 @@ async fn acts(job: &S3Job) -> Acts {
     }
 }
 
-/// Waits for a status write of the operator: the pods' lag, which moves with
-/// the wall clock, changes in each.
-async fn status_written(job: &S3Job) {
-    let lag = |j: &StreamJoinJob| status(j).watermark.and_then(|w| w.lag_seconds);
-    let before = lag(&job.job().await);
+/// The pods' lag as the job's status has it: it moves with the wall clock, so
+/// each status write of the operator changes it.
+async fn status_lag(job: &S3Job) -> Option<f64> {
+    status(&job.job().await)
+        .watermark
+        .and_then(|w| w.lag_seconds)
+}
+
+/// Waits for a status write of the operator after `before` (read before the
+/// act that causes it: a write that comes first must not be missed).
+async fn status_written_since(job: &S3Job, before: Option<f64>) {
     poll(
         "a status write of the operator",
         Duration::from_secs(120),
         || async {
-            let now = lag(&job.job().await);
+            let now = status_lag(job).await;
             (now != before)
                 .then_some(())
                 .ok_or_else(|| format!("lag {now:?}"))
@@ -321,13 +327,15 @@ async fn savepoint_restart_and_force_advance_nonces_each_act_exactly_once() {
         pods1.iter().map(|p| &p.uid).collect::<Vec<_>>(),
         "one restart"
     );
+    let before = status_lag(&job).await;
     job.t
         .kubectl
         .run(&["annotate", "sjj", JOB, "-n", job.ns(), "e2e/resync=1"]);
-    status_written(&job).await;
+    status_written_since(&job, before).await;
     assert_eq!(acts(&job).await, done, "after a resync");
+    let before = status_lag(&job).await;
     let op = restart_operator(&mut job).await;
-    status_written(&job).await;
+    status_written_since(&job, before).await;
     let status = status(&job.job().await);
     assert_eq!(acts(&job).await, done, "after an operator restart");
     let handled = status
