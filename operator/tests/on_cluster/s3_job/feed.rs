@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 /// The thread sending the input; [`Feed::finish`] waits for its last record.
 pub struct Feed {
     thread: Option<JoinHandle<Sent>>,
-    /// Dropped (or sent to) to end the pacing.
+    /// Dropped to end the pacing.
     hurry: Option<Sender<()>>,
 }
 
@@ -112,7 +112,7 @@ pub fn send_line(
 }
 
 /// Slice `i` of every file, then a pause until the next slice is due, or until
-/// `paced` says to hurry (a message, or its sender dropped): then the rest
+/// `paced` says to hurry (its sender dropped, or a message): then the rest
 /// without pauses.
 fn send(
     config: &ClientConfig,
