@@ -7,14 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use std::thread::JoinHandle;
-
-use rdkafka::ClientConfig;
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
-
 use crate::broker::Broker;
+use crate::s3_job::Feed;
 use crate::s3_job::PARTITIONS;
-use crate::s3_job::feed::send_line;
 
 pub const EVENTS: u64 = 3_200_000;
 const HOURS: u32 = 6;
@@ -136,72 +131,6 @@ pub fn send_all(broker: &Broker, dir: &Path) -> (u64, Duration) {
     for (_, topic) in TOPICS {
         broker.create_topic(topic, PARTITIONS);
     }
-    let sent = Paced::start(&broker.bootstrap, dir, Duration::ZERO).finish();
+    let sent = Feed::start_to(&broker.bootstrap, dir, PARTITIONS, Duration::ZERO, TOPICS).finish();
     (sent, started.elapsed())
-}
-
-/// As the harness's `Feed` (whose topics are the stream names), to this
-/// benchmark's topics: `dir`'s files in equal slices, one every two seconds.
-pub struct Paced(Option<JoinHandle<u64>>);
-
-const SLICE: Duration = Duration::from_secs(2);
-
-impl Paced {
-    pub fn start(bootstrap: &str, dir: &Path, over: Duration) -> Paced {
-        let files: Vec<(&'static str, i32, Vec<String>)> = (0..PARTITIONS as i32)
-            .flat_map(|p| TOPICS.map(|(stream, topic)| (stream, topic, p)))
-            .map(|(stream, topic, p)| {
-                let path = dir.join(format!("{stream}-{p}.jsonl"));
-                let text = std::fs::read_to_string(&path)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                (topic, p, text.lines().map(str::to_owned).collect())
-            })
-            .collect();
-        let slices = (over.as_secs_f64() / SLICE.as_secs_f64()).ceil().max(1.0) as usize;
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap)
-            .set("linger.ms", "5")
-            // Retries neither repeat nor reorder the data set.
-            .set("enable.idempotence", "true")
-            .set("queue.buffering.max.messages", "500000");
-        Paced(Some(std::thread::spawn(move || {
-            send(&config, &files, slices)
-        })))
-    }
-
-    /// Waits until every record is sent; how many there were.
-    pub fn finish(mut self) -> u64 {
-        self.0
-            .take()
-            .map(|t| t.join().unwrap_or_else(|_| panic!("the input feed failed")))
-            .unwrap_or_default()
-    }
-}
-
-fn send(config: &ClientConfig, files: &[(&str, i32, Vec<String>)], slices: usize) -> u64 {
-    let producer: ThreadedProducer<DefaultProducerContext> = config
-        .create()
-        .unwrap_or_else(|e| panic!("an input producer: {e}"));
-    let start = Instant::now();
-    let mut sent = 0;
-    for i in 0..slices {
-        for (topic, partition, lines) in files {
-            let per = lines.len().div_ceil(slices);
-            for line in lines.iter().skip(i * per).take(per) {
-                send_line(&producer, topic, *partition, line);
-                sent += 1;
-            }
-        }
-        producer
-            .flush(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("sending slice {i} of the input: {e}"));
-        // Pacing, not waiting for a condition: the next slice is due then.
-        if let Some(rest) = (SLICE * (i as u32 + 1)).checked_sub(start.elapsed())
-            && i + 1 < slices
-        {
-            std::thread::sleep(rest);
-        }
-    }
-    sent
 }

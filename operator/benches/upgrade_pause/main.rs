@@ -132,7 +132,13 @@ async fn run() -> Option<Duration> {
     job.apply(&[]);
     job.wait_ready("first deployment", READY).await;
     // Input keeps coming from now on (before the pods run out of it and go idle).
-    let feed = input::Paced::start(&job.broker.bootstrap, &set.feed, FEED);
+    let feed = s3_job::Feed::start_to(
+        &job.broker.bootstrap,
+        &set.feed,
+        s3_job::PARTITIONS,
+        FEED,
+        input::TOPICS,
+    );
     let fed_from = Instant::now();
     let live = observe::wait_live(&job, MIN_LIVE, 50_000, READY).await;
     eprintln!(

@@ -34,11 +34,24 @@ impl Feed {
     /// Sends the files `<dir>/<stream>-<p>.jsonl` to `<stream>` partition `p`,
     /// each in order, in equal slices one every two seconds over `over`.
     pub fn start(bootstrap: &str, dir: &Path, partitions: u32, over: Duration) -> Feed {
+        let topics = [("impressions", "impressions"), ("plays", "plays")];
+        Feed::start_to(bootstrap, dir, partitions, over, topics)
+    }
+
+    /// As [`Feed::start`], each stream's files to the topic `topics` pairs it
+    /// with (`(stream, topic)`).
+    pub fn start_to(
+        bootstrap: &str,
+        dir: &Path,
+        partitions: u32,
+        over: Duration,
+        topics: [(&str, &str); 2],
+    ) -> Feed {
         let files: Vec<(String, i32, Vec<String>)> = (0..partitions as i32)
-            .flat_map(|p| ["impressions", "plays"].map(|s| (s, p)))
-            .map(|(stream, p)| {
+            .flat_map(|p| topics.map(|(stream, topic)| (stream, topic, p)))
+            .map(|(stream, topic, p)| {
                 let path = dir.join(format!("{stream}-{p}.jsonl"));
-                (stream.to_owned(), p, lines(&path))
+                (topic.to_owned(), p, lines(&path))
             })
             .collect();
         let slices = (over.as_secs_f64() / SLICE.as_secs_f64()).ceil().max(1.0) as usize;
