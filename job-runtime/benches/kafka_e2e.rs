@@ -25,6 +25,8 @@
 //! `STREAMJOIN_BENCH_PERF=DIR` runs the runtime under `perf record`
 //! (`STREAMJOIN_BENCH_PERF_CALLGRAPH=1`: with call stacks);
 //! `STREAMJOIN_BENCH_THREADS=1` prints each runtime thread's CPU over a run.
+//! Each round also prints how busy the machine's cores were over the end-to-end
+//! run (`/proc/stat`): idle cores there mean waiting, not work.
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;
@@ -113,13 +115,23 @@ fn main() {
         let raw_broker_cpu = broker_cpu() - before_raw;
         let raw_rate = total as f64 / raw.as_secs_f64();
         let before_run = broker_cpu();
+        let machine_before = runtime::machine_cpu();
         let run = run_runtime(&broker.bootstrap, THREADS, total);
+        let machine_after = runtime::machine_cpu();
         // Up to the runtime's stop: it includes the produce of the entries
         // still queued then, which is little.
         let run_broker_cpu = broker_cpu() - before_run;
         println!(
             "round {round}: broker CPU: raw read {raw_broker_cpu:.2} s, end to end {run_broker_cpu:.2} s"
         );
+        if let (Some((busy0, all0)), Some((busy1, all1))) = (machine_before, machine_after) {
+            println!(
+                "round {round}: the machine's cores were busy {:.0}% of the end-to-end run ({:.2} of {:.2} core-seconds)",
+                (busy1 - busy0) / (all1 - all0) * 100.0,
+                busy1 - busy0,
+                all1 - all0
+            );
+        }
         let e2e_rate = total as f64 / run.elapsed.as_secs_f64();
         let after_ready_rate = total as f64 / (run.elapsed - run.ready).as_secs_f64();
         println!(

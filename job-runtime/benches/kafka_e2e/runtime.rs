@@ -49,6 +49,21 @@ fn perf_child(perf: u32) -> u32 {
     }
 }
 
+/// The machine's busy and total core-seconds so far (`/proc/stat`): how much
+/// of the cores a run left idle.
+pub fn machine_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let all: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some(((all - idle) / 100.0, all / 100.0))
+}
+
 /// User and system CPU seconds a process has used so far (Linux `/proc`).
 pub fn process_cpu_seconds(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
