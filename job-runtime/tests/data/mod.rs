@@ -15,7 +15,7 @@ use streamjoin_reference::dataset::{Dataset, Overrides};
 /// The runtime binary of this build: Cargo names it for the runtime's own
 /// tests and benchmarks; other packages' tests find it beside their own binary
 /// (`target/release/deps/..` -> `target/release/streamjoin-runtime`).
-fn runtime_binary() -> PathBuf {
+pub fn runtime_binary() -> PathBuf {
     if let Some(bin) = option_env!("CARGO_BIN_EXE_streamjoin-runtime") {
         return PathBuf::from(bin);
     }

@@ -68,7 +68,7 @@ fn generate(dst: &Path) {
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
     }
-    let out = Command::new(runtime_binary())
+    let out = Command::new(crate::data::runtime_binary())
         .args(["generate", "--out"])
         .arg(dst)
         .args(["--events", &EVENTS.to_string()])
@@ -83,22 +83,6 @@ fn generate(dst: &Path) {
         "streamjoin-runtime generate: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The runtime binary beside this benchmark's (`target/release/deps/..`).
-fn runtime_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("the benchmark's path: {e}"));
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("streamjoin-runtime"))
-        .unwrap_or_else(|| panic!("{} lies in target/<profile>/deps", exe.display()));
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build --workspace --release --all-targets",
-        bin.display()
-    );
-    bin
 }
 
 /// Every file cut at `PRELOAD_PER_MILLE` of its lines.

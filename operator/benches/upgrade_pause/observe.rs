@@ -8,52 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
-use kube::api::{Api, ListParams};
 use object_store::ObjectStore;
 use serde_json::Value;
 
-use crate::cluster::example::JOB;
 use crate::cluster::wait::poll;
+use crate::s3_job::observe::runtime_status;
 use crate::s3_job::store::BUCKET;
 use crate::s3_job::{PodRun, S3Job};
-
-/// Each running pod's `GET /v1/status`.
-pub async fn runtime_status(client: &Client, ns: &str) -> Result<Vec<Value>, String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("streamjoin.dev/job={JOB}")))
-        .await
-        .map_err(|e| format!("listing the pods of {JOB}: {e}"))?;
-    let ips: Vec<String> = list
-        .items
-        .iter()
-        .map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| "a pod without an IP".to_owned())?;
-    let fetch = move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        ips.iter()
-            .map(|ip| {
-                let url = format!("http://{ip}:9249/v1/status");
-                agent
-                    .get(&url)
-                    .call()
-                    .map_err(|e| format!("{url}: {e}"))?
-                    .body_mut()
-                    .read_json::<Value>()
-                    .map_err(|e| format!("{url}: {e}"))
-            })
-            .collect()
-    };
-    tokio::task::spawn_blocking(fetch)
-        .await
-        .map_err(|e| format!("the status requests: {e}"))?
-}
 
 fn summed(reports: &[Value], field: &str) -> i64 {
     reports.iter().filter_map(|r| r[field].as_i64()).sum()

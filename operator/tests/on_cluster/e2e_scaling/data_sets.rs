@@ -112,7 +112,7 @@ pub struct Shape {
 /// late here is late because of the flow, which the test wants to see).
 pub fn generated(shape: &Shape, dst: &Path) -> PathBuf {
     let hours = shape.span_ms as f64 / 3_600_000.0;
-    let out = Command::new(runtime_binary())
+    let out = Command::new(crate::data::runtime_binary())
         .args(["generate", "--out"])
         .arg(dst)
         .args(["--events", &shape.events.to_string()])
@@ -131,22 +131,6 @@ pub fn generated(shape: &Shape, dst: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     dst.to_path_buf()
-}
-
-/// The runtime binary beside this test binary (`target/release/deps/..`).
-fn runtime_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("the test binary's path: {e}"));
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("streamjoin-runtime"))
-        .unwrap_or_else(|| panic!("{} lies in target/<profile>/deps", exe.display()));
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace",
-        bin.display()
-    );
-    bin
 }
 
 /// The largest event time in `stream`'s files of `data` (ms).

@@ -12,8 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::cluster::example::JOB;
@@ -171,38 +169,9 @@ pub fn assert_topic_matches(job: &S3Job, topic: &str, data: &Path) -> usize {
     expected
 }
 
-/// Each running pod's own `GET /v1/status` (admin port 9249 on the pod's IP):
-/// what the pods report, without waiting for the operator's next look at them.
+/// Each running pod's own `GET /v1/status` (see [`crate::s3_job::observe::runtime_status`]).
 pub async fn runtime_status(job: &S3Job) -> Result<Vec<Value>, String> {
-    let pods: Api<Pod> = Api::namespaced(job.t.client.clone(), job.ns());
-    let list = pods
-        .list(&ListParams::default().labels(&format!("streamjoin.dev/job={JOB}")))
-        .await
-        .map_err(|e| format!("listing the pods of {JOB}: {e}"))?;
-    let ips: Vec<String> = list
-        .items
-        .iter()
-        .map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| "a pod without an IP".to_owned())?;
-    tokio::task::block_in_place(|| {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        ips.iter()
-            .map(|ip| {
-                let url = format!("http://{ip}:9249/v1/status");
-                agent
-                    .get(&url)
-                    .call()
-                    .map_err(|e| format!("{url}: {e}"))?
-                    .body_mut()
-                    .read_json::<Value>()
-                    .map_err(|e| format!("{url}: {e}"))
-            })
-            .collect()
-    })
+    crate::s3_job::observe::runtime_status(&job.t.client, job.ns()).await
 }
 
 /// The sum of a number field over the pods' reports.

@@ -11,7 +11,7 @@
 pub mod feed;
 mod flows;
 pub mod measure;
-mod observe;
+pub mod observe;
 pub mod store;
 
 use std::path::{Path, PathBuf};

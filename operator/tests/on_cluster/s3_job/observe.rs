@@ -1,11 +1,12 @@
 //! What the tests read back: a pod's identity and run, the job's conditions,
-//! the Events about the job.
+//! the Events about the job, each pod's own status.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
 use kube::api::{Api, ListParams};
+use serde_json::Value;
 use streamjoin_api::StreamJoinJob;
 
 use crate::cluster::example::JOB;
@@ -121,4 +122,42 @@ pub fn without_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// Each running pod's own `GET /v1/status` (admin port 9249 on the pod's IP):
+/// what the pods report, without waiting for the operator's next look at them.
+pub async fn runtime_status(client: &Client, ns: &str) -> Result<Vec<Value>, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("streamjoin.dev/job={JOB}")))
+        .await
+        .map_err(|e| format!("listing the pods of {JOB}: {e}"))?;
+    let ips: Vec<String> = list
+        .items
+        .iter()
+        .map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| "a pod without an IP".to_owned())?;
+    // Blocking HTTP off the async workers (the benchmark's runtime has one).
+    let fetch = move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .into();
+        ips.iter()
+            .map(|ip| {
+                let url = format!("http://{ip}:9249/v1/status");
+                agent
+                    .get(&url)
+                    .call()
+                    .map_err(|e| format!("{url}: {e}"))?
+                    .body_mut()
+                    .read_json::<Value>()
+                    .map_err(|e| format!("{url}: {e}"))
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(fetch)
+        .await
+        .map_err(|e| format!("the status requests: {e}"))?
 }
