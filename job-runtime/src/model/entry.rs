@@ -26,10 +26,13 @@ fn join(id: IdHash) -> u128 {
     u128::from(id[0]) | (u128::from(id[1]) << 64)
 }
 
-/// Event ids seen by one entry: id hash -> content fingerprint.
+/// Event ids seen by one entry: id hash -> content fingerprint. Four ids fit
+/// in the entry itself: with two, every entry with a third event allocated a
+/// list (and freed it when emitted), and each later event read it from
+/// another cache line; `replay` of `medium` took ~10% less CPU with four.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DedupSet {
-    Inline(SmallVec<[(IdHash, u64); 2]>),
+    Inline(SmallVec<[(IdHash, u64); 4]>),
     Map(Box<HashMap<IdHash, u64, IdHasher>>),
 }
 
