@@ -816,14 +816,18 @@ impl ShardStore {
         self.cache.prefetch_slot(key);
     }
 
-    /// Starts loading `key`'s cached entry (its first two cache lines) into
-    /// the CPU caches, if there is one. Reads the key's slot: best once
+    /// Starts loading `key`'s cached entry (every cache line of it: a fold
+    /// reads the aggregates and the event ids, which lie lines apart) into the
+    /// CPU caches, if there is one. Reads the key's slot: best once
     /// [`Self::prefetch_slot`] had time to load it.
     pub fn prefetch_entry(&self, key: &Key) {
         if let Some(c) = self.cache.get(key) {
-            let p: *const Cached = &**c;
-            prefetch(p);
-            prefetch(p.cast::<u8>().wrapping_add(64));
+            let p = (&**c as *const Cached).cast::<u8>();
+            let mut line = p as usize & !63;
+            while line < p as usize + size_of::<Cached>() {
+                prefetch(p.wrapping_add(line - p as usize));
+                line += 64;
+            }
         }
     }
 
