@@ -136,12 +136,10 @@ impl PartitionSource for KafkaSource {
                     self.warn(&KafkaError::MessageConsumption(code));
                     return Ok(Next::CaughtUp);
                 }
-                Polled::Message {
-                    offset,
-                    timestamp_ms,
-                } => {
+                Polled::Message { offset } => {
                     self.position.next_offset.store(offset + 1, Relaxed);
-                    if let (Some(min), Some(ts)) = (self.skip_before_ms, timestamp_ms)
+                    if let Some(min) = self.skip_before_ms
+                        && let Some(ts) = self.queue.timestamp_ms()
                         && ts < min
                     {
                         self.position.skipped.fetch_add(1, Relaxed);
