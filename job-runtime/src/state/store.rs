@@ -822,11 +822,13 @@ impl ShardStore {
     /// [`Self::prefetch_slot`] had time to load it.
     pub fn prefetch_entry(&self, key: &Key) {
         if let Some(c) = self.cache.get(key) {
-            let p = (&**c as *const Cached).cast::<u8>();
-            let mut line = p as usize & !63;
-            while line < p as usize + size_of::<Cached>() {
-                prefetch(p.wrapping_add(line - p as usize));
-                line += 64;
+            let start = (&**c as *const Cached).cast::<u8>();
+            let end = start as usize + size_of::<Cached>();
+            // From the line the entry starts in, whatever its alignment.
+            let mut line = start.wrapping_sub(start as usize % 64);
+            while (line as usize) < end {
+                prefetch(line);
+                line = line.wrapping_add(64);
             }
         }
     }
